@@ -1,0 +1,103 @@
+"""What every API view shares: the error body, strict input fields, and pagination."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from config.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "details": details if details is not None else {}}
+
+
+_DRF_CODES = {
+    exceptions.ParseError: ("malformed_json", "The request body is not valid JSON."),
+    exceptions.UnsupportedMediaType: ("unsupported_media_type", "Send the body as application/json."),
+    exceptions.NotFound: ("not_found", "Nothing is here."),
+    exceptions.MethodNotAllowed: ("method_not_allowed", "This method is not allowed here."),
+    exceptions.NotAcceptable: ("not_acceptable", "This resource answers in application/json."),
+    exceptions.Throttled: ("throttled", "Too many requests; slow down."),
+    exceptions.NotAuthenticated: ("not_authenticated", "Authentication credentials were not provided."),
+    exceptions.AuthenticationFailed: ("authentication_failed", "The credentials are not valid."),
+    exceptions.PermissionDenied: ("permission_denied", "This token may not do that."),
+}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Render every client error as {"code", "message", "details"}."""
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("request_too_large", "The request body is larger than 256 KiB."), status=413)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body("invalid_request", "The request is invalid; see details.", exc.detail)
+        return response
+    for exc_type, (code, message) in _DRF_CODES.items():
+        if isinstance(exc, exc_type):
+            detail = exc.detail if isinstance(exc.detail, str) else message
+            response.data = error_body(code, str(detail) or message)
+            return response
+    response.data = error_body(getattr(exc, "default_code", "error"), str(getattr(exc, "detail", exc)))
+    return response
+
+
+def json_error(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status)
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of converting them."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer field that refuses strings, booleans and fractions."""
+
+    default_error_messages = {"invalid": "A whole number is required."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+IDENTIFIER = {"min_length": 1, "max_length": 64, "trim_whitespace": False}
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """Validate input with a serializer; a failure raises ValidationError, rendered as a 400."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def paginated(view: Any, request: Any, queryset: Any, serializer_class: type[serializers.Serializer]) -> Response:
+    paginator = Pagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)

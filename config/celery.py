@@ -1,0 +1,51 @@
+"""The Celery app: the worker runs the message consumers and the relay as threads; beat runs the sweeps."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery, bootsteps
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("sagaflow")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["messaging", "saga"])
+
+
+class MessagingStep(bootsteps.StartStopStep):
+    """Runs the consumers and the relay inside `celery -A config worker`."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.runtime = None
+
+    def start(self, worker):
+        from messaging.worker import MessagingRuntime
+
+        self.runtime = MessagingRuntime()
+        self.runtime.start()
+
+    def stop(self, worker):
+        if self.runtime is not None:
+            self.runtime.shutdown()
+
+
+app.steps["worker"].add(MessagingStep)
+
+
+def beat_schedule() -> dict:
+    from django.conf import settings
+
+    return {
+        "saga-timeout-sweep": {"task": "saga.tasks.sweep_timeouts", "schedule": settings.SAGA_SWEEP_INTERVAL_S},
+        "outbox-safety-sweep": {"task": "messaging.tasks.sweep_outbox", "schedule": settings.OUTBOX_SWEEP_INTERVAL_S * 5},
+        "inbox-retention": {"task": "messaging.tasks.prune_inbox", "schedule": 3600.0},
+    }
+
+
+@app.on_after_configure.connect
+def _schedule_sweeps(sender, **kwargs):
+    sender.conf.beat_schedule = beat_schedule()

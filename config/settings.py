@@ -1,0 +1,241 @@
+"""Settings, read from the environment. Every variable has a safe default for the embedded mode.
+
+The README lists every variable. A bad value raises ImproperlyConfigured naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def env_number(name: str, default: float, *, minimum: float = 0, cast: type = float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a {cast.__name__}, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def env_choice(name: str, default: str, choices: set[str]) -> str:
+    value = os.environ.get(name, default).strip().lower() or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+DEFAULT_SECRET_KEY = "sagaflow-insecure-development-key"
+SECRET_KEY = env_str("SECRET_KEY", DEFAULT_SECRET_KEY)
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h.strip()]
+PORT = int(env_number("PORT", 8000, minimum=1, cast=int))
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", {"debug", "info", "warning", "error", "critical"}).upper()
+LOG_FORMAT = env_choice("LOG_FORMAT", "json", {"json", "text"})
+
+DATABASE_URL = env_str("DATABASE_URL", "")
+BROKER_URL = env_str("BROKER_URL", "")
+
+if DATABASE_URL:
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)}
+    except Exception as error:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {error}") from None
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            # WAL and IMMEDIATE transactions let the web threads and the in-process dispatcher share one file.
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
+
+# "amqp" relays the outbox to RabbitMQ for Celery workers to consume; "inprocess" runs the same handlers
+# in a thread of the web process, so the embedded default needs no broker.
+MESSAGING_TRANSPORT = "amqp" if BROKER_URL else "inprocess"
+MESSAGING_EXCHANGE = env_str("MESSAGING_EXCHANGE", "sagaflow")
+MESSAGING_MAX_ATTEMPTS = int(env_number("MESSAGING_MAX_ATTEMPTS", 5, minimum=1, cast=int))
+MESSAGING_RETRY_BASE_S = env_number("MESSAGING_RETRY_BASE_S", 1.0, minimum=0.01)
+MESSAGING_DELIVERY_LIMIT = int(env_number("MESSAGING_DELIVERY_LIMIT", 5, minimum=1, cast=int))
+MESSAGING_PREFETCH = int(env_number("MESSAGING_PREFETCH", 50, minimum=1, cast=int))
+OUTBOX_SWEEP_INTERVAL_S = env_number("OUTBOX_SWEEP_INTERVAL_S", 2.0, minimum=0.05)
+OUTBOX_BATCH_SIZE = int(env_number("OUTBOX_BATCH_SIZE", 200, minimum=1, cast=int))
+MESSAGING_INPROCESS_AUTOSTART = env_bool("MESSAGING_INPROCESS_AUTOSTART", True)
+INBOX_RETENTION_DAYS = env_number("INBOX_RETENTION_DAYS", 7, minimum=1)
+
+SAGA_PAYMENT_DEADLINE_S = env_number("SAGA_PAYMENT_DEADLINE_S", 30.0, minimum=0.1)
+SAGA_INVENTORY_DEADLINE_S = env_number("SAGA_INVENTORY_DEADLINE_S", 30.0, minimum=0.1)
+SAGA_SWEEP_INTERVAL_S = env_number("SAGA_SWEEP_INTERVAL_S", 5.0, minimum=0.1)
+
+ORDER_CURRENCY = env_str("ORDER_CURRENCY", "EUR")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "health_check",
+    "messaging",
+    "saga",
+    "orders",
+    "payments",
+    "inventory",
+]
+
+MIDDLEWARE = [
+    "messaging.correlation.CorrelationIdMiddleware",
+    "config.middleware.RequestSizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Without collectstatic (the embedded mode, the tests) WhiteNoise serves straight from the apps' folders.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+MAX_REQUEST_BODY_BYTES = 256 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+MAX_ORDER_LINES = 100
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "sagaflow",
+    "DESCRIPTION": "Order processing as an orchestrated saga: payment, then stock, compensated on failure.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+CELERY_BROKER_URL = BROKER_URL or "memory://"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Threads, not prefork: the worker's consumers and relay are threads of one process.
+CELERY_WORKER_POOL = "threads"
+CELERY_WORKER_CONCURRENCY = int(env_number("CELERY_WORKER_CONCURRENCY", 2, minimum=1, cast=int))
+CELERY_BEAT_SCHEDULE_FILENAME = env_str("CELERY_BEAT_SCHEDULE_FILENAME", "/tmp/sagaflow-celerybeat-schedule")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "messaging.correlation.LogContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
+        },
+        "text": {
+            "format": "%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "amqp": {"level": "WARNING"},
+        "kombu": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.views import HealthView, api_not_found
+from inventory.api import ProductDetailApi, ProductListCreateApi, ProductRestockApi
+from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi
+from payments.api import AccountCreateApi, AccountDetailApi, PaymentListApi
+
+SKU = "<str:sku>"
+CUSTOMER = "<str:customer_id>"
+
+api = [
+    path("products", ProductListCreateApi.as_view(), name="products"),
+    path(f"products/{SKU}", ProductDetailApi.as_view(), name="product"),
+    path(f"products/{SKU}/restock", ProductRestockApi.as_view(), name="product-restock"),
+    path("accounts", AccountCreateApi.as_view(), name="accounts"),
+    path(f"accounts/{CUSTOMER}", AccountDetailApi.as_view(), name="account"),
+    path("orders", OrderListCreateApi.as_view(), name="orders"),
+    path("orders/<uuid:order_id>", OrderDetailApi.as_view(), name="order"),
+    path("orders/<uuid:order_id>/cancel", OrderCancelApi.as_view(), name="order-cancel"),
+    path("payments", PaymentListApi.as_view(), name="payments"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    *[path(f"api/{route.pattern}", route.callback, name=route.name) for route in api],
+    re_path(r"^api(?:/.*)?$", api_not_found),
+    path("health", HealthView.as_view(), name="health"),
+    path("admin/", admin.site.urls),
+]

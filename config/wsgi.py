@@ -1,0 +1,19 @@
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+application = get_wsgi_application()
+
+
+def _start_embedded_dispatcher() -> None:
+    from django.conf import settings
+
+    if settings.MESSAGING_TRANSPORT == "inprocess" and settings.MESSAGING_INPROCESS_AUTOSTART:
+        from messaging import inprocess
+
+        inprocess.start()
+
+
+_start_embedded_dispatcher()

@@ -1,0 +1,26 @@
+"""Reads of the inventory context."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db.models import QuerySet
+
+from inventory.models import Product, Reservation
+
+
+def product_list() -> QuerySet[Product]:
+    return Product.objects.order_by("sku")
+
+
+def product_get(*, sku: str) -> Product | None:
+    return Product.objects.filter(sku=sku).first()
+
+
+def product_prices(*, skus: list[str]) -> dict[str, Decimal]:
+    """The catalogue price of each known sku; unknown skus are absent."""
+    return dict(Product.objects.filter(sku__in=skus).values_list("sku", "price"))
+
+
+def reservation_for_order(*, order_id: str) -> Reservation | None:
+    return Reservation.objects.filter(order_id=order_id).prefetch_related("lines").first()

@@ -1,0 +1,165 @@
+"""Writes of the inventory context: the catalogue, restocks, and reservations for orders."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from config.errors import ConflictError, NotFoundError
+from inventory.models import Product, Reservation, ReservationLine, StockMovement
+from messaging.locks import order_lock
+from messaging.outbox import publish
+
+logger = logging.getLogger(__name__)
+
+
+class ProductExistsError(ConflictError):
+    code = "product_exists"
+
+
+class ProductNotFoundError(NotFoundError):
+    code = "product_not_found"
+
+
+def product_create(*, sku: str, name: str, price: Decimal, stock: int) -> Product:
+    """Add a product with its opening stock. Raises ProductExistsError for a taken sku."""
+    try:
+        with transaction.atomic(durable=True):
+            product = Product.objects.create(sku=sku, name=name, price=price, on_hand=stock)
+            if stock:
+                StockMovement.objects.create(product=product, kind=StockMovement.Kind.INITIAL, quantity=stock)
+    except IntegrityError:
+        raise ProductExistsError(f"a product with sku {sku!r} already exists", {"sku": sku}) from None
+    return product
+
+
+def product_restock(*, sku: str, quantity: int) -> Product:
+    """Add `quantity` to the stock on hand."""
+    with transaction.atomic(durable=True):
+        updated = Product.objects.filter(sku=sku).update(on_hand=F("on_hand") + quantity)
+        if not updated:
+            raise ProductNotFoundError(f"no product with sku {sku!r}", {"sku": sku})
+        StockMovement.objects.create(product_id=sku, kind=StockMovement.Kind.RESTOCK, quantity=quantity)
+        return Product.objects.get(sku=sku)
+
+
+def stock_reserve(*, order_id: str, items: list[dict[str, Any]]) -> Reservation:
+    """Reserve every line of an order, or none. Must run in a transaction.
+
+    Emits `inventory.reserved` or `inventory.reservation_failed` (code `out_of_stock`, `unknown_sku`, or
+    `order_closed` once the order has failed). Idempotent per order: a repeat re-emits the first outcome.
+    """
+    order_lock("inventory", order_id)
+    existing = Reservation.objects.filter(order_id=order_id).first()
+    if existing is not None:
+        _announce(existing, items)
+        return existing
+    wanted = _merge_lines(items)
+    failure = _hold_stock(wanted)
+    if failure:
+        reservation = Reservation.objects.create(order_id=order_id, status=Reservation.Status.REJECTED,
+                                                 reason=failure)
+    else:
+        reservation = Reservation.objects.create(order_id=order_id, status=Reservation.Status.ACTIVE)
+        ReservationLine.objects.bulk_create(
+            ReservationLine(reservation=reservation, product_id=sku, quantity=quantity)
+            for sku, quantity in wanted.items()
+        )
+    _announce(reservation, items)
+    return reservation
+
+
+def _merge_lines(items: list[dict[str, Any]]) -> dict[str, int]:
+    wanted: dict[str, int] = {}
+    for line in items:
+        wanted[line["sku"]] = wanted.get(line["sku"], 0) + int(line["quantity"])
+    return dict(sorted(wanted.items()))  # a fixed lock order: no deadlocks between concurrent reservations
+
+
+def _hold_stock(wanted: dict[str, int]) -> str:
+    """Raise `reserved` for every line atomically; return a failure code, or "" when all were held."""
+    known = set(Product.objects.filter(sku__in=wanted).values_list("sku", flat=True))
+    if len(known) != len(wanted):
+        return "unknown_sku"
+    with transaction.atomic():
+        for sku, quantity in wanted.items():
+            # The guard in the WHERE is re-checked under the row lock: available stock never goes negative.
+            held = Product.objects.filter(sku=sku, on_hand__gte=F("reserved") + quantity).update(
+                reserved=F("reserved") + quantity
+            )
+            if not held:
+                transaction.set_rollback(True)
+                return "out_of_stock"
+    return ""
+
+
+def _announce(reservation: Reservation, items: list[dict[str, Any]]) -> None:
+    order_id = str(reservation.order_id)
+    if reservation.status in {Reservation.Status.ACTIVE, Reservation.Status.COMMITTED}:
+        publish("inventory.reserved", {"order_id": order_id, "reservation_id": str(reservation.id),
+                                       "items": _lines_of(reservation)})
+        return
+    code = reservation.reason or "order_closed"
+    if reservation.status == Reservation.Status.RELEASED:
+        code = "order_closed"
+    publish("inventory.reservation_failed", {
+        "order_id": order_id, "code": code, "reason": _FAILURE_TEXT.get(code, code),
+        "items": [{"sku": i["sku"], "quantity": int(i["quantity"])} for i in items],
+    })
+
+
+_FAILURE_TEXT = {
+    "out_of_stock": "not enough stock for every line of the order",
+    "unknown_sku": "a line names a product that is not in the catalogue",
+    "order_closed": "the order has already failed; no stock is held for it",
+}
+
+
+def _lines_of(reservation: Reservation) -> list[dict[str, Any]]:
+    return [{"sku": line.product_id, "quantity": line.quantity}
+            for line in reservation.lines.order_by("product_id")]
+
+
+def reservation_commit(*, order_id: str) -> None:
+    """The order completed: its goods leave `on_hand`. Must run in a transaction; idempotent."""
+    order_lock("inventory", order_id)
+    reservation = Reservation.objects.filter(order_id=order_id).first()
+    if reservation is None or reservation.status != Reservation.Status.ACTIVE:
+        logger.info("nothing to commit for order %s", order_id)
+        return
+    for line in reservation.lines.all():
+        Product.objects.filter(sku=line.product_id).update(
+            on_hand=F("on_hand") - line.quantity, reserved=F("reserved") - line.quantity
+        )
+        StockMovement.objects.create(product_id=line.product_id, kind=StockMovement.Kind.COMMIT,
+                                     quantity=line.quantity, order_id=order_id)
+    reservation.status = Reservation.Status.COMMITTED
+    reservation.save(update_fields=["status", "updated_at"])
+
+
+def reservation_release(*, order_id: str, reason: str) -> None:
+    """The order failed: give back any stock held for it, and refuse any later reservation.
+
+    Must run in a transaction; idempotent. Emits `inventory.released` when stock was given back.
+    """
+    order_lock("inventory", order_id)
+    reservation = Reservation.objects.filter(order_id=order_id).first()
+    if reservation is None:
+        Reservation.objects.create(order_id=order_id, status=Reservation.Status.RELEASED, reason=reason)
+        return
+    if reservation.status == Reservation.Status.COMMITTED:
+        logger.error("release asked for order %s whose goods already left", order_id)
+        return
+    if reservation.status != Reservation.Status.ACTIVE:
+        return
+    lines = _lines_of(reservation)
+    for line in lines:
+        Product.objects.filter(sku=line["sku"]).update(reserved=F("reserved") - line["quantity"])
+    reservation.status = Reservation.Status.RELEASED
+    reservation.reason = reason
+    reservation.save(update_fields=["status", "reason", "updated_at"])
+    publish("inventory.released", {"order_id": order_id, "items": lines})

@@ -1,0 +1,93 @@
+"""One delivery, start to finish, whatever the transport: decode, dispatch, and decide what to do with it.
+
+The transport acts on the verdict: ack, retry later through a delay, or store a dead letter, and acks the
+original only after that is done.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from messaging import bus
+from messaging.deadletters import FailedDelivery, dead_letter_record
+from messaging.envelope import Envelope, decode
+from messaging.errors import PermanentMessageError, is_transient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # "ack", "retry" or "dead_letter"
+    envelope: Envelope | None = None
+    delay_s: float = 0.0
+    failure: FailedDelivery | None = None
+
+
+def retry_delay_s(attempt: int) -> float:
+    """Exponential backoff: base, 2×base, 4×base… for the retry after `attempt` failed."""
+    return settings.MESSAGING_RETRY_BASE_S * (2 ** (attempt - 1))
+
+
+def handle_delivery(
+    consumer: str, body: bytes | str, properties: dict[str, Any], headers: dict[str, Any], routing_key: str
+) -> Verdict:
+    """Handle one delivery for `consumer` and say what the transport must do with it. Never raises."""
+    close_old_connections()
+    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    message_id = str(properties.get("message_id") or "")
+    try:
+        envelope = decode(body, properties, headers, routing_key)
+    except PermanentMessageError as error:
+        return _dead(consumer, message_id, routing_key, raw, headers, error, attempts=1)
+    try:
+        bus.dispatch(consumer, envelope)
+        return Verdict("ack", envelope)
+    except PermanentMessageError as error:
+        return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, error, envelope.attempt)
+    except Exception as error:  # noqa: BLE001 - every failure is classed, none may kill the consumer
+        if not is_transient(error):
+            logger.exception("handler of %s failed permanently", envelope.routing_key)
+            wrapped = PermanentMessageError("handler_error", f"{type(error).__name__}: {error}")
+            wrapped.__cause__ = error
+            return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
+                         envelope.attempt, error)
+        _drop_broken_connection()
+        if envelope.attempt >= settings.MESSAGING_MAX_ATTEMPTS:
+            wrapped = PermanentMessageError("retries_exhausted", f"{type(error).__name__}: {error}")
+            return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
+                         envelope.attempt, error)
+        delay = retry_delay_s(envelope.attempt)
+        logger.warning("transient failure of %s (attempt %s), retry in %.2fs: %s",
+                       envelope.routing_key, envelope.attempt, delay, error)
+        return Verdict("retry", envelope, delay_s=delay)
+
+
+def _dead(consumer: str, message_id: str, routing_key: str, raw: str, headers: dict[str, Any],
+          error: PermanentMessageError, attempts: int, cause: BaseException | None = None) -> Verdict:
+    failure = FailedDelivery(
+        message_id=message_id or "(none)", routing_key=routing_key, queue=consumer, body=raw,
+        headers=dict(headers or {}), reason=error.reason, detail=error.detail, attempts=attempts,
+        error=cause or error,
+    )
+    return Verdict("dead_letter", failure=failure)
+
+
+def store_dead_letter(verdict: Verdict) -> None:
+    """Store the dead letter of a verdict. Raises when the database is down: the caller must not ack then."""
+    assert verdict.failure is not None
+    dead_letter_record(verdict.failure)
+
+
+def _drop_broken_connection() -> None:
+    # A connection that failed mid-transaction is useless; the next message opens a fresh one.
+    try:
+        if connection.connection is not None and not connection.is_usable():
+            connection.close()
+    except Exception:  # noqa: BLE001
+        connection.close()

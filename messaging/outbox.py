@@ -1,0 +1,51 @@
+"""`publish()`: the only way any app emits a message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from messaging import correlation
+from messaging.catalogue import SCHEMA_VERSION, validate_payload
+from messaging.models import OutboxMessage
+
+NOTIFY_CHANNEL = "sagaflow_outbox"
+
+
+class OutboxOutsideTransactionError(RuntimeError):
+    """publish() was called with no transaction open; the message would not be atomic with its cause."""
+
+
+def publish(routing_key: str, payload: dict[str, Any], *, order_id: str = "") -> OutboxMessage:
+    """Insert a message into the outbox, in the caller's transaction. Never sends on the spot.
+
+    Must run inside `transaction.atomic()`. The correlation and causation ids come from the current context
+    (the HTTP request, or the message being handled). The relay is woken when the transaction commits.
+    """
+    if not connection.in_atomic_block:
+        raise OutboxOutsideTransactionError(f"publish({routing_key!r}) must run inside transaction.atomic()")
+    validate_payload(routing_key, payload)
+    order_id = order_id or str(payload.get("order_id", ""))
+    message = OutboxMessage.objects.create(
+        routing_key=routing_key,
+        payload=payload,
+        headers={"version": SCHEMA_VERSION},
+        correlation_id=correlation.correlation_id.get() or correlation.new_id(),
+        causation_id=correlation.message_id.get() or "",
+        order_id=order_id,
+    )
+    _wake_relay_on_commit()
+    return message
+
+
+def _wake_relay_on_commit() -> None:
+    if settings.MESSAGING_TRANSPORT == "inprocess":
+        from messaging import inprocess
+
+        transaction.on_commit(inprocess.wake)
+    elif connection.vendor == "postgresql":
+        # Delivered by PostgreSQL at commit, and folded into one notification per transaction.
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")

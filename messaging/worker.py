@@ -1,0 +1,204 @@
+"""What a Celery worker process runs besides tasks: one consumer thread per queue, and the relay.
+
+Each thread owns its broker connection and its database connection, reconnects after any failure, and
+stops cleanly when the worker shuts down. A delivery is acked only after its outcome is durable: the
+handler's transaction committed, or the retry or dead letter was confirmed by the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from kombu import Connection, Consumer, Producer
+from kombu.message import Message
+
+from messaging import bus, topology
+from messaging.consumers import Verdict, handle_delivery
+from messaging.deadletters import FailedDelivery, dead_letter_record
+from messaging.envelope import ATTEMPT_HEADER
+from messaging.relay import Relay, broker_connection
+
+logger = logging.getLogger(__name__)
+
+REASON_HEADER = "x-sagaflow-reason"
+DETAIL_HEADER = "x-sagaflow-detail"
+QUEUE_HEADER = "x-sagaflow-queue"
+TRACEBACK_HEADER = "x-sagaflow-traceback"
+
+
+class _BrokerThread(threading.Thread):
+    """A thread that consumes one queue, reconnecting until stopped."""
+
+    def __init__(self, queue_name: str, stop: threading.Event):
+        super().__init__(name=f"sagaflow-{queue_name}", daemon=True)
+        self.queue_name = queue_name
+        self.stop = stop
+        self.producer: Producer | None = None
+
+    def queue(self):
+        raise NotImplementedError
+
+    def on_message(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with broker_connection() as broker:
+                    broker.ensure_connection(max_retries=3)
+                    topology.declare_all(broker.default_channel)
+                    self.producer = Producer(broker.channel())
+                    channel = broker.channel()
+                    channel.basic_qos(0, settings.MESSAGING_PREFETCH, False)
+                    with Consumer(channel, queues=[self.queue()], on_message=self._safely, auto_declare=False):
+                        logger.info("consuming %s", self.queue_name)
+                        self._drain(broker)
+            except Exception:  # noqa: BLE001 - a lost broker or database: reconnect
+                logger.exception("consumer of %s lost its connection; reconnecting", self.queue_name)
+                connection.close()
+                self.stop.wait(1.0)
+
+    def _drain(self, broker: Connection) -> None:
+        while not self.stop.is_set():
+            try:
+                broker.drain_events(timeout=1.0)
+            except socket.timeout:
+                broker.heartbeat_check()
+
+    def _safely(self, message: Message) -> None:
+        try:
+            self.on_message(message)
+        except Exception:
+            # Unacked, the message returns to the queue when the connection is re-made.
+            logger.exception("could not settle a message from %s", self.queue_name)
+            raise
+
+
+class ConsumerThread(_BrokerThread):
+    """Feeds one consumer's queue through the shared delivery path, then acks, retries or dead-letters."""
+
+    def queue(self):
+        return topology.consumer_queue(self.queue_name)
+
+    def on_message(self, message: Message) -> None:
+        properties: dict[str, Any] = dict(message.properties)
+        verdict = handle_delivery(
+            self.queue_name, message.body, properties, dict(message.headers or {}),
+            message.delivery_info.get("routing_key", ""),
+        )
+        if verdict.action == "retry":
+            self._send_to_retry(message, verdict)
+        elif verdict.action == "dead_letter":
+            self._send_to_dead_letters(message, verdict)
+        message.ack()
+
+    def _send_to_retry(self, message: Message, verdict: Verdict) -> None:
+        assert verdict.envelope is not None and self.producer is not None
+        attempt = verdict.envelope.attempt
+        headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1}
+        self.producer.publish(
+            message.body, exchange="", routing_key=topology.retry_queue_name(self.queue_name, attempt),
+            headers=headers, retry=False, **_copied_properties(message),
+        )
+
+    def _send_to_dead_letters(self, message: Message, verdict: Verdict) -> None:
+        # Through the broker rather than straight to the database, so a dead letter is kept even while the
+        # database is down; the dead-letter thread stores it.
+        assert verdict.failure is not None and self.producer is not None
+        failure = verdict.failure
+        headers = {
+            **(message.headers or {}),
+            REASON_HEADER: failure.reason,
+            DETAIL_HEADER: failure.detail[:1000],
+            QUEUE_HEADER: self.queue_name,
+            TRACEBACK_HEADER: _summary(failure.error),
+            ATTEMPT_HEADER: failure.attempts,
+        }
+        self.producer.publish(
+            message.body, exchange=topology.DEAD_LETTER_EXCHANGE, routing_key=failure.routing_key,
+            headers=headers, retry=False, **_copied_properties(message),
+        )
+
+
+class DeadLetterThread(_BrokerThread):
+    """Stores whatever reaches the dead-letter queue as DeadLetter rows: ours, and the broker's own."""
+
+    def queue(self):
+        return topology.dead_letter_queue()
+
+    def on_message(self, message: Message) -> None:
+        try:
+            dead_letter_record(_failure_from(message))
+        except Exception:  # noqa: BLE001 - the database is down: keep the message and slow down
+            logger.exception("could not store a dead letter; it stays queued")
+            connection.close()
+            self.stop.wait(1.0)
+            message.requeue()
+            return
+        message.ack()
+
+
+def _failure_from(message: Message) -> FailedDelivery:
+    headers = dict(message.headers or {})
+    properties = dict(message.properties)
+    deaths = headers.get("x-death") or []
+    first_death = deaths[0] if deaths else {}
+    reason = headers.pop(REASON_HEADER, None)
+    if reason is None:
+        # Dead-lettered by the broker: over the delivery limit, or rejected.
+        broker_reason = str(first_death.get("reason", headers.get("x-first-death-reason", "rejected")))
+        reason = "delivery_limit" if broker_reason == "delivery_limit" else f"broker_{broker_reason}"
+    queue = headers.pop(QUEUE_HEADER, None) or first_death.get("queue") or headers.get("x-first-death-queue", "")
+    body = message.body
+    return FailedDelivery(
+        message_id=str(properties.get("message_id") or "(none)"),
+        routing_key=str(properties.get("type") or message.delivery_info.get("routing_key", "")),
+        queue=str(queue),
+        body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
+        headers={k: v for k, v in headers.items() if k not in {DETAIL_HEADER, TRACEBACK_HEADER}},
+        reason=str(reason),
+        detail=str(headers.get(DETAIL_HEADER, "")),
+        attempts=int(headers.get(ATTEMPT_HEADER) or headers.get("x-delivery-count") or 1),
+        traceback_text=str(headers.get(TRACEBACK_HEADER, "")),
+    )
+
+
+def _copied_properties(message: Message) -> dict[str, Any]:
+    keep = ("message_id", "correlation_id", "type", "timestamp")
+    properties = {k: message.properties[k] for k in keep if k in message.properties}
+    return {**properties, "content_type": message.content_type or "application/json",
+            "content_encoding": message.content_encoding or "utf-8", "delivery_mode": 2}
+
+
+def _summary(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    import traceback
+
+    return "".join(traceback.format_exception(error, limit=6))[-1500:]
+
+
+class MessagingRuntime:
+    """Starts and stops the consumer threads and the relay of one worker process."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.threads = [ConsumerThread(name, self.stop) for name in bus.consumers()]
+        self.threads.append(DeadLetterThread(topology.DEAD_LETTER_QUEUE, self.stop))
+        self.threads.append(threading.Thread(target=Relay(self.stop).run, name="sagaflow-relay", daemon=True))
+        for thread in self.threads:
+            thread.start()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout)
+

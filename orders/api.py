@@ -1,0 +1,139 @@
+"""Orders over HTTP: place, read, list and cancel."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import IDENTIFIER, StrictCharField, StrictIntegerField, paginated, validated
+from config.errors import NotFoundError
+from orders.models import Order
+from orders.selectors import order_get, order_list
+from orders.services import order_create
+from saga.selectors import saga_get, saga_history
+from saga.services import saga_cancel
+
+MAX_QUANTITY = 1_000_000
+
+
+class OrderNotFoundError(NotFoundError):
+    code = "order_not_found"
+
+
+class OrderLineInputSerializer(serializers.Serializer):
+    sku = StrictCharField(**IDENTIFIER)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+
+class OrderCreateInputSerializer(serializers.Serializer):
+    customer_id = StrictCharField(**IDENTIFIER)
+    items = OrderLineInputSerializer(many=True, allow_empty=False, max_length=settings.MAX_ORDER_LINES)
+
+    def validate_items(self, items: list[dict]) -> list[dict]:
+        skus = [line["sku"] for line in items]
+        repeated = sorted({sku for sku in skus if skus.count(sku) > 1})
+        if repeated:
+            raise serializers.ValidationError(f"each sku may appear once; repeated: {', '.join(repeated)}")
+        return items
+
+
+class OrderLineOutputSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2)
+
+
+class SagaStepOutputSerializer(serializers.Serializer):
+    from_state = serializers.CharField(allow_null=True)
+    to_state = serializers.CharField()
+    message_type = serializers.CharField()
+    message_id = serializers.CharField(allow_null=True)
+    at = serializers.DateTimeField()
+
+
+class SagaOutputSerializer(serializers.Serializer):
+    state = serializers.CharField()
+    history = SagaStepOutputSerializer(many=True)
+
+
+class OrderOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Order.Status.choices)
+    customer_id = serializers.CharField()
+    items = OrderLineOutputSerializer(many=True, source="lines.all")
+    total = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.CharField()
+    failure_reason = serializers.CharField(allow_null=True)
+    failure_detail = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def to_representation(self, order: Order) -> dict:
+        data = super().to_representation(order)
+        data["failure_reason"] = order.failure_reason or None
+        data["failure_detail"] = order.failure_detail or None
+        return data
+
+
+class OrderDetailOutputSerializer(OrderOutputSerializer):
+    saga = serializers.SerializerMethodField()
+
+    @extend_schema_field(SagaOutputSerializer(allow_null=True))
+    def get_saga(self, order: Order) -> dict | None:
+        saga = saga_get(order_id=str(order.id))
+        if saga is None:
+            return None
+        history = [{"from_state": step.from_state or None, "to_state": step.to_state,
+                    "message_type": step.message_type, "message_id": step.message_id or None, "at": step.at}
+                   for step in saga_history(order_id=str(order.id))]
+        return SagaOutputSerializer({"state": saga.state, "history": history}).data
+
+
+class OrderListFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Order.Status.choices, required=False)
+    customer_id = serializers.CharField(required=False, **IDENTIFIER)
+
+
+class OrderListCreateApi(APIView):
+    @extend_schema(operation_id="orders_list", parameters=[OrderListFilterSerializer],
+                   responses=OrderOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        filters = validated(OrderListFilterSerializer, request.query_params)
+        return paginated(self, request, order_list(**filters), OrderOutputSerializer)
+
+    @extend_schema(
+        operation_id="orders_create",
+        request=OrderCreateInputSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description="Replays with the same key and body return the first order.")],
+        responses={201: OrderDetailOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(OrderCreateInputSerializer, request.data)
+        key = request.headers.get("Idempotency-Key") or None
+        order, _created = order_create(customer_id=data["customer_id"], items=data["items"], idempotency_key=key)
+        return Response(OrderDetailOutputSerializer(order_get(order_id=str(order.id))).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(operation_id="orders_get", responses=OrderDetailOutputSerializer)
+    def get(self, request: Request, order_id) -> Response:
+        order = order_get(order_id=str(order_id))
+        if order is None:
+            raise OrderNotFoundError(f"no order {order_id}", {"order_id": str(order_id)})
+        return Response(OrderDetailOutputSerializer(order).data)
+
+
+class OrderCancelApi(APIView):
+    @extend_schema(operation_id="orders_cancel", request=None, responses={202: OrderDetailOutputSerializer})
+    def post(self, request: Request, order_id) -> Response:
+        if order_get(order_id=str(order_id)) is None:
+            raise OrderNotFoundError(f"no order {order_id}", {"order_id": str(order_id)})
+        saga_cancel(order_id=str(order_id))
+        return Response(OrderDetailOutputSerializer(order_get(order_id=str(order_id))).data,
+                        status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,101 @@
+"""Writes of the orders context: placing an order (which starts its saga) and recording how it ended."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from config.errors import ConflictError, DomainError
+from inventory.selectors import product_prices
+from messaging.outbox import publish
+from orders.models import Order, OrderLine
+from saga.services import saga_start
+
+FAILURE_DETAIL = {
+    "insufficient_funds": "the customer's balance does not cover the order total",
+    "unknown_account": "the customer has no account",
+    "out_of_stock": "not enough stock for every line of the order",
+    "unknown_sku": "a line names a product that is not in the catalogue",
+    "timeout": "a step did not answer before its deadline; any payment was refunded",
+    "cancelled": "the order was cancelled; any payment was refunded",
+}
+
+
+class UnknownSkuError(DomainError):
+    code = "unknown_sku"
+    http_status = 422
+
+
+class IdempotencyKeyReusedError(ConflictError):
+    code = "idempotency_key_reused"
+
+
+def order_fingerprint(*, customer_id: str, items: list[dict[str, Any]]) -> str:
+    canonical = json.dumps({"customer_id": customer_id, "items": items}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_key: str | None = None
+                 ) -> tuple[Order, bool]:
+    """Place an order: the order, its saga and the `order.created` and `payment.process` messages commit
+    together. Prices come from the catalogue now.
+
+    Returns (order, created). With an idempotency key already used for the same request, returns the first
+    order and False; for another request raises IdempotencyKeyReusedError. Raises UnknownSkuError.
+    """
+    fingerprint = order_fingerprint(customer_id=customer_id, items=items)
+    if idempotency_key:
+        earlier = _order_for_key(idempotency_key, fingerprint)
+        if earlier is not None:
+            return earlier, False
+    try:
+        with transaction.atomic(durable=True):
+            return _place(customer_id, items, idempotency_key, fingerprint), True
+    except IntegrityError:
+        # A concurrent request with the same key won the race; answer with its order.
+        earlier = _order_for_key(idempotency_key, fingerprint) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier, False
+
+
+def _order_for_key(idempotency_key: str, fingerprint: str) -> Order | None:
+    earlier = Order.objects.filter(idempotency_key=idempotency_key).first()
+    if earlier is not None and earlier.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReusedError(
+            "this Idempotency-Key was already used with a different request body",
+            {"idempotency_key": idempotency_key, "order_id": str(earlier.id)},
+        )
+    return earlier
+
+
+def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str | None, fingerprint: str) -> Order:
+    prices = product_prices(skus=[line["sku"] for line in items])
+    unknown = sorted({line["sku"] for line in items} - set(prices))
+    if unknown:
+        raise UnknownSkuError("these skus are not in the catalogue", {"unknown_skus": unknown})
+    lines = [{"sku": line["sku"], "quantity": int(line["quantity"]), "unit_price": prices[line["sku"]]}
+             for line in items]
+    total = sum((line["unit_price"] * line["quantity"] for line in lines), Decimal("0.00"))
+    order = Order.objects.create(customer_id=customer_id, total=total, currency=settings.ORDER_CURRENCY,
+                                 idempotency_key=idempotency_key or None, request_fingerprint=fingerprint)
+    OrderLine.objects.bulk_create(OrderLine(order=order, **line) for line in lines)
+    wire_items = [{"sku": l["sku"], "quantity": l["quantity"], "unit_price": f"{l['unit_price']:.2f}"} for l in lines]
+    created = publish("order.created", {"order_id": str(order.id), "customer_id": customer_id, "items": wire_items,
+                                        "total": f"{total:.2f}", "currency": order.currency})
+    saga_start(order_id=str(order.id), customer_id=customer_id, amount=total, currency=order.currency,
+               items=wire_items, cause_message_id=str(created.message_id))
+    return order
+
+
+def order_finish(*, order_id: str, status: str, failure_reason: str = "") -> None:
+    """Record how the order's saga ended. Called by the saga in its own transaction."""
+    reason = failure_reason if status != Order.Status.COMPLETED else ""
+    Order.objects.filter(id=order_id).update(status=status, failure_reason=reason, updated_at=timezone.now(),
+                                             failure_detail=FAILURE_DETAIL.get(reason, reason)[:255])

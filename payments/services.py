@@ -1,0 +1,106 @@
+"""Writes of the payments context: accounts, charges and refunds."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+
+from config.errors import ConflictError
+from messaging.locks import order_lock
+from messaging.outbox import publish
+from payments.gateway import ZERO, PaymentGateway, default_gateway
+from payments.models import Account, ClosedOrder, LedgerEntry, Payment
+
+logger = logging.getLogger(__name__)
+
+
+class AccountExistsError(ConflictError):
+    code = "account_exists"
+
+
+def account_create(*, customer_id: str, balance: Decimal) -> Account:
+    """Open an account with an opening balance. Raises AccountExistsError for a taken customer_id."""
+    try:
+        with transaction.atomic(durable=True):
+            return Account.objects.create(customer_id=customer_id, opening_balance=balance, balance=balance)
+    except IntegrityError:
+        raise AccountExistsError(f"customer {customer_id!r} already has an account",
+                                 {"customer_id": customer_id}) from None
+
+
+def payment_process(*, order_id: str, customer_id: str, amount: Decimal, currency: str,
+                    gateway: PaymentGateway | None = None) -> Payment | None:
+    """Charge an order once. Must run in a transaction.
+
+    Emits `payment.processed` or `payment.failed`. A repeat re-emits the first outcome and charges nothing;
+    an order already settled by a refund is refused (`order_closed`) and charges nothing.
+    """
+    order_lock("payments", order_id)
+    payment = Payment.objects.filter(order_id=order_id).first()
+    if payment is None:
+        if ClosedOrder.objects.filter(order_id=order_id).exists():
+            publish("payment.failed", {"order_id": order_id, "code": "order_closed",
+                                       "reason": "the order was refunded before it could be charged"})
+            return None
+        payment = _charge(order_id, customer_id, amount, currency, gateway or default_gateway())
+    _announce(payment)
+    return payment
+
+
+def _charge(order_id: str, customer_id: str, amount: Decimal, currency: str, gateway: PaymentGateway) -> Payment:
+    payment = Payment(order_id=order_id, customer_id=customer_id, amount=amount, currency=currency,
+                      status=Payment.Status.DECLINED)
+    payment.save()
+    result = gateway.charge(payment=payment)
+    payment.status = Payment.Status.CAPTURED if result.captured else Payment.Status.DECLINED
+    payment.decline_code = result.code
+    payment.save(update_fields=["status", "decline_code", "updated_at"])
+    return payment
+
+
+_DECLINE_TEXT = {
+    "insufficient_funds": "the account balance is short of the order total",
+    "unknown_account": "the customer has no account",
+}
+
+
+def _announce(payment: Payment) -> None:
+    order_id = str(payment.order_id)
+    if payment.status == Payment.Status.DECLINED:
+        publish("payment.failed", {"order_id": order_id, "code": payment.decline_code,
+                                   "reason": _DECLINE_TEXT.get(payment.decline_code, payment.decline_code)})
+    else:
+        publish("payment.processed", {"order_id": order_id, "payment_id": str(payment.id),
+                                      "amount": f"{payment.amount:.2f}"})
+
+
+def payment_refund(*, order_id: str, reason: str, gateway: PaymentGateway | None = None) -> Payment | None:
+    """Give back what was captured for an order, and close it to later charges. Must run in a transaction.
+
+    Idempotent: a refund of a refunded payment, or of a charge that never happened, moves no money and
+    still answers `payment.refunded`.
+    """
+    order_lock("payments", order_id)
+    ClosedOrder.objects.get_or_create(order_id=order_id, defaults={"reason": reason[:64]})
+    payment = Payment.objects.filter(order_id=order_id).first()
+    if payment is not None and payment.status == Payment.Status.CAPTURED:
+        (gateway or default_gateway()).refund(payment=payment)
+        payment.status = Payment.Status.REFUNDED
+        payment.save(update_fields=["status", "updated_at"])
+    refunded = payment is not None and payment.status == Payment.Status.REFUNDED
+    publish("payment.refunded", {
+        "order_id": order_id,
+        "payment_id": str(payment.id) if refunded else None,
+        "amount": f"{payment.amount:.2f}" if refunded else f"{ZERO:.2f}",
+    })
+    return payment
+
+
+def ledger_totals(*, customer_id: str) -> dict[str, Decimal]:
+    """Captured and refunded sums of an account, from its ledger."""
+    totals = {kind: ZERO for kind in LedgerEntry.Kind.values}
+    for kind, amount in LedgerEntry.objects.filter(account_id=customer_id).values_list("kind", "amount"):
+        totals[kind] += amount
+    return totals

@@ -1,0 +1,148 @@
+"""Applying the saga table: one message, one transaction, under a lock on the saga row."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config.errors import ConflictError, NotFoundError
+from messaging import correlation
+from messaging.outbox import publish
+from saga import transitions as t
+from saga.models import Saga, SagaTransition
+
+logger = logging.getLogger(__name__)
+
+
+class SagaNotFoundError(NotFoundError):
+    code = "order_not_found"
+
+
+class OrderNotCancellableError(ConflictError):
+    code = "order_not_cancellable"
+
+    def __init__(self, state: str):
+        super().__init__(f"the order is already {state.lower()} and can no longer be cancelled", {"state": state})
+
+
+def _deadline_for(state: t.State):
+    seconds = {
+        t.State.PAYMENT_PENDING: settings.SAGA_PAYMENT_DEADLINE_S,
+        t.State.INVENTORY_PENDING: settings.SAGA_INVENTORY_DEADLINE_S,
+    }.get(state)
+    return None if seconds is None else timezone.now() + timedelta(seconds=seconds)
+
+
+def saga_start(*, order_id: str, customer_id: str, amount: Decimal, currency: str,
+               items: list[dict[str, Any]], cause_message_id: str = "") -> Saga:
+    """Create the saga in PAYMENT_PENDING and emit `payment.process`. Must run in the order's transaction."""
+    saga = Saga.objects.create(
+        order_id=order_id, state=t.State.PAYMENT_PENDING, deadline_at=_deadline_for(t.State.PAYMENT_PENDING),
+        customer_id=customer_id, amount=amount, currency=currency, items=items,
+    )
+    _emit(saga, t.PAYMENT_PROCESS)
+    SagaTransition.objects.create(saga=saga, from_state="", to_state=saga.state, message_type="order.created",
+                                  message_id=cause_message_id, emitted=[t.PAYMENT_PROCESS])
+    return saga
+
+
+def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
+               message_reason: str | None = None) -> t.Decision:
+    """Apply one message to the saga of `order_id`: lock, decide, save, log, emit. Must run in a transaction.
+
+    Safe to repeat: the table makes a repeated reply a no-op. Raises SagaNotFoundError for an unknown order.
+    """
+    saga = Saga.objects.select_for_update().filter(order_id=order_id).first()
+    if saga is None:
+        raise SagaNotFoundError(f"no saga for order {order_id}")
+    decision = t.decide(saga.state, message_type, failure_reason=saga.failure_reason or None,
+                        message_reason=message_reason)
+    correlation.saga_state.set(decision.to_state.value)
+    if not decision.changed and not decision.emits:
+        logger.info("%s ignored by saga in %s: already applied or superseded", message_type, saga.state)
+        return decision
+    if decision.changed:
+        saga.state = decision.to_state
+        saga.failure_reason = decision.failure_reason or ""
+        saga.deadline_at = _deadline_for(decision.to_state)
+        saga.save(update_fields=["state", "failure_reason", "deadline_at", "updated_at"])
+    else:
+        logger.warning("late %s in %s: compensating with %s", message_type, saga.state, ", ".join(decision.emits))
+    for routing_key in decision.emits:
+        _emit(saga, routing_key)
+    SagaTransition.objects.create(saga=saga, from_state=decision.from_state, to_state=decision.to_state,
+                                  message_type=message_type, message_id=message_id, emitted=list(decision.emits))
+    if decision.changed and decision.to_state in t.FINAL_STATES:
+        from orders.services import order_finish
+
+        order_finish(order_id=order_id, status=decision.to_state.value, failure_reason=saga.failure_reason)
+    return decision
+
+
+def _emit(saga: Saga, routing_key: str) -> None:
+    order_id = str(saga.order_id)
+    reason = saga.failure_reason or "late_reply"
+    payloads = {
+        t.PAYMENT_PROCESS: lambda: {"order_id": order_id, "customer_id": saga.customer_id,
+                                    "amount": f"{saga.amount:.2f}", "currency": saga.currency},
+        t.PAYMENT_REFUND: lambda: {"order_id": order_id, "reason": reason},
+        t.INVENTORY_RESERVE: lambda: {"order_id": order_id,
+                                      "items": [{"sku": i["sku"], "quantity": i["quantity"]} for i in saga.items]},
+        t.INVENTORY_RELEASE: lambda: {"order_id": order_id, "reason": reason},
+        t.ORDER_COMPLETED: lambda: {"order_id": order_id},
+        t.ORDER_FAILED: lambda: {"order_id": order_id, "reason": reason},
+    }
+    publish(routing_key, payloads[routing_key](), order_id=order_id)
+
+
+def saga_cancel(*, order_id: str) -> t.Decision:
+    """Cancel a pending order: compensate as a timeout does; the order ends CANCELLED.
+
+    Raises OrderNotCancellableError when the order is already final. Emits `payment.refund`.
+    """
+    with transaction.atomic(durable=True):
+        state = Saga.objects.select_for_update().filter(order_id=order_id).values_list("state", flat=True).first()
+        if state is None:
+            raise SagaNotFoundError(f"no saga for order {order_id}")
+        if state in t.FINAL_STATES:
+            raise OrderNotCancellableError(state)
+        return saga_apply(order_id=order_id, message_type=t.CANCEL, message_reason=t.CANCELLED_REASON)
+
+
+def saga_sweep_timeouts(*, limit: int = 500) -> int:
+    """Compensate the sagas that stayed pending past their deadline. Returns how many were timed out.
+
+    Safe to run from several schedulers at once: each saga is claimed with SKIP LOCKED and re-checked.
+    """
+    now = timezone.now()
+    overdue = list(
+        Saga.objects.filter(state__in=[s.value for s in t.PENDING_STATES], deadline_at__lt=now)
+        .order_by("deadline_at").values_list("order_id", flat=True)[:limit]
+    )
+    timed_out = 0
+    for order_id in overdue:
+        with transaction.atomic():
+            claimed = (Saga.objects.select_for_update(skip_locked=True)
+                       .filter(order_id=order_id, state__in=[s.value for s in t.PENDING_STATES],
+                               deadline_at__lt=now).exists())
+            if not claimed:
+                continue
+            with correlation.bound(order_id=str(order_id)):
+                saga_apply(order_id=str(order_id), message_type=t.TIMEOUT, message_reason="timeout")
+            timed_out += 1
+    if timed_out:
+        logger.warning("timed out %s sagas", timed_out)
+    return timed_out
+
+
+def saga_handle_reply(*, order_id: str, message_type: str, message_id: str,
+                      payload: dict[str, Any]) -> t.Decision:
+    """Apply a participant's reply. The failure code of a failed step becomes the order's failure reason."""
+    return saga_apply(order_id=order_id, message_type=message_type, message_id=message_id,
+                      message_reason=payload.get("code"))
