@@ -1,0 +1,53 @@
+"""End-to-end fixtures: the API served by pytest-django's live server, and real Celery worker processes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterator
+
+import httpx
+import pytest
+
+from tests.processes import Process, celery_worker, wait_for, wait_until_consuming
+
+FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture
+def api(live_server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def worker(transactional_db) -> Iterator[Process]:
+    process = celery_worker().start()
+    try:
+        wait_until_consuming(process)
+        yield process
+    finally:
+        process.stop()
+        if process.popen and process.popen.returncode not in (0, None, -15):
+            print(process.log()[-4000:])
+
+
+def place_order(api: httpx.Client, customer_id: str, items: list[dict], **headers: str) -> dict:
+    response = api.post("/api/orders", json={"customer_id": customer_id, "items": items}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_final(api: httpx.Client, order_id: str, timeout: float = 30) -> dict:
+    def final():
+        order = api.get(f"/api/orders/{order_id}").json()
+        return order if order["status"] in FINAL else None
+
+    return wait_for(final, timeout=timeout, interval=0.05, message=f"order {order_id} to finish")
+
+
+def balance(api: httpx.Client, customer_id: str) -> Decimal:
+    return Decimal(api.get(f"/api/accounts/{customer_id}").json()["balance"])
+
+
+def stock(api: httpx.Client, sku: str) -> dict:
+    return api.get(f"/api/products/{sku}").json()

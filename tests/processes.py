@@ -1,0 +1,109 @@
+"""Real processes for end-to-end tests: Celery workers and beat, started, stopped and killed by the test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from tests.plugin import worker_database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_DIR = Path(os.environ.get("TEST_LOG_DIR", "/tmp/sagaflow-test-logs"))
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1,
+             message: str = "condition") -> object:
+    """Poll until `predicate()` is truthy; fail the test with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def process_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"DATABASE_URL": worker_database_url(), "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json",
+                "LOG_LEVEL": "info"})
+    env.update(overrides)
+    return env
+
+
+class Process:
+    """One child process with its log in a file, so a failing test can show what it said."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]):
+        self.name = name
+        self.args = args
+        self.env = env
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        return self
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no acks, as when a machine dies."""
+        if self.running():
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.running():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def celery_worker(name: str = "worker", **env: str) -> Process:
+    args = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO",
+            f"--hostname={name}-{time.monotonic_ns()}@%h", "--without-mingle", "--without-gossip"]
+    return Process(name, args, process_env(**env))
+
+
+def celery_beat(**env: str) -> Process:
+    schedule = LOG_DIR / f"beat-schedule-{time.monotonic_ns()}"
+    args = [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO", f"--schedule={schedule}"]
+    return Process("beat", args, process_env(**env))
+
+
+def queue_consumers(queue: str) -> int:
+    """How many consumers RabbitMQ counts on `queue` right now (0 when it does not exist yet)."""
+    from django.conf import settings
+    from kombu import Connection
+
+    with Connection(settings.BROKER_URL) as broker:
+        channel = broker.channel()
+        try:
+            return channel.queue_declare(queue, passive=True).consumer_count
+        except Exception:  # noqa: BLE001 - the queue is not declared yet
+            return 0
+
+
+def wait_until_consuming(process: Process, queues=("payments", "inventory", "saga"), timeout: float = 60) -> None:
+    def ready() -> bool:
+        if not process.running():
+            raise AssertionError(f"{process.name} exited early:\n{process.log()[-4000:]}")
+        return all(queue_consumers(q) > 0 for q in queues)
+
+    wait_for(ready, timeout=timeout, interval=0.3, message=f"{process.name} to consume {queues}")
