@@ -1,4 +1,6 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+
+from messaging.deadletters import ReplayRefusedError, dead_letter_discard, dead_letter_replay
 
 from messaging.models import DeadLetter, InboxMessage, OutboxMessage
 
@@ -30,6 +32,24 @@ class InboxMessageAdmin(ReadOnlyAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdmin):
-    list_display = ["message_id", "routing_key", "queue", "reason", "attempts", "last_failed_at", "replayed_at"]
-    list_filter = ["routing_key", "reason", "queue", "last_failed_at"]
+    list_display = ["id", "message_id", "routing_key", "queue", "reason", "attempts", "last_failed_at",
+                    "replayed_at", "discarded_at"]
+    list_filter = ["routing_key", "reason", "queue", "last_failed_at", ("replayed_at", admin.EmptyFieldListFilter)]
     search_fields = ["message_id", "body"]
+    actions = ["replay", "discard"]
+
+    @admin.action(description="Replay the selected dead letters (once each)", permissions=["view"])
+    def replay(self, request, queryset):
+        for letter in queryset:
+            try:
+                dead_letter_replay(letter=letter, by=request.user.get_username())
+            except ReplayRefusedError as error:
+                self.message_user(request, str(error), level=messages.WARNING)
+            else:
+                self.message_user(request, f"replayed dead letter {letter.pk}")
+
+    @admin.action(description="Discard the selected dead letters", permissions=["view"])
+    def discard(self, request, queryset):
+        for letter in queryset:
+            dead_letter_discard(letter=letter, by=request.user.get_username())
+        self.message_user(request, f"discarded {queryset.count()} dead letter(s)")

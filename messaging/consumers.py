@@ -41,6 +41,7 @@ def handle_delivery(
     close_old_connections()
     raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
     message_id = str(properties.get("message_id") or "")
+    headers = {**(headers or {}), "correlation_id": str(properties.get("correlation_id") or "")}
     try:
         envelope = decode(body, properties, headers, routing_key)
     except PermanentMessageError as error:

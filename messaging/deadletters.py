@@ -78,3 +78,79 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+class ReplayRefusedError(Exception):
+    def __init__(self, letter: DeadLetter, why: str):
+        super().__init__(f"dead letter {letter.pk} ({letter.routing_key} {letter.message_id}): {why}")
+        self.why = why
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    letter: DeadLetter
+    action: str  # "replay", "refuse"
+    why: str
+    inbox_duplicate: bool
+
+    def describe(self) -> str:
+        dup = " (the inbox has applied it already: it will be skipped as a duplicate)" if self.inbox_duplicate else ""
+        return (f"#{self.letter.pk} {self.letter.routing_key} {self.letter.message_id} -> {self.letter.queue}: "
+                f"{self.action}{': ' + self.why if self.why else ''}{dup}")
+
+
+def dead_letter_plan(letter: DeadLetter, *, force: bool = False) -> ReplayPlan:
+    """What a replay of `letter` would do, without doing it."""
+    from messaging.models import InboxMessage
+
+    duplicate = InboxMessage.objects.filter(consumer=letter.queue, message_id=letter.message_id).exists()
+    if letter.discarded_at is not None and not force:
+        return ReplayPlan(letter, "refuse", "discarded; use --force to replay anyway", duplicate)
+    if letter.replayed_at is not None and not force:
+        return ReplayPlan(letter, "refuse", f"already replayed at {letter.replayed_at:%Y-%m-%d %H:%M:%S} by "
+                                            f"{letter.replayed_by or '?'}; use --force to replay again", duplicate)
+    if _payload_of(letter) is None:
+        return ReplayPlan(letter, "refuse", "the body is not a JSON object and can never be handled", duplicate)
+    return ReplayPlan(letter, "replay", "", duplicate)
+
+
+def _payload_of(letter: DeadLetter) -> dict | None:
+    import json
+
+    try:
+        payload = json.loads(letter.body)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def dead_letter_replay(*, letter: DeadLetter, by: str, force: bool = False) -> ReplayPlan:
+    """Send a dead letter back to its queue through the outbox, with its original message id.
+
+    Refuses a second replay unless `force`. Records when and by whom. Raises ReplayRefusedError.
+    """
+    from messaging.outbox import republish
+
+    with transaction.atomic(durable=True):
+        letter = DeadLetter.objects.select_for_update().get(pk=letter.pk)
+        plan = dead_letter_plan(letter, force=force)
+        if plan.action != "replay":
+            raise ReplayRefusedError(letter, plan.why)
+        headers = letter.headers or {}
+        republish(message_id=letter.message_id, routing_key=letter.routing_key, payload=_payload_of(letter),
+                  target_queue=letter.queue, correlation_id=str(headers.get("correlation_id", "")),
+                  causation_id=str(headers.get("causation_id", "")), order_id=str(headers.get("order_id", "")))
+        letter.replayed_at = timezone.now()
+        letter.replayed_by = by[:150]
+        letter.replay_count += 1
+        letter.save(update_fields=["replayed_at", "replayed_by", "replay_count"])
+    logger.warning("dead letter %s replayed by %s", letter.pk, by, extra={"message_id": letter.message_id})
+    return plan
+
+
+def dead_letter_discard(*, letter: DeadLetter, by: str) -> None:
+    """Mark a dead letter as looked at and not to be replayed."""
+    with transaction.atomic(durable=True):
+        DeadLetter.objects.filter(pk=letter.pk, discarded_at__isnull=True).update(
+            discarded_at=timezone.now(), discarded_by=by[:150])
+    logger.warning("dead letter %s discarded by %s", letter.pk, by, extra={"message_id": letter.message_id})

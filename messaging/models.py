@@ -77,6 +77,7 @@ class DeadLetter(models.Model):
     replayed_by = models.CharField(max_length=150, blank=True, default="")
     replay_count = models.PositiveIntegerField(default=0)
     discarded_at = models.DateTimeField(null=True, blank=True)
+    discarded_by = models.CharField(max_length=150, blank=True, default="")
 
     class Meta:
         ordering = ["-last_failed_at"]

@@ -49,3 +49,21 @@ def _wake_relay_on_commit() -> None:
         # Delivered by PostgreSQL at commit, and folded into one notification per transaction.
         with connection.cursor() as cursor:
             cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+
+
+def republish(*, message_id: str, routing_key: str, payload: Any, target_queue: str, correlation_id: str = "",
+              causation_id: str = "", order_id: str = "", headers: dict[str, Any] | None = None) -> OutboxMessage:
+    """Queue a stored message again, with its original id, for one consumer queue. Must run in a transaction.
+
+    Used to replay dead letters: the payload is not re-validated here (the consumer validates it), and the
+    original `message_id` lets the consumer's inbox refuse a second effect.
+    """
+    if not connection.in_atomic_block:
+        raise OutboxOutsideTransactionError("republish() must run inside transaction.atomic()")
+    message = OutboxMessage.objects.create(
+        message_id=message_id, routing_key=routing_key, payload=payload, headers=headers or {"version": SCHEMA_VERSION},
+        correlation_id=correlation_id or correlation.correlation_id.get() or correlation.new_id(),
+        causation_id=causation_id, order_id=order_id, target_queue=target_queue,
+    )
+    _wake_relay_on_commit()
+    return message

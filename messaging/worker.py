@@ -144,8 +144,8 @@ class DeadLetterThread(_BrokerThread):
 
 
 def _failure_from(message: Message) -> FailedDelivery:
-    headers = dict(message.headers or {})
     properties = dict(message.properties)
+    headers = {**(message.headers or {}), "correlation_id": str(properties.get("correlation_id") or "")}
     deaths = headers.get("x-death") or []
     first_death = deaths[0] if deaths else {}
     reason = headers.pop(REASON_HEADER, None)

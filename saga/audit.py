@@ -1,0 +1,161 @@
+"""The invariant audit (DESIGN §4): reads the whole database and lists every violation with its ids."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from inventory.models import Product, Reservation, ReservationLine, StockMovement
+from messaging import bus
+from messaging.models import DeadLetter, InboxMessage, OutboxMessage
+from orders.models import Order
+from payments.models import Account, LedgerEntry, Payment
+from saga.models import Saga
+
+ZERO = Decimal("0.00")
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: int
+    subject: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"[invariant {self.invariant}] {self.subject}: {self.problem}"
+
+
+def audit(*, settled: bool = False, now: datetime | None = None) -> list[Violation]:
+    """Check every invariant. With `settled`, the system is taken to be quiet: nothing may be in flight."""
+    now = now or timezone.now()
+    return [
+        *_orders_reach_an_end(settled, now),
+        *_completed_orders_paid_and_committed(),
+        *_failed_orders_hold_nothing(),
+        *_money_is_conserved(),
+        *_stock_is_conserved(),
+        *_no_message_lost(settled, now),
+    ]
+
+
+def _orders_reach_an_end(settled: bool, now: datetime):
+    grace = timedelta(seconds=settings.SAGA_SWEEP_INTERVAL_S)
+    sagas = dict(Saga.objects.values_list("order_id", "deadline_at"))
+    for order_id, created_at in Order.objects.filter(status=Order.Status.PENDING).values_list("id", "created_at"):
+        deadline = sagas.get(order_id)
+        if settled:
+            yield Violation(1, f"order {order_id}", "still PENDING while the system is quiet")
+        elif deadline is not None and deadline + grace < now:
+            yield Violation(1, f"order {order_id}", f"PENDING past its deadline {deadline.isoformat()}")
+        elif order_id not in sagas:
+            yield Violation(1, f"order {order_id}", "has no saga")
+
+
+def _captured_minus_refunded() -> dict[str, Decimal]:
+    net: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for order_id, kind, amount in LedgerEntry.objects.filter(payment__isnull=False).values_list(
+            "payment__order_id", "kind", "amount"):
+        net[str(order_id)] += amount if kind == LedgerEntry.Kind.CAPTURE else -amount
+    return net
+
+
+def _reserved_lines(status: str) -> dict[str, dict[str, int]]:
+    lines: dict[str, dict[str, int]] = defaultdict(dict)
+    for order_id, sku, quantity in ReservationLine.objects.filter(reservation__status=status).values_list(
+            "reservation__order_id", "product_id", "quantity"):
+        lines[str(order_id)][sku] = lines[str(order_id)].get(sku, 0) + quantity
+    return lines
+
+
+def _completed_orders_paid_and_committed():
+    net = _captured_minus_refunded()
+    committed = _reserved_lines(Reservation.Status.COMMITTED)
+    captured = defaultdict(list)
+    for order_id, amount in Payment.objects.filter(status=Payment.Status.CAPTURED).values_list("order_id", "amount"):
+        captured[str(order_id)].append(amount)
+    for order in Order.objects.filter(status=Order.Status.COMPLETED).prefetch_related("lines"):
+        key = str(order.id)
+        if captured[key] != [order.total] or net[key] != order.total:
+            yield Violation(2, f"order {key}", f"total {order.total} but captured {captured[key]}, net {net[key]}")
+        wanted = {line.sku: line.quantity for line in order.lines.all()}
+        if committed.get(key, {}) != wanted:
+            yield Violation(2, f"order {key}", f"lines {wanted} but committed {committed.get(key, {})}")
+
+
+def _failed_orders_hold_nothing():
+    net = _captured_minus_refunded()
+    active = _reserved_lines(Reservation.Status.ACTIVE)
+    for order_id in Order.objects.filter(status__in=[Order.Status.FAILED, Order.Status.CANCELLED]).values_list(
+            "id", flat=True):
+        key = str(order_id)
+        if net.get(key, ZERO) != ZERO:
+            yield Violation(3, f"order {key}", f"ended without success but {net[key]} is still captured")
+        if key in active:
+            yield Violation(3, f"order {key}", f"ended without success but holds {active[key]}")
+
+
+def _money_is_conserved():
+    sums: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for customer_id, kind, total in LedgerEntry.objects.values_list("account_id", "kind").annotate(
+            total=Sum("amount")).values_list("account_id", "kind", "total"):
+        sums[customer_id][kind] = total
+    for account in Account.objects.all():
+        s = sums[account.customer_id]
+        left = account.opening_balance + s[LedgerEntry.Kind.DEPOSIT]
+        right = account.balance + s[LedgerEntry.Kind.CAPTURE] - s[LedgerEntry.Kind.REFUND]
+        if left != right:
+            yield Violation(4, f"account {account.customer_id}",
+                            f"opening+deposits {left} != balance+captured-refunded {right}")
+
+
+def _stock_is_conserved():
+    moved: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for sku, kind, total in StockMovement.objects.values_list("product_id", "kind").annotate(
+            total=Sum("quantity")).values_list("product_id", "kind", "total"):
+        moved[sku][kind] = total
+    active: dict[str, int] = defaultdict(int)
+    for sku, total in ReservationLine.objects.filter(reservation__status=Reservation.Status.ACTIVE).values_list(
+            "product_id").annotate(total=Sum("quantity")).values_list("product_id", "total"):
+        active[sku] = total
+    completed = {str(i) for i in Order.objects.filter(status=Order.Status.COMPLETED).values_list("id", flat=True)}
+    for order_id in StockMovement.objects.filter(kind=StockMovement.Kind.COMMIT).values_list("order_id", flat=True):
+        if str(order_id) not in completed:
+            yield Violation(5, f"order {order_id}", "goods left on_hand for an order that did not complete")
+    for product in Product.objects.all():
+        m = moved[product.sku]
+        came_in = m[StockMovement.Kind.INITIAL] + m[StockMovement.Kind.RESTOCK]
+        if came_in != product.on_hand + m[StockMovement.Kind.COMMIT]:
+            yield Violation(5, f"product {product.sku}",
+                            f"initial+restocks {came_in} != on_hand {product.on_hand} + committed "
+                            f"{m[StockMovement.Kind.COMMIT]}")
+        if product.reserved != active[product.sku]:
+            yield Violation(5, f"product {product.sku}",
+                            f"reserved {product.reserved} != active reservations {active[product.sku]}")
+        if product.on_hand < product.reserved:
+            yield Violation(5, f"product {product.sku}", f"available {product.available} is negative")
+
+
+def _no_message_lost(settled: bool, now: datetime):
+    lag = timedelta(seconds=max(settings.OUTBOX_SWEEP_INTERVAL_S * 10, 30))
+    unpublished = OutboxMessage.objects.filter(published_at__isnull=True)
+    if not settled:
+        unpublished = unpublished.filter(created_at__lt=now - lag)
+    for message_id, routing_key in unpublished.values_list("message_id", "routing_key"):
+        yield Violation(6, f"message {message_id}", f"{routing_key} was never published")
+    if not settled:
+        return
+    # Every published message reached each of its consumers, or is a dead letter there.
+    since = now - timedelta(days=settings.INBOX_RETENTION_DAYS)
+    seen = set(InboxMessage.objects.values_list("consumer", "message_id"))
+    dead = set(DeadLetter.objects.values_list("queue", "message_id"))
+    published = OutboxMessage.objects.filter(published_at__isnull=False, created_at__gte=since)
+    for message_id, routing_key, target in published.values_list("message_id", "routing_key", "target_queue"):
+        for consumer in [target] if target else bus.consumers_for(routing_key):
+            if (consumer, str(message_id)) not in seen and (consumer, str(message_id)) not in dead:
+                yield Violation(6, f"message {message_id}", f"{routing_key} never processed by {consumer}")
