@@ -1,0 +1,164 @@
+"""`make run`: migrate, seed the demo data, then serve.
+
+Embedded default (neither DATABASE_URL nor BROKER_URL set): one gunicorn process with one worker and
+threads, because the in-process transport is a thread of the process that serves the API (config/wsgi.py
+starts it), so a second worker process would be a second, competing transport.
+
+Production topology (both set): three child processes, web (gunicorn), worker (Celery) and beat (Celery
+beat). SIGINT and SIGTERM are forwarded to them; when any one of them exits, the others are stopped and this
+script exits with that child's status.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# `make run` calls this with .venv/bin/python: the tools sit next to it. Not resolved, so a symlinked
+# venv interpreter still points at the venv's own bin/.
+BIN = Path(sys.executable).parent
+STOP_TIMEOUT_S = 30.0
+
+
+def fail(message: str, status: int = 2) -> None:
+    print(f"run: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def port() -> int:
+    raw = os.environ.get("PORT", "") or "8000"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 0 < value < 65536:
+        fail(f"PORT must be a TCP port number, got {raw!r}")
+    return value
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        fail(f"{path} not found: run `make install` (or `make run`, which installs first)")
+    return str(path)
+
+
+def manage(*args: str) -> None:
+    """Run one manage.py command to completion; stop here if it fails."""
+    result = subprocess.run([str(BIN / "python"), "manage.py", *args], cwd=ROOT)
+    if result.returncode != 0:
+        fail(f"manage.py {' '.join(args)} failed with status {result.returncode}", result.returncode)
+
+
+def banner(mode: str, web_port: int) -> None:
+    base = f"http://localhost:{web_port}"
+    order = '{"customer_id": "alice", "items": [{"sku": "WIDGET-1", "quantity": 1}]}'
+    print(
+        f"""
+sagaflow is starting ({mode}) on {base}
+  API       {base}/api/products, {base}/api/orders, {base}/api/accounts/alice
+  API docs  {base}/api/docs
+  admin     {base}/admin/   (create a user first: .venv/bin/python manage.py createsuperuser)
+  health    {base}/health
+
+Place a first order (the demo customer alice buys one WIDGET-1) and keep its id:
+  ORDER_ID=$(curl -s -X POST {base}/api/orders -H 'Content-Type: application/json' -d '{order}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'); echo "$ORDER_ID"
+Then follow it through the saga (PAYMENT_PENDING, INVENTORY_PENDING, COMPLETED):
+  curl -s {base}/api/orders/$ORDER_ID
+""",
+        flush=True,
+    )
+
+
+def run_embedded(web_port: int) -> None:
+    gunicorn = tool("gunicorn")
+    manage("migrate", "--noinput")
+    manage("seed_demo")
+    banner("embedded: SQLite and the in-process transport, one process", web_port)
+    os.chdir(ROOT)
+    # exec: gunicorn takes this process's place, so signals reach it directly.
+    os.execv(gunicorn, [gunicorn, "config.wsgi", "--workers", "1", "--threads", "8",
+                        "--bind", f"0.0.0.0:{web_port}"])
+
+
+def run_topology(web_port: int) -> int:
+    gunicorn, celery = tool("gunicorn"), tool("celery")
+    manage("migrate", "--noinput")
+    manage("seed_demo")
+    # Celery's own --loglevel (WARNING by default) would hide the INFO lines that LOG_LEVEL asks for.
+    log_level = os.environ.get("LOG_LEVEL", "").strip() or "info"
+    commands = {
+        # Workers default to WEB_CONCURRENCY (gunicorn's own variable), 1 when unset.
+        "web": [gunicorn, "config.wsgi", "--threads", "4", "--bind", f"0.0.0.0:{web_port}"],
+        "worker": [celery, "-A", "config", "worker", f"--loglevel={log_level}"],
+        "beat": [celery, "-A", "config", "beat", f"--loglevel={log_level}"],
+    }
+    banner("production topology: web, worker and beat against PostgreSQL and RabbitMQ", web_port)
+    return supervise(commands)
+
+
+def supervise(commands: dict[str, list[str]]) -> int:
+    """Start every command, forward SIGINT/SIGTERM, and stop them all as soon as one exits."""
+    received: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    children: dict[str, subprocess.Popen] = {}
+    # Own process groups: a Ctrl-C in the terminal reaches the children once, through us, not twice.
+    for name, args in commands.items():
+        children[name] = subprocess.Popen(args, cwd=ROOT, process_group=0)
+        print(f"run: started {name} (pid {children[name].pid}): {' '.join(args[1:])}", flush=True)
+    while True:
+        if received:
+            print(f"run: got {signal.Signals(received[0]).name}; stopping web, worker and beat", flush=True)
+            stop(children, received[0])
+            return 128 + received[0]
+        exited = [(name, child) for name, child in children.items() if child.poll() is not None]
+        if exited:
+            name, child = exited[0]
+            print(f"run: {name} exited with status {child.returncode}; stopping the others", flush=True)
+            stop(children, signal.SIGTERM)
+            return child.returncode if child.returncode >= 0 else 128 - child.returncode
+        time.sleep(0.2)
+
+
+def stop(children: dict[str, subprocess.Popen], signum: int) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signum)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for name, child in children.items():
+        try:
+            child.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            print(f"run: {name} did not stop within {STOP_TIMEOUT_S:.0f}s; killing it", flush=True)
+            child.kill()
+            child.wait()
+
+
+def main() -> int:
+    database_url = os.environ.get("DATABASE_URL", "").strip()
+    broker_url = os.environ.get("BROKER_URL", "").strip()
+    web_port = port()
+    if database_url and broker_url:
+        return run_topology(web_port)
+    if database_url or broker_url:
+        given, missing = ("DATABASE_URL", "BROKER_URL") if database_url else ("BROKER_URL", "DATABASE_URL")
+        fail(
+            f"{given} is set but {missing} is not. Set both for the production topology "
+            "(PostgreSQL and RabbitMQ), or neither for the embedded default (SQLite, in-process transport)."
+        )
+    run_embedded(web_port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
