@@ -1,0 +1,310 @@
+"""The deployment files name only things that exist: Dockerfile, docker-compose.yml, .dockerignore, `make run`.
+
+Docker is not needed: the files are parsed and every command, module, path and URL they name is checked
+against the project. No database either.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import importlib.util
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+import pytest
+import yaml
+from django.conf import settings
+from django.urls import resolve
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+APP_SERVICES = ("web", "worker", "beat")
+ENV_HELPERS = {"env_str", "env_bool", "env_number", "env_choice"}
+
+
+# --- readers -----------------------------------------------------------------------------------------------
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def service(name: str) -> dict:
+    return compose()["services"][name]
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    instructions, pending = [], ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, rest = (pending + stripped).partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        pending = ""
+    return instructions
+
+
+def instructions(keyword: str) -> list[str]:
+    return [rest for kw, rest in dockerfile() if kw == keyword]
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = dockerfile()
+    last_from = max(i for i, (kw, _) in enumerate(steps) if kw == "FROM")
+    return steps[last_from:]
+
+
+def command(value: str | list[str]) -> list[str]:
+    """A Dockerfile or compose command as argv; exec form (JSON or YAML list) or shell form."""
+    if isinstance(value, list):
+        return [str(part) for part in value]
+    value = value.strip()
+    if value.startswith("["):
+        return [str(part) for part in yaml.safe_load(value)]
+    return shlex.split(value)
+
+
+def shell_words(argv: list[str]) -> list[str]:
+    """`sh -c "exec gunicorn …"` read as the command it runs."""
+    if argv[:2] == ["sh", "-c"]:
+        argv = shlex.split(argv[2])
+    return argv[1:] if argv and argv[0] == "exec" else argv
+
+
+def image_command() -> list[str]:
+    return shell_words(command(instructions("CMD")[-1]))
+
+
+def dockerignore() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(path: str) -> bool:
+    return any(
+        fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path, pattern.removeprefix("**/"))
+        or path.startswith(pattern.rstrip("/") + "/")
+        for pattern in dockerignore()
+    )
+
+
+def local_apps() -> list[str]:
+    return [app for app in settings.INSTALLED_APPS if (ROOT / app.split(".")[0]).is_dir()]
+
+
+def environment_variables_read_by_settings() -> set[str]:
+    tree = ast.parse((ROOT / "config" / "settings.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+            continue
+        func = node.func
+        is_helper = isinstance(func, ast.Name) and func.id in ENV_HELPERS
+        is_environ = isinstance(func, ast.Attribute) and func.attr in {"get", "getenv"} and (
+            ast.unparse(func.value) in {"os.environ", "os"})
+        if is_helper or is_environ:
+            names.add(node.args[0].value)
+    return names
+
+
+# --- the Celery, WSGI and manage.py entry points -------------------------------------------------------------
+
+
+def assert_celery_command(argv: list[str], subcommand: str) -> None:
+    from celery.app.utils import find_app
+    from celery.bin.celery import celery as celery_cli
+
+    assert argv[0] == "celery", argv
+    app_index = argv.index("-A") + 1
+    app = find_app(argv[app_index])
+    assert app.main == "sagaflow"
+    assert argv[app_index + 1] == subcommand
+    assert subcommand in celery_cli.commands
+
+
+def assert_wsgi_module(module: str) -> None:
+    name, _, attribute = module.partition(":")
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.origin, f"no module {name}"
+    # Read, not imported: importing config.wsgi starts the embedded transport.
+    tree = ast.parse(Path(spec.origin).read_text())
+    assigned = {target.id for node in tree.body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+    assert (attribute or "application") in assigned
+
+
+def test_the_image_serves_config_wsgi_with_gunicorn_on_port():
+    argv = image_command()
+    assert argv[0] == "gunicorn"
+    assert_wsgi_module(argv[1])
+    assert argv[argv.index("--bind") + 1] == "0.0.0.0:${PORT:-8000}"
+
+
+def test_worker_and_beat_run_the_celery_app_of_config():
+    assert_celery_command(command(service("worker")["command"]), "worker")
+    assert_celery_command(command(service("beat")["command"]), "beat")
+
+
+def test_migrate_runs_manage_py_migrate():
+    argv = command(service("migrate")["command"])
+    assert argv[:3] == ["python", "manage.py", "migrate"]
+    assert (ROOT / "manage.py").is_file()
+
+
+def test_web_runs_the_image_command_and_serves_the_port_it_publishes():
+    web = service("web")
+    assert "command" not in web
+    published = {str(port).split(":")[-1] for port in web["ports"]}
+    assert str(web["environment"].get("PORT", 8000)) in published
+
+
+# --- Dockerfile ----------------------------------------------------------------------------------------------
+
+
+def test_the_image_is_built_in_two_stages_on_python_3_11_slim():
+    stages = instructions("FROM")
+    assert len(stages) >= 2
+    builder = stages[0].split()
+    assert builder[-2].upper() == "AS"
+    assert stages[-1].split()[0] == "python:3.11-slim"
+    copies_from_builder = [c for kw, c in final_stage() if kw == "COPY" and c.startswith(f"--from={builder[-1]}")]
+    assert copies_from_builder, "the final stage takes the venv from the builder"
+
+
+def test_the_builder_installs_requirements_txt_into_a_venv():
+    runs = " ".join(instructions("RUN"))
+    assert "python -m venv" in runs
+    assert "pip install -r" in runs and "requirements.txt" in runs
+    assert (ROOT / "requirements.txt").is_file()
+
+
+def test_every_path_the_dockerfile_copies_exists_and_is_not_ignored():
+    for arguments in instructions("COPY"):
+        words = [w for w in shlex.split(arguments) if not w.startswith("--")]
+        if arguments.startswith("--from="):
+            continue
+        for source in words[:-1]:
+            path = ROOT / source
+            assert path.exists(), f"COPY {source}: no such path"
+            if source != ".":
+                assert not ignored(source), f"COPY {source}, but .dockerignore leaves it out"
+
+
+def test_the_image_runs_as_a_user_that_is_not_root():
+    users = [rest for kw, rest in final_stage() if kw == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    steps = final_stage()
+    user_at = max(i for i, (kw, _) in enumerate(steps) if kw == "USER")
+    cmd_at = max(i for i, (kw, _) in enumerate(steps) if kw == "CMD")
+    assert user_at < cmd_at
+
+
+def test_static_files_are_collected_at_build_time_with_a_throwaway_secret_key():
+    collect = [run for run in instructions("RUN") if "collectstatic" in run]
+    assert collect and "manage.py collectstatic --noinput" in collect[0]
+    assert "SECRET_KEY=" in collect[0], "a build-only key, set for this step only"
+    assert not any("SECRET_KEY" in env for env in instructions("ENV")), "no key baked into the image"
+
+
+def test_the_healthcheck_asks_health_with_urllib_and_the_path_is_served():
+    (healthcheck,) = instructions("HEALTHCHECK")
+    assert "urllib.request" in healthcheck and "curl" not in healthcheck
+    url = re.search(r"https?://[^'\"\s]+", healthcheck).group(0)
+    path = urlsplit(url.replace("%s", "8000")).path
+    assert path == "/health"
+    assert resolve(path).url_name == "health"
+
+
+# --- .dockerignore -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [".venv", ".git", "db.sqlite3", "db.sqlite3-wal", "orders/__pycache__"])
+def test_dockerignore_leaves_out_local_state(path):
+    assert ignored(path)
+
+
+def test_dockerignore_keeps_everything_the_application_needs():
+    needed = ["manage.py", "requirements.txt", "config", *local_apps()]
+    assert not [path for path in needed if ignored(path)]
+
+
+# --- docker-compose.yml --------------------------------------------------------------------------------------
+
+
+def test_postgres_and_rabbitmq_report_their_health():
+    postgres, rabbitmq = service("postgres"), service("rabbitmq")
+    assert "pg_isready" in command(postgres["healthcheck"]["test"])
+    assert rabbitmq["image"] == "rabbitmq:3-management"
+    assert command(rabbitmq["healthcheck"]["test"])[1:2] == ["rabbitmq-diagnostics"]
+    assert "ping" in command(rabbitmq["healthcheck"]["test"])
+    assert any(str(port).endswith("15672") for port in rabbitmq["ports"])
+
+
+def test_migrate_waits_for_a_healthy_postgres_and_runs_once():
+    migrate = service("migrate")
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert migrate.get("restart", "no") == "no"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_web_worker_and_beat_start_after_healthy_services_and_a_finished_migrate(name):
+    depends_on = service(name)["depends_on"]
+    assert depends_on["postgres"]["condition"] == "service_healthy"
+    assert depends_on["rabbitmq"]["condition"] == "service_healthy"
+    assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", ("migrate", *APP_SERVICES))
+def test_every_application_service_builds_this_dockerfile_and_has_its_settings(name):
+    spec = service(name)
+    assert (ROOT / spec["build"] / "Dockerfile").is_file()
+    assert {"DATABASE_URL", "BROKER_URL", "SECRET_KEY"} <= set(spec["environment"])
+
+
+def test_the_urls_point_at_the_compose_postgres_and_rabbitmq_with_their_credentials():
+    env = service("web")["environment"]
+    postgres = service("postgres")["environment"]
+    database = dj_database_url.parse(env["DATABASE_URL"])
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert (database["HOST"], database["USER"], database["PASSWORD"], database["NAME"]) == (
+        "postgres", postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"])
+    broker = urlsplit(env["BROKER_URL"])
+    rabbitmq = service("rabbitmq")["environment"]
+    assert (broker.scheme, broker.hostname) == ("amqp", "rabbitmq")
+    assert (broker.username, broker.password) == (rabbitmq["RABBITMQ_DEFAULT_USER"],
+                                                  rabbitmq["RABBITMQ_DEFAULT_PASS"])
+    assert broker.username != "guest", "RabbitMQ refuses guest from any host but localhost"
+
+
+# --- make run and the README ---------------------------------------------------------------------------------
+
+
+def test_make_run_calls_the_run_script():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "scripts/run.py" in makefile
+    assert (ROOT / "scripts" / "run.py").is_file()
+
+
+@pytest.mark.parametrize("given", ["DATABASE_URL", "BROKER_URL"])
+def test_make_run_refuses_one_url_without_the_other(given):
+    env = {"PATH": "/usr/bin:/bin", given: "postgres://nowhere/x" if given == "DATABASE_URL" else "amqp://nowhere"}
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run.py")], env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2
+    assert given in result.stderr and "is not" in result.stderr
+
+
+def test_the_readme_lists_every_setting_the_settings_read():
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(name for name in environment_variables_read_by_settings() if f"`{name}`" not in readme)
+    assert not missing, f"README.md does not list {missing}"
