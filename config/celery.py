@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -49,3 +49,13 @@ def beat_schedule() -> dict:
 @app.on_after_configure.connect
 def _schedule_sweeps(sender, **kwargs):
     sender.conf.beat_schedule = beat_schedule()
+
+
+@signals.setup_logging.connect
+def _use_django_logging(**kwargs):
+    """Keep Django's LOGGING (JSON, LOG_LEVEL, context fields) in worker and beat instead of Celery's own."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)

@@ -6,6 +6,7 @@ The README lists every variable. A bad value raises ImproperlyConfigured naming 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -88,6 +89,9 @@ MESSAGING_EXCHANGE = env_str("MESSAGING_EXCHANGE", "sagaflow")
 MESSAGING_MAX_ATTEMPTS = int(env_number("MESSAGING_MAX_ATTEMPTS", 5, minimum=1, cast=int))
 MESSAGING_RETRY_BASE_S = env_number("MESSAGING_RETRY_BASE_S", 1.0, minimum=0.01)
 MESSAGING_DELIVERY_LIMIT = int(env_number("MESSAGING_DELIVERY_LIMIT", 5, minimum=1, cast=int))
+# Which consumers a worker runs (comma-separated; default all), so that each can be scaled on its own.
+MESSAGING_CONSUMERS = [c.strip() for c in env_str("MESSAGING_CONSUMERS", "payments,inventory,saga").split(",")
+                       if c.strip()]
 MESSAGING_PREFETCH = int(env_number("MESSAGING_PREFETCH", 50, minimum=1, cast=int))
 OUTBOX_SWEEP_INTERVAL_S = env_number("OUTBOX_SWEEP_INTERVAL_S", 2.0, minimum=0.05)
 OUTBOX_BATCH_SIZE = int(env_number("OUTBOX_BATCH_SIZE", 200, minimum=1, cast=int))
@@ -166,8 +170,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-# Without collectstatic (the embedded mode, the tests) WhiteNoise serves straight from the apps' folders.
+# Without collectstatic (the embedded mode, the tests) WhiteNoise serves straight from the apps' folders,
+# and its warning that STATIC_ROOT is missing says nothing useful.
 WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 WHITENOISE_AUTOREFRESH = DEBUG
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

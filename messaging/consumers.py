@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from messaging import bus
-from messaging.deadletters import FailedDelivery, dead_letter_record
+from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
 from messaging.envelope import Envelope, decode
 from messaging.errors import PermanentMessageError, is_transient
 
@@ -39,7 +39,7 @@ def handle_delivery(
 ) -> Verdict:
     """Handle one delivery for `consumer` and say what the transport must do with it. Never raises."""
     close_old_connections()
-    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    raw = storable_body(body)
     message_id = str(properties.get("message_id") or "")
     headers = {**(headers or {}), "correlation_id": str(properties.get("correlation_id") or "")}
     try:

@@ -47,7 +47,8 @@ def dead_letter_record(failed: FailedDelivery) -> DeadLetter:
         if existing is not None:
             existing.attempts = max(existing.attempts, failed.attempts)
             existing.last_failed_at = now
-            existing.reason, existing.detail, existing.traceback = failed.reason, failed.detail, summary
+            existing.reason = _json_safe(failed.reason)[:100]
+            existing.detail, existing.traceback = _json_safe(failed.detail)[:2000], _json_safe(summary)
             existing.save(update_fields=["attempts", "last_failed_at", "reason", "detail", "traceback"])
             return existing
         letter = DeadLetter.objects.create(
@@ -56,9 +57,9 @@ def dead_letter_record(failed: FailedDelivery) -> DeadLetter:
             queue=failed.queue,
             body=failed.body,
             headers=_json_safe(failed.headers),
-            reason=failed.reason,
-            detail=failed.detail[:2000],
-            traceback=summary,
+            reason=_json_safe(failed.reason)[:100],
+            detail=_json_safe(failed.detail)[:2000],
+            traceback=_json_safe(summary),
             attempts=failed.attempts,
             first_failed_at=now,
             last_failed_at=now,
@@ -70,12 +71,29 @@ def dead_letter_record(failed: FailedDelivery) -> DeadLetter:
     return letter
 
 
+def storable_body(body: bytes | str) -> str:
+    """The body as text a database can hold: UTF-8 text as is, anything else base64 with a prefix."""
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        import base64
+
+        return "base64:" + base64.b64encode(body).decode()
+    return text
+
+
 def _json_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, (int, float, bool)) or value is None:
         return value
     return str(value)
 

@@ -13,13 +13,15 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 
 from messaging import bus, topology
 from messaging.consumers import Verdict, handle_delivery
-from messaging.deadletters import FailedDelivery, dead_letter_record
+from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
+from messaging.errors import is_transient
 from messaging.envelope import ATTEMPT_HEADER
 from messaging.relay import Relay, broker_connection
 
@@ -134,7 +136,12 @@ class DeadLetterThread(_BrokerThread):
     def on_message(self, message: Message) -> None:
         try:
             dead_letter_record(_failure_from(message))
-        except Exception:  # noqa: BLE001 - the database is down: keep the message and slow down
+        except Exception as error:  # noqa: BLE001
+            if not is_transient(error):
+                # Storing can never succeed; dropping it silently would lose it, so say so loudly.
+                logger.critical("dead letter cannot be stored and is dropped: %r", message.body[:2000])
+                message.ack()
+                return
             logger.exception("could not store a dead letter; it stays queued")
             connection.close()
             self.stop.wait(1.0)
@@ -154,12 +161,11 @@ def _failure_from(message: Message) -> FailedDelivery:
         broker_reason = str(first_death.get("reason", headers.get("x-first-death-reason", "rejected")))
         reason = "delivery_limit" if broker_reason == "delivery_limit" else f"broker_{broker_reason}"
     queue = headers.pop(QUEUE_HEADER, None) or first_death.get("queue") or headers.get("x-first-death-queue", "")
-    body = message.body
     return FailedDelivery(
         message_id=str(properties.get("message_id") or "(none)"),
         routing_key=str(properties.get("type") or message.delivery_info.get("routing_key", "")),
         queue=str(queue),
-        body=body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body),
+        body=storable_body(message.body),
         headers={k: v for k, v in headers.items() if k not in {DETAIL_HEADER, TRACEBACK_HEADER}},
         reason=str(reason),
         detail=str(headers.get(DETAIL_HEADER, "")),
@@ -191,7 +197,10 @@ class MessagingRuntime:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        self.threads = [ConsumerThread(name, self.stop) for name in bus.consumers()]
+        unknown = set(settings.MESSAGING_CONSUMERS) - set(bus.consumers())
+        if unknown:
+            raise ImproperlyConfigured(f"MESSAGING_CONSUMERS names unknown consumers: {sorted(unknown)}")
+        self.threads = [ConsumerThread(name, self.stop) for name in settings.MESSAGING_CONSUMERS]
         self.threads.append(DeadLetterThread(topology.DEAD_LETTER_QUEUE, self.stop))
         self.threads.append(threading.Thread(target=Relay(self.stop).run, name="sagaflow-relay", daemon=True))
         for thread in self.threads:

@@ -15,7 +15,7 @@ class SagaTransitionInline(admin.TabularInline):
 
 @admin.register(Saga)
 class SagaAdmin(admin.ModelAdmin):
-    list_display = ["order_id", "state", "failure_reason", "deadline_at", "created_at", "updated_at"]
+    list_display = ["order_id", "state", "failure_reason", "state_entered_at", "deadline_at", "created_at"]
     list_filter = ["state", "failure_reason"]
     search_fields = ["order_id", "customer_id"]
     readonly_fields = [f.name for f in Saga._meta.fields]

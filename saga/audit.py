@@ -17,6 +17,7 @@ from messaging.models import DeadLetter, InboxMessage, OutboxMessage
 from orders.models import Order
 from payments.models import Account, LedgerEntry, Payment
 from saga.models import Saga
+from saga.transitions import PENDING_STATES
 
 ZERO = Decimal("0.00")
 
@@ -46,14 +47,14 @@ def audit(*, settled: bool = False, now: datetime | None = None) -> list[Violati
 
 def _orders_reach_an_end(settled: bool, now: datetime):
     grace = timedelta(seconds=settings.SAGA_SWEEP_INTERVAL_S)
-    sagas = dict(Saga.objects.values_list("order_id", "deadline_at"))
+    sagas = {saga.order_id: saga.deadline_at for saga in Saga.objects.filter(state__in=list(PENDING_STATES))}
     for order_id, created_at in Order.objects.filter(status=Order.Status.PENDING).values_list("id", "created_at"):
         deadline = sagas.get(order_id)
         if settled:
             yield Violation(1, f"order {order_id}", "still PENDING while the system is quiet")
         elif deadline is not None and deadline + grace < now:
             yield Violation(1, f"order {order_id}", f"PENDING past its deadline {deadline.isoformat()}")
-        elif order_id not in sagas:
+        elif not Saga.objects.filter(order_id=order_id).exists():
             yield Violation(1, f"order {order_id}", "has no saga")
 
 

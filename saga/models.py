@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import models
 
 from saga.transitions import State
@@ -12,7 +15,7 @@ class Saga(models.Model):
 
     order_id = models.UUIDField(primary_key=True)
     state = models.CharField(max_length=32, choices=StateChoices.choices, db_index=True)
-    deadline_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    state_entered_at = models.DateTimeField(db_index=True)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     customer_id = models.CharField(max_length=64)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
@@ -22,10 +25,23 @@ class Saga(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["state", "deadline_at"], name="saga_state_deadline_idx")]
+        indexes = [models.Index(fields=["state", "state_entered_at"], name="saga_state_entered_idx")]
 
     def __str__(self) -> str:
         return f"saga {self.order_id} {self.state}"
+
+    @property
+    def deadline_at(self) -> datetime | None:
+        """When a pending saga times out, from the deadline that the settings give its state now."""
+        seconds = state_deadline_s(self.state)
+        return None if seconds is None else self.state_entered_at + timedelta(seconds=seconds)
+
+
+def state_deadline_s(state: str) -> float | None:
+    return {
+        State.PAYMENT_PENDING: settings.SAGA_PAYMENT_DEADLINE_S,
+        State.INVENTORY_PENDING: settings.SAGA_INVENTORY_DEADLINE_S,
+    }.get(state)
 
 
 class SagaTransition(models.Model):

@@ -7,15 +7,15 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.errors import ConflictError, NotFoundError
 from messaging import correlation
 from messaging.outbox import publish
 from saga import transitions as t
-from saga.models import Saga, SagaTransition
+from saga.models import Saga, SagaTransition, state_deadline_s
 
 logger = logging.getLogger(__name__)
 
@@ -31,19 +31,11 @@ class OrderNotCancellableError(ConflictError):
         super().__init__(f"the order is already {state.lower()} and can no longer be cancelled", {"state": state})
 
 
-def _deadline_for(state: t.State):
-    seconds = {
-        t.State.PAYMENT_PENDING: settings.SAGA_PAYMENT_DEADLINE_S,
-        t.State.INVENTORY_PENDING: settings.SAGA_INVENTORY_DEADLINE_S,
-    }.get(state)
-    return None if seconds is None else timezone.now() + timedelta(seconds=seconds)
-
-
 def saga_start(*, order_id: str, customer_id: str, amount: Decimal, currency: str,
                items: list[dict[str, Any]], cause_message_id: str = "") -> Saga:
     """Create the saga in PAYMENT_PENDING and emit `payment.process`. Must run in the order's transaction."""
     saga = Saga.objects.create(
-        order_id=order_id, state=t.State.PAYMENT_PENDING, deadline_at=_deadline_for(t.State.PAYMENT_PENDING),
+        order_id=order_id, state=t.State.PAYMENT_PENDING, state_entered_at=timezone.now(),
         customer_id=customer_id, amount=amount, currency=currency, items=items,
     )
     _emit(saga, t.PAYMENT_PROCESS)
@@ -70,8 +62,8 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
     if decision.changed:
         saga.state = decision.to_state
         saga.failure_reason = decision.failure_reason or ""
-        saga.deadline_at = _deadline_for(decision.to_state)
-        saga.save(update_fields=["state", "failure_reason", "deadline_at", "updated_at"])
+        saga.state_entered_at = timezone.now()
+        saga.save(update_fields=["state", "failure_reason", "state_entered_at", "updated_at"])
     else:
         logger.warning("late %s in %s: compensating with %s", message_type, saga.state, ", ".join(decision.emits))
     for routing_key in decision.emits:
@@ -115,22 +107,26 @@ def saga_cancel(*, order_id: str) -> t.Decision:
         return saga_apply(order_id=order_id, message_type=t.CANCEL, message_reason=t.CANCELLED_REASON)
 
 
+def overdue_sagas(*, now=None):
+    """Sagas that stayed in a pending state past the deadline the settings give that state now."""
+    now = now or timezone.now()
+    overdue = Q()
+    for state in t.PENDING_STATES:
+        cutoff = now - timedelta(seconds=state_deadline_s(state))
+        overdue |= Q(state=state.value, state_entered_at__lt=cutoff)
+    return Saga.objects.filter(overdue)
+
+
 def saga_sweep_timeouts(*, limit: int = 500) -> int:
     """Compensate the sagas that stayed pending past their deadline. Returns how many were timed out.
 
     Safe to run from several schedulers at once: each saga is claimed with SKIP LOCKED and re-checked.
     """
-    now = timezone.now()
-    overdue = list(
-        Saga.objects.filter(state__in=[s.value for s in t.PENDING_STATES], deadline_at__lt=now)
-        .order_by("deadline_at").values_list("order_id", flat=True)[:limit]
-    )
+    candidates = list(overdue_sagas().order_by("state_entered_at").values_list("order_id", flat=True)[:limit])
     timed_out = 0
-    for order_id in overdue:
+    for order_id in candidates:
         with transaction.atomic():
-            claimed = (Saga.objects.select_for_update(skip_locked=True)
-                       .filter(order_id=order_id, state__in=[s.value for s in t.PENDING_STATES],
-                               deadline_at__lt=now).exists())
+            claimed = overdue_sagas().select_for_update(skip_locked=True).filter(order_id=order_id).exists()
             if not claimed:
                 continue
             with correlation.bound(order_id=str(order_id)):

@@ -32,7 +32,7 @@ def worker_database_url() -> str:
     return f"{PG_SERVER}/{TEST_DATABASE}"
 
 
-def _rabbitmqctl(*args: str) -> None:
+def rabbitmqctl(*args: str) -> None:
     if shutil.which("rabbitmqctl") is None:
         raise pytest.UsageError("rabbitmqctl is not installed: the tests need RabbitMQ on this machine")
     result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
@@ -49,14 +49,24 @@ def _check_postgres() -> None:
         raise pytest.UsageError(f"PostgreSQL at {PG_SERVER} cannot be reached: {error}") from None
 
 
+def add_vhost(name: str) -> str:
+    """Create a vhost guest may use; returns its broker URL."""
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    return f"{AMQP_SERVER}/{name}"
+
+
+def delete_vhost(name: str) -> None:
+    try:
+        rabbitmqctl("delete_vhost", name)
+    except pytest.UsageError as error:
+        print(f"warning: {error}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _check_postgres()
-    _rabbitmqctl("add_vhost", TEST_VHOST)
-    _rabbitmqctl("set_permissions", "-p", TEST_VHOST, "guest", ".*", ".*", ".*")
+    add_vhost(TEST_VHOST)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    try:
-        _rabbitmqctl("delete_vhost", TEST_VHOST)
-    except pytest.UsageError as error:
-        print(f"warning: {error}")
+    delete_vhost(TEST_VHOST)

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Iterator
 
 import httpx
 import pytest
 
+from tests.plugin import TEST_VHOST, add_vhost, delete_vhost
+
 from tests.processes import Process, celery_worker, wait_for, wait_until_consuming
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture(autouse=True)
+def own_vhost(settings, monkeypatch) -> Iterator[str]:
+    """A vhost for this test alone: no message of an earlier test can reach its workers."""
+    name = f"{TEST_VHOST}_{uuid.uuid4().hex[:6]}"
+    url = add_vhost(name)
+    settings.BROKER_URL = url
+    monkeypatch.setenv("BROKER_URL", url)
+    yield url
+    delete_vhost(name)
 
 
 @pytest.fixture
