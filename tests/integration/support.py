@@ -80,7 +80,12 @@ def drain() -> int:
 
 
 def make_overdue(order_id: str) -> None:
-    Saga.objects.filter(order_id=order_id).update(deadline_at=timezone.now() - timedelta(seconds=1))
+    """Put the saga's deadline in the past: it entered its state longer ago than the settings allow."""
+    saga = Saga.objects.get(order_id=order_id)
+    assert saga.deadline_at is not None, f"a {saga.state} saga has no deadline"
+    overdue_by = saga.deadline_at - saga.state_entered_at + timedelta(seconds=1)
+    Saga.objects.filter(order_id=order_id).update(state_entered_at=timezone.now() - overdue_by)
+    assert Saga.objects.get(order_id=order_id).deadline_at < timezone.now()
 
 
 def order_of(order_id: str) -> Order:

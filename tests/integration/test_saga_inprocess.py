@@ -7,16 +7,18 @@ queue to force an order of arrival), and asserts on the rows: order, saga, payme
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from inventory.models import Reservation, ReservationLine, StockMovement
 from messaging import bus
 from messaging.models import OutboxMessage
 from orders.models import Order
 from payments.models import ClosedOrder, Payment
-from saga.models import SagaTransition
+from saga.models import Saga, SagaTransition
 from saga.services import OrderNotCancellableError, SagaNotFoundError, saga_cancel, saga_sweep_timeouts
 from tests.factories import make_account, make_product, unique
 from tests.integration.support import (
@@ -298,7 +300,7 @@ def test_the_sweep_leaves_alone_a_saga_that_is_not_pending():
     sku = make_product().sku
     order_id = place(make_account().customer_id, (sku, 1))
     drain()
-    make_overdue(order_id)
+    Saga.objects.filter(order_id=order_id).update(state_entered_at=timezone.now() - timedelta(days=1))
 
     assert saga_sweep_timeouts() == 0
     assert order_of(order_id).status == "COMPLETED"
