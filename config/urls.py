@@ -1,8 +1,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.views import HealthView, api_not_found
+from config.views import DocsView, HealthView, SchemaView, api_not_found
 from inventory.api import ProductDetailApi, ProductListCreateApi, ProductRestockApi
 from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi
 from payments.api import AccountCreateApi, AccountDetailApi, PaymentListApi
@@ -20,8 +19,8 @@ api = [
     path("orders/<uuid:order_id>", OrderDetailApi.as_view(), name="order"),
     path("orders/<uuid:order_id>/cancel", OrderCancelApi.as_view(), name="order-cancel"),
     path("payments", PaymentListApi.as_view(), name="payments"),
-    path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("schema", SchemaView.as_view(), name="schema"),
+    path("docs", DocsView.as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [
@@ -30,3 +29,5 @@ urlpatterns = [
     path("health", HealthView.as_view(), name="health"),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "config.views.server_error"

@@ -1,8 +1,11 @@
-"""Views of the project itself: health, and JSON answers for unmatched API paths."""
+"""Views of the project itself: health, the API's schema and docs, and JSON answers for unmatched API paths
+and server errors."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 
 from config.api import json_error
@@ -28,3 +31,25 @@ class HealthView(HealthCheckView):
 
 def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     return json_error(404, "not_found", f"No API resource at {request.path}.")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the API answers JSON even when it fails; the admin keeps Django's page."""
+    if request.path == "/api" or request.path.startswith("/api/"):
+        return json_error(500, "server_error", "The server failed to handle this request; it has been logged.")
+    return defaults.server_error(request)
+
+
+class JsonMethodNotAllowedMixin:
+    """A wrong method is a JSON 405 here too, not the page's own renderer (YAML for the schema, HTML for docs)."""
+
+    def http_method_not_allowed(self, request, *args, **kwargs) -> JsonResponse:
+        return json_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+
+
+class SchemaView(JsonMethodNotAllowedMixin, SpectacularAPIView):
+    pass
+
+
+class DocsView(JsonMethodNotAllowedMixin, SpectacularSwaggerView):
+    pass

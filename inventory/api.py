@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, StrictCharField, StrictIntegerField, paginated, validated
+from config.api import IDENTIFIER, JSONParser, MoneyField, StrictCharField, StrictIntegerField, paginated, validated
 from inventory.selectors import product_get, product_list
 from inventory.services import ProductNotFoundError, product_create, product_restock
 
@@ -18,7 +18,7 @@ MAX_STOCK = 1_000_000_000
 class ProductCreateInputSerializer(serializers.Serializer):
     sku = StrictCharField(**IDENTIFIER)
     name = StrictCharField(min_length=1, max_length=200)
-    price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+    price = MoneyField(max_digits=12, min_value=0)
     stock = StrictIntegerField(min_value=0, max_value=MAX_STOCK)
 
 
@@ -36,6 +36,8 @@ class ProductOutputSerializer(serializers.Serializer):
 
 
 class ProductListCreateApi(APIView):
+    parser_classes = [JSONParser]
+
     @extend_schema(operation_id="products_list", responses=ProductOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         return paginated(self, request, product_list(), ProductOutputSerializer)
@@ -58,6 +60,8 @@ class ProductDetailApi(APIView):
 
 
 class ProductRestockApi(APIView):
+    parser_classes = [JSONParser]
+
     @extend_schema(operation_id="products_restock", request=ProductRestockInputSerializer,
                    responses=ProductOutputSerializer)
     def post(self, request: Request, sku: str) -> Response:

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, StrictCharField, StrictIntegerField, paginated, validated
+from config.api import IDENTIFIER, JSONParser, StrictCharField, StrictIntegerField, paginated, validated
 from config.errors import NotFoundError
 from orders.models import Order
 from orders.selectors import order_get, order_list
@@ -18,6 +18,7 @@ from saga.selectors import saga_get, saga_history
 from saga.services import saga_cancel
 
 MAX_QUANTITY = 1_000_000
+IDEMPOTENCY_KEY_MAX_LENGTH = Order._meta.get_field("idempotency_key").max_length
 
 
 class OrderNotFoundError(NotFoundError):
@@ -98,7 +99,18 @@ class OrderListFilterSerializer(serializers.Serializer):
     customer_id = serializers.CharField(required=False, **IDENTIFIER)
 
 
+def idempotency_key(request: Request) -> str | None:
+    """The optional Idempotency-Key header; one longer than the column holds is a 400, not a database error."""
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise serializers.ValidationError(
+            {"Idempotency-Key": [f"Ensure this header has no more than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]})
+    return key
+
+
 class OrderListCreateApi(APIView):
+    parser_classes = [JSONParser]
+
     @extend_schema(operation_id="orders_list", parameters=[OrderListFilterSerializer],
                    responses=OrderOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -113,8 +125,8 @@ class OrderListCreateApi(APIView):
         responses={201: OrderDetailOutputSerializer},
     )
     def post(self, request: Request) -> Response:
+        key = idempotency_key(request)
         data = validated(OrderCreateInputSerializer, request.data)
-        key = request.headers.get("Idempotency-Key") or None
         order, _created = order_create(customer_id=data["customer_id"], items=data["items"], idempotency_key=key)
         return Response(OrderDetailOutputSerializer(order_get(order_id=str(order.id))).data,
                         status=status.HTTP_201_CREATED)

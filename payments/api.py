@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, StrictCharField, paginated, validated
+from config.api import IDENTIFIER, JSONParser, MoneyField, StrictCharField, paginated, validated
 from config.errors import NotFoundError
 from payments.selectors import account_get, payment_list
 from payments.services import account_create
@@ -20,7 +20,7 @@ class AccountNotFoundError(NotFoundError):
 
 class AccountCreateInputSerializer(serializers.Serializer):
     customer_id = StrictCharField(**IDENTIFIER)
-    balance = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
+    balance = MoneyField(max_digits=14, min_value=0)
 
 
 class AccountOutputSerializer(serializers.Serializer):
@@ -44,6 +44,8 @@ class PaymentListFilterSerializer(serializers.Serializer):
 
 
 class AccountCreateApi(APIView):
+    parser_classes = [JSONParser]
+
     @extend_schema(operation_id="accounts_create", request=AccountCreateInputSerializer,
                    responses={201: AccountOutputSerializer})
     def post(self, request: Request) -> Response:
