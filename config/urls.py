@@ -6,13 +6,15 @@ from inventory.api import ProductDetailApi, ProductListCreateApi, ProductRestock
 from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi
 from payments.api import AccountCreateApi, AccountDetailApi, PaymentListApi
 
-SKU = "<str:sku>"
-CUSTOMER = "<str:customer_id>"
+# A sku or customer_id is any string of 1 to 64 characters (DESIGN §5), "/" included, so that whatever could be
+# created can be addressed. The restock route comes first: it claims a path ending in "/restock".
+SKU = "<path:sku>"
+CUSTOMER = "<path:customer_id>"
 
 api = [
     path("products", ProductListCreateApi.as_view(), name="products"),
-    path(f"products/{SKU}", ProductDetailApi.as_view(), name="product"),
     path(f"products/{SKU}/restock", ProductRestockApi.as_view(), name="product-restock"),
+    path(f"products/{SKU}", ProductDetailApi.as_view(), name="product"),
     path("accounts", AccountCreateApi.as_view(), name="accounts"),
     path(f"accounts/{CUSTOMER}", AccountDetailApi.as_view(), name="account"),
     path("orders", OrderListCreateApi.as_view(), name="orders"),
