@@ -1,0 +1,56 @@
+"""API test helpers: post raw bodies, check the one error shape, and check that a refusal wrote nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any, Iterator
+
+import pytest
+from django.test import Client
+
+from inventory.models import Product, StockMovement
+from messaging.models import OutboxMessage
+from orders.models import Order, OrderLine
+from payments.models import Account, LedgerEntry, Payment
+from saga.models import Saga
+
+WRITTEN = (Order, OrderLine, Saga, OutboxMessage, Product, StockMovement, Account, LedgerEntry, Payment)
+
+
+def post_json(client: Client, path: str, body: Any, **headers: str):
+    """POST `body` as JSON; a `str` or `bytes` body is sent as it is, so that tests can send broken JSON."""
+    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.post(path, raw, content_type="application/json", headers=headers)
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    """The answer is `status` with a JSON body of exactly {"code", "message", "details"}."""
+    assert response.status_code == status, response.content[:500]
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = response.json()
+    assert set(body) == {"code", "message", "details"}, body
+    assert isinstance(body["code"], str) and body["code"]
+    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["details"], (dict, list))
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
+def _counts() -> dict[str, int]:
+    return {model.__name__: model.objects.count() for model in WRITTEN}
+
+
+@contextlib.contextmanager
+def writes_nothing() -> Iterator[None]:
+    before = _counts()
+    yield
+    assert _counts() == before
+
+
+@pytest.fixture
+def inprocess(settings):
+    """The in-process transport, driven by the test through `drain()` rather than by its thread."""
+    settings.MESSAGING_TRANSPORT = "inprocess"
+    settings.MESSAGING_INPROCESS_AUTOSTART = False
