@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, JSONParser, MoneyField, StrictCharField, StrictIntegerField, paginated, validated
+from config.api import IDENTIFIER, MoneyField, StrictCharField, StrictIntegerField, paginated, validated
 from inventory.selectors import product_get, product_list
 from inventory.services import ProductNotFoundError, product_create, product_restock
 
@@ -36,7 +36,6 @@ class ProductOutputSerializer(serializers.Serializer):
 
 
 class ProductListCreateApi(APIView):
-    parser_classes = [JSONParser]
 
     @extend_schema(operation_id="products_list", responses=ProductOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -60,7 +59,6 @@ class ProductDetailApi(APIView):
 
 
 class ProductRestockApi(APIView):
-    parser_classes = [JSONParser]
 
     @extend_schema(operation_id="products_restock", request=ProductRestockInputSerializer,
                    responses=ProductOutputSerializer)

@@ -25,6 +25,13 @@ class ProductNotFoundError(NotFoundError):
     code = "product_not_found"
 
 
+class StockLimitError(ConflictError):
+    code = "stock_limit_exceeded"
+
+
+MAX_ON_HAND = 2_147_483_647  # what the on_hand column holds
+
+
 def product_create(*, sku: str, name: str, price: Decimal, stock: int) -> Product:
     """Add a product with its opening stock. Raises ProductExistsError for a taken sku."""
     try:
@@ -40,9 +47,12 @@ def product_create(*, sku: str, name: str, price: Decimal, stock: int) -> Produc
 def product_restock(*, sku: str, quantity: int) -> Product:
     """Add `quantity` to the stock on hand."""
     with transaction.atomic(durable=True):
-        updated = Product.objects.filter(sku=sku).update(on_hand=F("on_hand") + quantity)
+        updated = Product.objects.filter(sku=sku, on_hand__lte=MAX_ON_HAND - quantity).update(
+            on_hand=F("on_hand") + quantity)
         if not updated:
-            raise ProductNotFoundError(f"no product with sku {sku!r}", {"sku": sku})
+            if not Product.objects.filter(sku=sku).exists():
+                raise ProductNotFoundError(f"no product with sku {sku!r}", {"sku": sku})
+            raise StockLimitError(f"on_hand of {sku!r} would pass {MAX_ON_HAND}", {"sku": sku, "limit": MAX_ON_HAND})
         StockMovement.objects.create(product_id=sku, kind=StockMovement.Kind.RESTOCK, quantity=quantity)
         return Product.objects.get(sku=sku)
 

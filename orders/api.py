@@ -9,11 +9,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, JSONParser, StrictCharField, StrictIntegerField, paginated, validated
+from config.api import IDENTIFIER, StrictCharField, StrictIntegerField, paginated, validated
 from config.errors import NotFoundError
 from orders.models import Order
 from orders.selectors import order_get, order_list
-from orders.services import order_create
+from orders.services import order_create, order_remember_first_answer
 from saga.selectors import saga_get, saga_history
 from saga.services import saga_cancel
 
@@ -109,7 +109,6 @@ def idempotency_key(request: Request) -> str | None:
 
 
 class OrderListCreateApi(APIView):
-    parser_classes = [JSONParser]
 
     @extend_schema(operation_id="orders_list", parameters=[OrderListFilterSerializer],
                    responses=OrderOutputSerializer(many=True))
@@ -127,9 +126,13 @@ class OrderListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         key = idempotency_key(request)
         data = validated(OrderCreateInputSerializer, request.data)
-        order, _created = order_create(customer_id=data["customer_id"], items=data["items"], idempotency_key=key)
-        return Response(OrderDetailOutputSerializer(order_get(order_id=str(order.id))).data,
-                        status=status.HTTP_201_CREATED)
+        order, created = order_create(customer_id=data["customer_id"], items=data["items"], idempotency_key=key)
+        if not created and order.first_answer is not None:
+            return Response(order.first_answer, status=status.HTTP_201_CREATED)
+        body = OrderDetailOutputSerializer(order_get(order_id=str(order.id))).data
+        if created and key:
+            order_remember_first_answer(order_id=str(order.id), body=body)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class OrderDetailApi(APIView):

@@ -23,6 +23,8 @@ class Order(models.Model):
     failure_detail = models.CharField(max_length=255, blank=True, default="")
     idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # The body of the first answer to an idempotent request, so that a replay gets the same answer.
+    first_answer = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from config.errors import ConflictError, DomainError
 from inventory.selectors import product_prices
+from messaging import correlation
 from messaging.outbox import publish
 from orders.models import Order, OrderLine
 from saga.services import saga_start
@@ -30,6 +31,14 @@ FAILURE_DETAIL = {
 class UnknownSkuError(DomainError):
     code = "unknown_sku"
     http_status = 422
+
+
+class OrderTooLargeError(DomainError):
+    code = "order_total_too_large"
+    http_status = 422
+
+
+MAX_ORDER_TOTAL = Decimal("999999999999.99")  # what the 14-digit total column holds
 
 
 class IdempotencyKeyReusedError(ConflictError):
@@ -55,7 +64,8 @@ def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_k
         if earlier is not None:
             return earlier, False
     try:
-        with transaction.atomic(durable=True):
+        with transaction.atomic(durable=True), correlation.bound(
+                correlation_id=correlation.correlation_id.get() or correlation.new_id()):
             return _place(customer_id, items, idempotency_key, fingerprint), True
     except IntegrityError:
         # A concurrent request with the same key won the race; answer with its order.
@@ -83,6 +93,9 @@ def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str |
     lines = [{"sku": line["sku"], "quantity": int(line["quantity"]), "unit_price": prices[line["sku"]]}
              for line in items]
     total = sum((line["unit_price"] * line["quantity"] for line in lines), Decimal("0.00"))
+    if total > MAX_ORDER_TOTAL:
+        raise OrderTooLargeError("the order total is larger than an order may be", {"total": f"{total:.2f}",
+                                                                                  "limit": str(MAX_ORDER_TOTAL)})
     order = Order.objects.create(customer_id=customer_id, total=total, currency=settings.ORDER_CURRENCY,
                                  idempotency_key=idempotency_key or None, request_fingerprint=fingerprint)
     OrderLine.objects.bulk_create(OrderLine(order=order, **line) for line in lines)
@@ -92,6 +105,12 @@ def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str |
     saga_start(order_id=str(order.id), customer_id=customer_id, amount=total, currency=order.currency,
                items=wire_items, cause_message_id=str(created.message_id))
     return order
+
+
+def order_remember_first_answer(*, order_id: str, body: dict[str, Any]) -> None:
+    """Keep the first answer to an idempotent request; later replays of the key answer with it."""
+    Order.objects.filter(id=order_id, first_answer__isnull=True).exclude(idempotency_key=None).update(
+        first_answer=body)
 
 
 def order_finish(*, order_id: str, status: str, failure_reason: str = "") -> None:

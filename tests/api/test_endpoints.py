@@ -160,8 +160,6 @@ def test_the_same_idempotency_key_and_body_answers_with_the_first_order(client):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("inprocess")
-@pytest.mark.xfail(strict=True, reason="orders/api.py OrderListCreateApi.post answers a replay with the order as it "
-                                       "is now, not with the first answer (DESIGN §5)")
 def test_an_idempotency_key_replay_after_the_order_moved_on_answers_with_the_first_answer(client):
     sku = make_product().sku
     customer, key = make_account().customer_id, unique("key")
