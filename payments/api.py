@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, JSONParser, MoneyField, StrictCharField, paginated, validated
+from config.api import IDENTIFIER, MoneyField, StrictCharField, paginated, validated
 from config.errors import NotFoundError
 from payments.selectors import account_get, payment_list
 from payments.services import account_create
@@ -44,7 +44,6 @@ class PaymentListFilterSerializer(serializers.Serializer):
 
 
 class AccountCreateApi(APIView):
-    parser_classes = [JSONParser]
 
     @extend_schema(operation_id="accounts_create", request=AccountCreateInputSerializer,
                    responses={201: AccountOutputSerializer})
