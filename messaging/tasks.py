@@ -8,10 +8,10 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
-from kombu import Producer
+from kombu import Connection
 
 from messaging.models import InboxMessage
-from messaging.relay import broker_connection, relay_once
+from messaging.relay import ConfirmingPublisher, relay_once
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +20,9 @@ logger = logging.getLogger(__name__)
 def sweep_outbox() -> int:
     """Publish anything the relays left behind (a relay that died mid-batch, a lost NOTIFY)."""
     total = 0
-    with broker_connection() as broker:
-        producer = Producer(broker.channel())
-        while count := relay_once(producer):
+    with Connection(settings.BROKER_URL, heartbeat=0) as broker:
+        publisher = ConfirmingPublisher(broker)
+        while count := relay_once(publisher):
             total += count
     if total:
         logger.info("outbox sweep published %s messages", total)
