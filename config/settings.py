@@ -224,11 +224,15 @@ LOGGING = {
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "timestamp", "levelname": "level", "name": "logger"},
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            # An ISO 8601 time in UTC ("2025-01-31T12:00:00.123456+00:00"), which log stores parse as it is.
+            "timestamp": True,
+            "rename_fields": {"levelname": "level", "name": "logger"},
         },
         "text": {
-            "format": "%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s",
+            "()": "logging.Formatter",
+            "fmt": "%(asctime)s %(levelname)-7s %(name)s [%(correlation_id)s] %(message)s",
+            "defaults": {"correlation_id": "-"},
         },
     },
     "handlers": {

@@ -71,6 +71,4 @@ class LogContextFilter(logging.Filter):
             value = var.get()
             if value is not None and not hasattr(record, name):
                 setattr(record, name, value)
-        if not hasattr(record, "correlation_id"):
-            record.correlation_id = "-"
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,8 @@ from messaging import correlation
 from messaging.outbox import publish
 from orders.models import Order, OrderLine
 from saga.services import saga_start
+
+logger = logging.getLogger(__name__)
 
 FAILURE_DETAIL = {
     "insufficient_funds": "the customer's balance does not cover the order total",
@@ -64,9 +67,13 @@ def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_k
         if earlier is not None:
             return earlier, False
     try:
-        with transaction.atomic(durable=True), correlation.bound(
-                correlation_id=correlation.correlation_id.get() or correlation.new_id()):
-            return _place(customer_id, items, idempotency_key, fingerprint), True
+        with correlation.bound(correlation_id=correlation.correlation_id.get() or correlation.new_id()):
+            with transaction.atomic(durable=True):
+                order = _place(customer_id, items, idempotency_key, fingerprint)
+            # After the commit: the line says the order exists, and carries the id its messages carry.
+            logger.info("order placed for %s: %s lines, total %s %s", customer_id, len(items), order.total,
+                        order.currency, extra={"order_id": str(order.id)})
+            return order, True
     except IntegrityError:
         # A concurrent request with the same key won the race; answer with its order.
         earlier = _order_for_key(idempotency_key, fingerprint) if idempotency_key else None

@@ -53,6 +53,8 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
     saga = Saga.objects.select_for_update().filter(order_id=order_id).first()
     if saga is None:
         raise SagaNotFoundError(f"no saga for order {order_id}")
+    # Log lines carry the saga's state: the one found until the decision, then the one it moves to.
+    correlation.saga_state.set(saga.state)
     decision = t.decide(saga.state, message_type, failure_reason=saga.failure_reason or None,
                         message_reason=message_reason)
     correlation.saga_state.set(decision.to_state.value)
@@ -129,7 +131,7 @@ def saga_sweep_timeouts(*, limit: int = 500) -> int:
             claimed = overdue_sagas().select_for_update(skip_locked=True).filter(order_id=order_id).exists()
             if not claimed:
                 continue
-            with correlation.bound(order_id=str(order_id)):
+            with correlation.bound(order_id=str(order_id), saga_state=None):
                 saga_apply(order_id=str(order_id), message_type=t.TIMEOUT, message_reason="timeout")
             timed_out += 1
     if timed_out:
