@@ -104,6 +104,14 @@ SAGA_SWEEP_INTERVAL_S = env_number("SAGA_SWEEP_INTERVAL_S", 5.0, minimum=0.1)
 
 ORDER_CURRENCY = env_str("ORDER_CURRENCY", "EUR")
 
+# Operating: what /health calls unhealthy, and how often each delivery loop says it is alive.
+WORKER_HEARTBEAT_INTERVAL_S = env_number("WORKER_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)
+HEALTH_WORKER_MAX_SILENCE_S = env_number("HEALTH_WORKER_MAX_SILENCE_S", 30.0, minimum=1)
+HEALTH_OUTBOX_LAG_MAX_S = env_number("HEALTH_OUTBOX_LAG_MAX_S", 60.0, minimum=1)
+HEALTH_DEAD_LETTERS_WINDOW_S = env_number("HEALTH_DEAD_LETTERS_WINDOW_S", 900.0, minimum=1)
+HEALTH_DEAD_LETTERS_MAX_NEW = int(env_number("HEALTH_DEAD_LETTERS_MAX_NEW", 0, minimum=0, cast=int))
+HEALTH_STUCK_SAGAS_MAX = int(env_number("HEALTH_STUCK_SAGAS_MAX", 0, minimum=0, cast=int))
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

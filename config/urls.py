@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
-from config.views import DocsView, HealthView, SchemaView, api_not_found
+from config.views import DocsView, HealthView, ReadinessView, SchemaView, api_not_found, liveness
 from inventory.api import ProductDetailApi, ProductListCreateApi, ProductRestockApi
 from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi
 from payments.api import AccountCreateApi, AccountDetailApi, PaymentListApi
@@ -29,6 +29,8 @@ urlpatterns = [
     *[path(f"api/{route.pattern}", route.callback, name=route.name) for route in api],
     re_path(r"^api(?:/.*)?$", api_not_found),
     path("health", HealthView.as_view(), name="health"),
+    path("health/live", liveness, name="health-live"),
+    path("health/ready", ReadinessView.as_view(), name="health-ready"),
     path("admin/", admin.site.urls),
 ]
 

@@ -12,21 +12,53 @@ from config.api import json_error
 
 
 class HealthView(HealthCheckView):
-    """JSON always: 200 when every check passes, 503 naming the failing checks otherwise."""
+    """Is the system healthy right now? JSON always: 200 when every check passes, 503 naming the failing ones.
 
-    checks = ["health_check.checks.Database", "messaging.health.Broker"]
+    Beyond "the database and the broker answer", it asks whether orders flow: the relay keeps up with the
+    outbox, dead letters are not piling up, every consumer has a live worker, and no saga is stuck past its
+    deadline. Public (no authentication), like the liveness and readiness endpoints.
+    """
+
+    checks = [
+        "health_check.checks.Database",
+        "messaging.health.Broker",
+        "messaging.health.OutboxLag",
+        "messaging.health.DeadLetters",
+        "messaging.health.Worker",
+        "messaging.health.StuckSagas",
+    ]
 
     async def get(self, request, *args, **kwargs):
         import asyncio
 
         with self.get_executor() as executor:
             results = await asyncio.gather(*(check.get_result(executor) for check in self.get_checks()))
-        checks = {type(r.check).__name__.lower(): ("ok" if r.error is None else str(r.error)) for r in results}
+        checks = {check_name(r.check): ("ok" if r.error is None else str(r.error)) for r in results}
         failing = sorted(name for name, outcome in checks.items() if outcome != "ok")
         body = {"status": "unhealthy" if failing else "ok", "checks": checks, "failing": failing}
         response = JsonResponse(body, status=503 if failing else 200)
         response["Cache-Control"] = "no-store"
         return response
+
+
+class ReadinessView(HealthView):
+    """Readiness: this web process can do work, because the database and the broker answer. An orchestrator
+    sends it traffic only while this answers 200. A slow worker or a stuck saga does not make it unready."""
+
+    checks = ["health_check.checks.Database", "messaging.health.Broker"]
+
+
+def liveness(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process is up and answers; it asks nothing of the database or the broker, so that an
+    orchestrator does not restart a healthy web process because a dependency is down."""
+    response = JsonResponse({"status": "ok"})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def check_name(check: object) -> str:
+    """A check's name in the answer: its `name`, or its class name in lower case (django-health-check's own)."""
+    return getattr(check, "name", None) or type(check).__name__.lower()
 
 
 def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:

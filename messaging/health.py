@@ -1,4 +1,9 @@
-"""Health checks of the messaging side, for django-health-check."""
+"""Health checks for django-health-check: can the system take orders, and are they flowing through it?
+
+Each check raises ServiceUnavailable with a short, safe message when it fails. The thresholds come from the
+settings (HEALTH_*). Checks that read the database close their connection when done: they run in the view's
+executor threads, which no request cycle cleans up.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,20 @@ import dataclasses
 import datetime
 
 from django.conf import settings
+from django.db import DatabaseError, connection
+from django.utils import timezone
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable
+
+from messaging.heartbeat import live_loops, required_loops
+from messaging.models import DeadLetter, OutboxMessage
 
 
 @dataclasses.dataclass
 class Broker(HealthCheck):
     """The broker answers (or, in the embedded default, the in-process transport is in use)."""
 
+    name = "broker"
     timeout = datetime.timedelta(seconds=3)
 
     def run(self) -> None:
@@ -26,3 +37,86 @@ class Broker(HealthCheck):
                 broker.ensure_connection(max_retries=1)
         except Exception as error:  # noqa: BLE001
             raise ServiceUnavailable(f"broker unreachable: {type(error).__name__}") from error
+
+
+@dataclasses.dataclass
+class _DatabaseCheck(HealthCheck):
+    """A check that reads the database. A database that does not answer fails the `database` check; here it
+    makes this check fail too, saying it could not look."""
+
+    def run(self) -> None:
+        try:
+            self.probe()
+        except DatabaseError as error:
+            raise ServiceUnavailable(f"could not read the database: {type(error).__name__}") from error
+        finally:
+            connection.close()
+
+    def probe(self) -> None:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class OutboxLag(_DatabaseCheck):
+    """The oldest unpublished outbox row is younger than HEALTH_OUTBOX_LAG_MAX_S: the relay keeps up."""
+
+    name = "outbox_lag"
+
+    def probe(self) -> None:
+        oldest = (OutboxMessage.objects.filter(published_at__isnull=True).order_by("created_at")
+                  .values_list("created_at", flat=True).first())
+        if oldest is None:
+            return
+        lag = (timezone.now() - oldest).total_seconds()
+        if lag > settings.HEALTH_OUTBOX_LAG_MAX_S:
+            pending = OutboxMessage.objects.filter(published_at__isnull=True).count()
+            raise ServiceUnavailable(f"the oldest of {pending} unpublished outbox messages is {lag:.0f}s old "
+                                     f"(limit {settings.HEALTH_OUTBOX_LAG_MAX_S:g}s)")
+
+
+@dataclasses.dataclass
+class DeadLetters(_DatabaseCheck):
+    """No more than HEALTH_DEAD_LETTERS_MAX_NEW new dead letters in the last HEALTH_DEAD_LETTERS_WINDOW_S that
+    nobody has replayed or discarded yet."""
+
+    name = "dead_letters"
+
+    def probe(self) -> None:
+        window = settings.HEALTH_DEAD_LETTERS_WINDOW_S
+        since = timezone.now() - datetime.timedelta(seconds=window)
+        new = DeadLetter.objects.filter(first_failed_at__gte=since, replayed_at__isnull=True,
+                                        discarded_at__isnull=True).count()
+        if new > settings.HEALTH_DEAD_LETTERS_MAX_NEW:
+            raise ServiceUnavailable(f"{new} new dead letters in the last {window:g}s "
+                                     f"(limit {settings.HEALTH_DEAD_LETTERS_MAX_NEW})")
+
+
+@dataclasses.dataclass
+class Worker(_DatabaseCheck):
+    """Every consumer (and the dead-letter store) has beaten in the last HEALTH_WORKER_MAX_SILENCE_S, in some
+    worker; in the embedded mode, the in-process dispatcher has."""
+
+    name = "worker"
+
+    def probe(self) -> None:
+        silence = settings.HEALTH_WORKER_MAX_SILENCE_S
+        missing = sorted(required_loops() - live_loops(within_s=silence))
+        if missing:
+            raise ServiceUnavailable(f"no heartbeat in the last {silence:g}s from: {', '.join(missing)}")
+
+
+@dataclasses.dataclass
+class StuckSagas(_DatabaseCheck):
+    """No more than HEALTH_STUCK_SAGAS_MAX sagas are past their deadline by more than one sweep interval,
+    the time the timeout sweep has to compensate them."""
+
+    name = "stuck_sagas"
+
+    def probe(self) -> None:
+        from saga.services import overdue_sagas
+
+        grace = datetime.timedelta(seconds=settings.SAGA_SWEEP_INTERVAL_S)
+        stuck = overdue_sagas(now=timezone.now() - grace).count()
+        if stuck > settings.HEALTH_STUCK_SAGAS_MAX:
+            raise ServiceUnavailable(f"{stuck} sagas past their deadline; is the timeout sweep (beat) running? "
+                                     f"(limit {settings.HEALTH_STUCK_SAGAS_MAX})")

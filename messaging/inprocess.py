@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from messaging import bus
 from messaging.consumers import handle_delivery, store_dead_letter
+from messaging.heartbeat import INPROCESS, Heartbeat
 from messaging.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -84,11 +85,13 @@ def _deliver(row: OutboxMessage) -> None:
 def _run_forever() -> None:
     next_sweep = 0.0
     backoff = 0.0
+    heartbeat = Heartbeat(INPROCESS)
     while True:
         _wakeup.wait(timeout=max(backoff, 0.01) if backoff else settings.OUTBOX_SWEEP_INTERVAL_S)
         _wakeup.clear()
         try:
             close_old_connections()
+            heartbeat.beat()
             try:
                 drain()
                 backoff = 0.0

@@ -84,3 +84,19 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.routing_key} {self.message_id} ({self.reason})"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of one delivery loop of one process: a consumer thread of a Celery worker, or the
+    in-process dispatcher of the embedded mode. The health check reads it; `messaging.heartbeat` writes it."""
+
+    worker = models.CharField(max_length=255)  # host:pid
+    loop = models.CharField(max_length=100)  # a consumer's name, "dead_letters" or "inprocess"
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["worker", "loop"], name="heartbeat_once_per_worker_loop")]
+
+    def __str__(self) -> str:
+        return f"{self.worker} {self.loop}"

@@ -23,6 +23,7 @@ from messaging.consumers import Verdict, handle_delivery
 from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
 from messaging.errors import is_transient
 from messaging.envelope import ATTEMPT_HEADER
+from messaging.heartbeat import DEAD_LETTERS, Heartbeat
 from messaging.relay import Relay, broker_connection
 
 logger = logging.getLogger(__name__)
@@ -36,11 +37,12 @@ TRACEBACK_HEADER = "x-sagaflow-traceback"
 class _BrokerThread(threading.Thread):
     """A thread that consumes one queue, reconnecting until stopped."""
 
-    def __init__(self, queue_name: str, stop: threading.Event):
+    def __init__(self, queue_name: str, stop: threading.Event, loop: str | None = None):
         super().__init__(name=f"sagaflow-{queue_name}", daemon=True)
         self.queue_name = queue_name
         self.stop = stop
         self.producer: Producer | None = None
+        self.heartbeat = Heartbeat(loop or queue_name)
 
     def queue(self):
         raise NotImplementedError
@@ -67,6 +69,7 @@ class _BrokerThread(threading.Thread):
 
     def _drain(self, broker: Connection) -> None:
         while not self.stop.is_set():
+            self.heartbeat.beat()
             try:
                 broker.drain_events(timeout=1.0)
             except socket.timeout:
@@ -201,7 +204,7 @@ class MessagingRuntime:
         if unknown:
             raise ImproperlyConfigured(f"MESSAGING_CONSUMERS names unknown consumers: {sorted(unknown)}")
         self.threads = [ConsumerThread(name, self.stop) for name in settings.MESSAGING_CONSUMERS]
-        self.threads.append(DeadLetterThread(topology.DEAD_LETTER_QUEUE, self.stop))
+        self.threads.append(DeadLetterThread(topology.DEAD_LETTER_QUEUE, self.stop, loop=DEAD_LETTERS))
         self.threads.append(threading.Thread(target=Relay(self.stop).run, name="sagaflow-relay", daemon=True))
         for thread in self.threads:
             thread.start()
