@@ -102,14 +102,16 @@ class StrictIntegerField(serializers.IntegerField):
 IDENTIFIER = {"min_length": 1, "max_length": 64, "trim_whitespace": False}
 
 
-def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+def validated(serializer_class: type[serializers.Serializer], data: Any, **options: Any) -> dict[str, Any]:
     """Validate input with a serializer; a failure raises ValidationError, rendered as a 400."""
-    serializer = serializer_class(data=data)
+    serializer = serializer_class(data=data, **options)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
 
 def paginated(view: Any, request: Any, queryset: Any, serializer_class: type[serializers.Serializer]) -> Response:
-    paginator = Pagination()
+    """One page of `queryset`. The view names `pagination_class = Pagination`, so that its schema shows the page."""
+    paginator = getattr(view, "pagination_class", None) or Pagination
+    paginator = paginator()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)

@@ -124,6 +124,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "health_check",
+    "config",
     "messaging",
     "saga",
     "orders",
@@ -190,13 +191,40 @@ MAX_REQUEST_BODY_BYTES = 256 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 MAX_ORDER_LINES = 100
 
+
+def env_rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate such as "5/s", "100/min" or "1000/h"; "off" gives None (no limit)."""
+    raw = os.environ.get(name, "").strip() or default
+    if raw.lower() == "off":
+        return None
+    count, _, period = raw.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period[:1].lower() in {"s", "m", "h", "d"}):
+        raise ImproperlyConfigured(f"{name} must be a rate like 5/s, 100/min, 1000/h or off, got {raw!r}")
+    return raw
+
+
+# Orders placed per token. A storefront backend places everyone's orders through one operator token.
+API_CUSTOMER_ORDER_RATE = env_rate("API_CUSTOMER_ORDER_RATE", "5/s")
+API_OPERATOR_ORDER_RATE = env_rate("API_OPERATOR_ORDER_RATE", "1000/s")
+# The throttles' history must be shared by every web process: the database cache in a deployment (its table
+# is made by `migrate`); the embedded mode is one process, where memory is enough.
+API_THROTTLE_CACHE = "throttle"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_throttle_cache"}
+        if DATABASE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
+    ),
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # Every API view needs a bearer token unless it says otherwise (the schema and docs do).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["config.auth.IsApiClient"],
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
@@ -212,6 +240,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and Swagger UI are public, even to a request that carries a stale token.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 
 CELERY_BROKER_URL = BROKER_URL or "memory://"

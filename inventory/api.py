@@ -8,7 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, MoneyField, StrictCharField, StrictIntegerField, paginated, validated
+from config.api import IDENTIFIER, MoneyField, Pagination, StrictCharField, StrictIntegerField, paginated, validated
+from config.auth import IsOperatorToWrite
 from inventory.selectors import product_get, product_list
 from inventory.services import ProductNotFoundError, product_create, product_restock
 
@@ -36,6 +37,9 @@ class ProductOutputSerializer(serializers.Serializer):
 
 
 class ProductListCreateApi(APIView):
+    permission_classes = [IsOperatorToWrite]
+    pagination_class = Pagination
+    error_statuses = {"POST": (409,)}
 
     @extend_schema(operation_id="products_list", responses=ProductOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -59,6 +63,8 @@ class ProductDetailApi(APIView):
 
 
 class ProductRestockApi(APIView):
+    permission_classes = [IsOperatorToWrite]
+    error_statuses = {"POST": (409,)}
 
     @extend_schema(operation_id="products_restock", request=ProductRestockInputSerializer,
                    responses=ProductOutputSerializer)

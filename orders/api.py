@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -9,8 +11,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, StrictCharField, StrictIntegerField, paginated, validated
-from config.errors import NotFoundError
+from config.api import IDENTIFIER, Pagination, StrictCharField, StrictIntegerField, paginated, validated
+from config.auth import OrderCreateThrottle, client_of, customer_scope, may_see
+from config.errors import DomainError, NotFoundError
 from orders.models import Order
 from orders.selectors import order_get, order_list
 from orders.services import order_create, order_remember_first_answer
@@ -25,14 +28,24 @@ class OrderNotFoundError(NotFoundError):
     code = "order_not_found"
 
 
+class CustomerMismatchError(DomainError):
+    code = "customer_mismatch"
+    http_status = 403
+
+
 class OrderLineInputSerializer(serializers.Serializer):
     sku = StrictCharField(**IDENTIFIER)
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 class OrderCreateInputSerializer(serializers.Serializer):
-    customer_id = StrictCharField(**IDENTIFIER)
+    # Required for an operator token; a customer token may leave it out (it is the token's own).
+    customer_id = StrictCharField(required=False, **IDENTIFIER)
     items = OrderLineInputSerializer(many=True, allow_empty=False, max_length=settings.MAX_ORDER_LINES)
+
+    def __init__(self, *args: Any, customer_required: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["customer_id"].required = customer_required
 
     def validate_items(self, items: list[dict]) -> list[dict]:
         skus = [line["sku"] for line in items]
@@ -108,12 +121,43 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+def order_visible(request: Request, order_id) -> Order:
+    """The order, if this token may see it; another customer's order is answered as a missing one."""
+    order = order_get(order_id=str(order_id))
+    if order is None or not may_see(request, order.customer_id):
+        raise OrderNotFoundError(f"no order {order_id}", {"order_id": str(order_id)})
+    return order
+
+
+def ordering_customer(request: Request, data: dict) -> str:
+    """Whom the order is for: the body's customer_id for an operator (required by the serializer then); the
+    token's own for a customer, whose body may name it or leave it out, and may name no other."""
+    scope = customer_scope(request)
+    given = data.get("customer_id")
+    if scope is None:
+        return given
+    if given is not None and given != scope:
+        raise CustomerMismatchError("a customer token may place orders for its own customer only",
+                                    {"customer_id": given})
+    return scope
+
+
 class OrderListCreateApi(APIView):
+    pagination_class = Pagination
+    error_statuses = {"GET": (400,), "POST": (403, 409, 422, 429)}
+
+    def get_throttles(self):
+        return [OrderCreateThrottle()] if self.request.method == "POST" else []
 
     @extend_schema(operation_id="orders_list", parameters=[OrderListFilterSerializer],
                    responses=OrderOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         filters = validated(OrderListFilterSerializer, request.query_params)
+        scope = customer_scope(request)
+        if scope is not None:
+            if filters.get("customer_id", scope) != scope:
+                return paginated(self, request, order_list(**filters).none(), OrderOutputSerializer)
+            filters["customer_id"] = scope
         return paginated(self, request, order_list(**filters), OrderOutputSerializer)
 
     @extend_schema(
@@ -125,8 +169,10 @@ class OrderListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         key = idempotency_key(request)
-        data = validated(OrderCreateInputSerializer, request.data)
-        order, created = order_create(customer_id=data["customer_id"], items=data["items"], idempotency_key=key)
+        data = validated(OrderCreateInputSerializer, request.data,
+                         customer_required=customer_scope(request) is None)
+        customer_id = ordering_customer(request, data)
+        order, created = order_create(customer_id=customer_id, items=data["items"], idempotency_key=key)
         if not created and order.first_answer is not None:
             return Response(order.first_answer, status=status.HTTP_201_CREATED)
         body = OrderDetailOutputSerializer(order_get(order_id=str(order.id))).data
@@ -138,17 +184,15 @@ class OrderListCreateApi(APIView):
 class OrderDetailApi(APIView):
     @extend_schema(operation_id="orders_get", responses=OrderDetailOutputSerializer)
     def get(self, request: Request, order_id) -> Response:
-        order = order_get(order_id=str(order_id))
-        if order is None:
-            raise OrderNotFoundError(f"no order {order_id}", {"order_id": str(order_id)})
-        return Response(OrderDetailOutputSerializer(order).data)
+        return Response(OrderDetailOutputSerializer(order_visible(request, order_id)).data)
 
 
 class OrderCancelApi(APIView):
+    error_statuses = {"POST": (409,)}
+
     @extend_schema(operation_id="orders_cancel", request=None, responses={202: OrderDetailOutputSerializer})
     def post(self, request: Request, order_id) -> Response:
-        if order_get(order_id=str(order_id)) is None:
-            raise OrderNotFoundError(f"no order {order_id}", {"order_id": str(order_id)})
-        saga_cancel(order_id=str(order_id))
+        order_visible(request, order_id)
+        saga_cancel(order_id=str(order_id), by=client_of(request).actor)
         return Response(OrderDetailOutputSerializer(order_get(order_id=str(order_id))).data,
                         status=status.HTTP_202_ACCEPTED)

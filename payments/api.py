@@ -8,7 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, MoneyField, StrictCharField, paginated, validated
+from config.api import IDENTIFIER, MoneyField, Pagination, StrictCharField, paginated, validated
+from config.auth import IsOperator, customer_scope, may_see
 from config.errors import NotFoundError
 from payments.selectors import account_get, payment_list
 from payments.services import account_create
@@ -44,6 +45,8 @@ class PaymentListFilterSerializer(serializers.Serializer):
 
 
 class AccountCreateApi(APIView):
+    permission_classes = [IsOperator]
+    error_statuses = {"POST": (409,)}
 
     @extend_schema(operation_id="accounts_create", request=AccountCreateInputSerializer,
                    responses={201: AccountOutputSerializer})
@@ -55,17 +58,23 @@ class AccountCreateApi(APIView):
 class AccountDetailApi(APIView):
     @extend_schema(operation_id="accounts_get", responses=AccountOutputSerializer)
     def get(self, request: Request, customer_id: str) -> Response:
-        account = account_get(customer_id=customer_id)
+        account = account_get(customer_id=customer_id) if may_see(request, customer_id) else None
         if account is None:
             raise AccountNotFoundError(f"no account for customer {customer_id!r}", {"customer_id": customer_id})
         return Response(AccountOutputSerializer(account).data)
 
 
 class PaymentListApi(APIView):
+    pagination_class = Pagination
+    error_statuses = {"GET": (400,)}
+
     @extend_schema(operation_id="payments_list", parameters=[PaymentListFilterSerializer],
                    responses=PaymentOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         filters = validated(PaymentListFilterSerializer, request.query_params)
         order_id = str(filters["order_id"]) if "order_id" in filters else None
-        payments = payment_list(order_id=order_id, customer_id=filters.get("customer_id"))
+        customer_id, scope = filters.get("customer_id"), customer_scope(request)
+        payments = payment_list(order_id=order_id, customer_id=scope or customer_id)
+        if scope is not None and customer_id not in (None, scope):
+            payments = payments.none()
         return paginated(self, request, payments, PaymentOutputSerializer)

@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.errors import ConflictError, NotFoundError
+from config.services import audit_record
 from messaging import correlation
 from messaging.outbox import publish
 from saga import transitions as t
@@ -95,10 +96,11 @@ def _emit(saga: Saga, routing_key: str) -> None:
     publish(routing_key, payloads[routing_key](), order_id=order_id)
 
 
-def saga_cancel(*, order_id: str) -> t.Decision:
+def saga_cancel(*, order_id: str, by: str = "system") -> t.Decision:
     """Cancel a pending order: compensate as a timeout does; the order ends CANCELLED.
 
-    Raises OrderNotCancellableError when the order is already final. Emits `payment.refund`.
+    Raises OrderNotCancellableError when the order is already final. Emits `payment.refund`. `by` (who asked)
+    goes to the audit log in the same transaction.
     """
     with transaction.atomic(durable=True):
         state = Saga.objects.select_for_update().filter(order_id=order_id).values_list("state", flat=True).first()
@@ -106,6 +108,7 @@ def saga_cancel(*, order_id: str) -> t.Decision:
             raise SagaNotFoundError(f"no saga for order {order_id}")
         if state in t.FINAL_STATES:
             raise OrderNotCancellableError(state)
+        audit_record(actor=by, action="order.cancel", target=f"order:{order_id}", details={"saga_state": state})
         return saga_apply(order_id=order_id, message_type=t.CANCEL, message_reason=t.CANCELLED_REASON)
 
 

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import pytest
 from django.test import Client
 
+from config.services import api_token_create
 from inventory.models import Product, StockMovement
 from messaging.models import OutboxMessage
 from orders.models import Order, OrderLine
@@ -54,3 +55,23 @@ def inprocess(settings):
     """The in-process transport, driven by the test through `drain()` rather than by its thread."""
     settings.MESSAGING_TRANSPORT = "inprocess"
     settings.MESSAGING_INPROCESS_AUTOSTART = False
+
+
+@pytest.fixture
+def token_for(db):
+    """token_for("operator") or token_for("customer", "alice"): a new API token."""
+
+    def issue(role: str, customer_id: str | None = None) -> str:
+        return api_token_create(role=role, customer_id=customer_id, label="api tests", by="tests").token
+
+    return issue
+
+
+@pytest.fixture(autouse=True)
+def operator_client(request):
+    """Every API test that uses the test client speaks as an operator, unless it sets another
+    HTTP_AUTHORIZATION (or deletes it) on `client.defaults` itself."""
+    if "client" not in request.fixturenames or request.node.get_closest_marker("django_db") is None:
+        return
+    client = request.getfixturevalue("client")
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {request.getfixturevalue('token_for')('operator')}"

@@ -9,6 +9,7 @@ from typing import Iterator
 import httpx
 import pytest
 
+from config.services import api_token_create
 from tests.plugin import TEST_VHOST, add_vhost, delete_vhost
 
 from tests.processes import Process, celery_worker, wait_for, wait_until_consuming
@@ -28,8 +29,10 @@ def own_vhost(settings, monkeypatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def api(live_server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.url, timeout=30) as client:
+def api(live_server, transactional_db) -> Iterator[httpx.Client]:
+    """An HTTP client of the live server that speaks as an operator (every /api/ path needs a token)."""
+    token = api_token_create(role="operator", label="e2e", by="tests").token
+    with httpx.Client(base_url=live_server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
         yield client
 
 

@@ -1,0 +1,151 @@
+"""Who is calling the API: bearer tokens (DRF authentication), roles (permissions), and per-token throttles.
+
+A request carries `Authorization: Bearer <token>`. The token's record gives a role: an operator may do
+everything; a customer is confined to its own customer_id, and everything of another customer is answered
+as if it did not exist (404), so that ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.core.cache import caches
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from config.models import ApiToken
+from config.services import api_token_authenticate
+
+MAX_TOKEN_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """`request.user` of an authenticated API request."""
+
+    token_id: int
+    role: str
+    customer_id: str | None
+    throttle_key: str
+    is_authenticated: ClassVar[bool] = True
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == ApiToken.Role.OPERATOR
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this client."""
+        who = "operator" if self.is_operator else f"customer {self.customer_id}"
+        return f"api-token:{self.token_id} ({who})"
+
+    def __str__(self) -> str:
+        return self.actor
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <token>`. No header: not authenticated (401 once a permission asks). A bearer
+    header with a token that is malformed, unknown or revoked: 401 at once."""
+
+    keyword = b"bearer"
+
+    def authenticate(self, request: Request) -> tuple[ApiClient, ApiToken] | None:
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword:
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("The Authorization header must be `Bearer <token>`.")
+        try:
+            token = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("The token is not valid or has been revoked.") from None
+        record = api_token_authenticate(token=token) if len(token) <= MAX_TOKEN_LENGTH else None
+        if record is None:
+            raise exceptions.AuthenticationFailed("The token is not valid or has been revoked.")
+        client = ApiClient(token_id=record.pk, role=record.role, customer_id=record.customer_id,
+                           throttle_key=record.key_hash[:32])
+        return client, record
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="sagaflow"'
+
+
+def client_of(request: Request) -> ApiClient:
+    client = request.user
+    if not isinstance(client, ApiClient):  # a view without IsApiClient would be a bug, not a client error
+        raise exceptions.NotAuthenticated()
+    return client
+
+
+def customer_scope(request: Request) -> str | None:
+    """The customer_id this request is confined to: a customer token's own, or None for an operator."""
+    client = client_of(request)
+    return None if client.is_operator else client.customer_id
+
+
+def may_see(request: Request, customer_id: str) -> bool:
+    """Whether the caller may see the data of `customer_id`. When it may not, answer 404, not 403."""
+    scope = customer_scope(request)
+    return scope is None or scope == customer_id
+
+
+class IsApiClient(BasePermission):
+    """Any valid token. Without one, DRF answers 401 (the authenticator has a WWW-Authenticate header)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, ApiClient)
+
+
+class IsOperator(BasePermission):
+    message = "This needs an operator token."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, ApiClient) and request.user.is_operator
+
+
+class IsOperatorToWrite(BasePermission):
+    """Any token may read; only an operator may write (the catalogue)."""
+
+    message = "Only an operator token may change this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not isinstance(request.user, ApiClient):
+            return False
+        return request.method in SAFE_METHODS or request.user.is_operator
+
+
+class OrderCreateThrottle(SimpleRateThrottle):
+    """Order creation per token: API_CUSTOMER_ORDER_RATE or API_OPERATOR_ORDER_RATE (None: unlimited).
+
+    The rates are read at each request, so that a settings change (or a test) takes effect at once. The
+    history lives in the `throttle` cache, shared by every web process when it is the database cache. Like
+    every DRF throttle it reads, then writes the history: under a burst from one token a few requests more
+    than the rate may pass. It is a brake on flooding, not a quota.
+    """
+
+    scope = "order_create"
+
+    def __init__(self) -> None:  # DRF's would look the rate up in THROTTLE_RATES at construction
+        self.rate = None
+
+    @property
+    def cache(self):  # type: ignore[override]
+        return caches[settings.API_THROTTLE_CACHE]
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        client = request.user
+        if not isinstance(client, ApiClient):
+            return True
+        self.rate = settings.API_OPERATOR_ORDER_RATE if client.is_operator else settings.API_CUSTOMER_ORDER_RATE
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request: Request, view: Any) -> str:
+        return f"throttle:{self.scope}:{request.user.throttle_key}"

@@ -1,0 +1,95 @@
+"""Writes of the project's own app: API tokens and the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from config.errors import DomainError
+from config.models import ApiToken, AuditEntry
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "sf_"
+# last_used_at is a hint for operators, not an access log: writing it once a minute per token is enough.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class TokenError(DomainError):
+    code = "invalid_token_request"
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a token. The token is 256 random bits, so a plain SHA-256 cannot be reversed."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str  # shown once, never stored
+    record: ApiToken
+
+
+def api_token_create(*, role: str, customer_id: str | None = None, label: str = "", by: str) -> IssuedToken:
+    """Issue a token. A customer token needs a customer_id of 1 to 64 characters; an operator token takes none.
+
+    Raises TokenError. Writes an audit entry in the same transaction.
+    """
+    if role not in ApiToken.Role.values:
+        raise TokenError(f"role must be one of {', '.join(ApiToken.Role.values)}, got {role!r}")
+    if role == ApiToken.Role.CUSTOMER and not (customer_id and len(customer_id) <= 64):
+        raise TokenError("a customer token needs a customer id of 1 to 64 characters")
+    if role == ApiToken.Role.OPERATOR and customer_id:
+        raise TokenError("an operator token is not bound to a customer; leave the customer id out")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        record = ApiToken.objects.create(key_hash=token_hash(token), prefix=token[:10], role=role,
+                                         customer_id=customer_id or None, label=label[:200])
+        audit_record(actor=by, action="api_token.create", target=f"api_token:{record.pk}",
+                     details={"role": role, "customer_id": customer_id, "prefix": record.prefix})
+    return IssuedToken(token=token, record=record)
+
+
+def api_token_revoke(*, token: str, by: str) -> ApiToken:
+    """Revoke a token given in full. Idempotent: revoking a revoked token changes nothing. Raises TokenError."""
+    with transaction.atomic():
+        record = ApiToken.objects.select_for_update().filter(key_hash=token_hash(token.strip())).first()
+        if record is None:
+            raise TokenError("no such token")
+        if record.revoked_at is None:
+            record.revoked_at = timezone.now()
+            record.save(update_fields=["revoked_at"])
+            audit_record(actor=by, action="api_token.revoke", target=f"api_token:{record.pk}",
+                         details={"role": record.role, "customer_id": record.customer_id, "prefix": record.prefix})
+    return record
+
+
+def api_token_authenticate(*, token: str) -> ApiToken | None:
+    """The live (not revoked) token record for a presented token, or None. Touches last_used_at now and then."""
+    digest = token_hash(token)
+    record = ApiToken.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
+    # The lookup is by hash; comparing again in constant time costs nothing and keeps the intent plain.
+    if record is None or not hmac.compare_digest(record.key_hash, digest):
+        return None
+    now = timezone.now()
+    if record.last_used_at is None or now - record.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=record.pk).update(last_used_at=now)
+        record.last_used_at = now
+    return record
+
+
+def audit_record(*, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None) -> AuditEntry:
+    """Record one operator action (who, what, on what). Call it inside the transaction of the action itself,
+    so that the entry exists if and only if the action happened."""
+    entry = AuditEntry.objects.create(actor=(actor or "?")[:200], action=action[:100], target=target[:200],
+                                      details=details or {})
+    logger.info("audit: %s %s %s", entry.actor, entry.action, entry.target)
+    return entry
