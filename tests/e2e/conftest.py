@@ -48,6 +48,22 @@ def worker(transactional_db) -> Iterator[Process]:
             print(process.log()[-4000:])
 
 
+@pytest.fixture
+def started(transactional_db) -> Iterator:
+    """Starts processes for the test and stops them after it; waits until a worker consumes its queues."""
+    processes: list[Process] = []
+
+    def start(process: Process, queues=("payments", "inventory", "saga")) -> Process:
+        processes.append(process.start())
+        if queues:
+            wait_until_consuming(process, queues)
+        return process
+
+    yield start
+    for process in processes:
+        process.stop()
+
+
 def place_order(api: httpx.Client, customer_id: str, items: list[dict], **headers: str) -> dict:
     response = api.post("/api/orders", json={"customer_id": customer_id, "items": items}, headers=headers)
     assert response.status_code == 201, response.text

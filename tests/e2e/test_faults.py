@@ -18,23 +18,8 @@ from tests.processes import celery_beat, celery_worker, wait_for, wait_until_con
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 
-@pytest.fixture
-def processes(transactional_db):
-    started = []
-
-    def start(process, queues=("payments", "inventory", "saga")):
-        started.append(process.start())
-        if queues:
-            wait_until_consuming(process, queues)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-
-
-def test_worker_killed_mid_stream_loses_and_doubles_nothing(api, processes):
-    first = processes(celery_worker("worker-a"))
+def test_worker_killed_mid_stream_loses_and_doubles_nothing(api, started):
+    first = started(celery_worker("worker-a"))
     stream = OrderStream(api)
     stream.start()
     time.sleep(2)
@@ -42,14 +27,14 @@ def test_worker_killed_mid_stream_loses_and_doubles_nothing(api, processes):
     fault_in_flight = in_flight()
     first.kill()
     time.sleep(1)
-    second = processes(celery_worker("worker-b"))
+    second = started(celery_worker("worker-b"))
     time.sleep(2)
 
     assert_recovered(api, stream.finish(), [second], name="worker SIGKILL", fault_in_flight=fault_in_flight)
 
 
-def test_broker_restart_mid_stream_loses_and_doubles_nothing(api, processes):
-    worker = processes(celery_worker())
+def test_broker_restart_mid_stream_loses_and_doubles_nothing(api, started):
+    worker = started(celery_worker())
     stream = OrderStream(api)
     stream.start()
     time.sleep(2)
@@ -79,11 +64,11 @@ def _cut_connections(application_name: str, seconds: float) -> int:
     return cut
 
 
-def test_database_connections_cut_mid_stream_are_retried(api, processes):
+def test_database_connections_cut_mid_stream_are_retried(api, started):
     from tests.plugin import worker_database_url
 
     name = f"sagaflow-worker-{uuid.uuid4().hex[:8]}"
-    worker = processes(celery_worker(DATABASE_URL=f"{worker_database_url()}?application_name={name}",
+    worker = started(celery_worker(DATABASE_URL=f"{worker_database_url()}?application_name={name}",
                                      MESSAGING_MAX_ATTEMPTS="10"))
     stream = OrderStream(api)
     stream.start()
@@ -107,8 +92,8 @@ POISON = [
 ]
 
 
-def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(api, processes):
-    worker = processes(celery_worker())
+def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(api, started):
+    worker = started(celery_worker())
     stream = OrderStream(api)
     stream.start()
     time.sleep(1)
@@ -133,11 +118,11 @@ def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(api, processes
     assert "order_id" in letter.detail and letter.queue == "saga"
 
 
-def test_a_participant_that_never_replies_is_timed_out_and_its_late_reply_refunded(api, processes):
+def test_a_participant_that_never_replies_is_timed_out_and_its_late_reply_refunded(api, started):
     timing = {"SAGA_PAYMENT_DEADLINE_S": "2", "SAGA_INVENTORY_DEADLINE_S": "2", "SAGA_SWEEP_INTERVAL_S": "0.5"}
-    processes(celery_worker("core", MESSAGING_CONSUMERS="saga,inventory", **timing), queues=("saga", "inventory"))
-    payments = processes(celery_worker("payments", MESSAGING_CONSUMERS="payments", **timing), queues=("payments",))
-    processes(celery_beat(**timing), queues=())
+    started(celery_worker("core", MESSAGING_CONSUMERS="saga,inventory", **timing), queues=("saga", "inventory"))
+    payments = started(celery_worker("payments", MESSAGING_CONSUMERS="payments", **timing), queues=("payments",))
+    started(celery_beat(**timing), queues=())
     stream = OrderStream(api, interval=0.1)
     stream.start()
     time.sleep(1)
@@ -150,7 +135,7 @@ def test_a_participant_that_never_replies_is_timed_out_and_its_late_reply_refund
     wait_for(lambda: in_flight() == 0 or _all_compensating(orders), timeout=30,
              message="the stuck sagas to time out")
     # and comes back: its late replies arrive after the timeout
-    payments = processes(celery_worker("payments-again", MESSAGING_CONSUMERS="payments", **timing),
+    payments = started(celery_worker("payments-again", MESSAGING_CONSUMERS="payments", **timing),
                          queues=("payments",))
 
     result = assert_recovered(api, orders, [payments], name="participant never replies",

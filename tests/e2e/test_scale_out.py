@@ -12,24 +12,9 @@ from saga.audit import audit
 from saga.models import SagaTransition
 from tests.e2e.conftest import place_order, wait_final
 from tests.e2e.test_saga_flows import create_account, create_product
-from tests.processes import celery_beat, celery_worker, wait_for, wait_until_consuming
+from tests.processes import celery_beat, celery_worker, wait_for
 
 pytestmark = [pytest.mark.e2e]
-
-
-@pytest.fixture
-def started(transactional_db):
-    processes = []
-
-    def start(process, queues=("payments", "inventory", "saga")):
-        processes.append(process.start())
-        if queues:
-            wait_until_consuming(process, queues)
-        return process
-
-    yield start
-    for process in processes:
-        process.stop()
 
 
 def test_two_workers_with_their_relays_complete_every_order_once(api, started):
