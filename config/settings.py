@@ -111,6 +111,9 @@ HEALTH_OUTBOX_LAG_MAX_S = env_number("HEALTH_OUTBOX_LAG_MAX_S", 60.0, minimum=1)
 HEALTH_DEAD_LETTERS_WINDOW_S = env_number("HEALTH_DEAD_LETTERS_WINDOW_S", 900.0, minimum=1)
 HEALTH_DEAD_LETTERS_MAX_NEW = int(env_number("HEALTH_DEAD_LETTERS_MAX_NEW", 0, minimum=0, cast=int))
 HEALTH_STUCK_SAGAS_MAX = int(env_number("HEALTH_STUCK_SAGAS_MAX", 0, minimum=0, cast=int))
+# A Celery worker serves its own metrics (handler latency, retries) on this port; 0 leaves it off.
+METRICS_WORKER_PORT = int(env_number("METRICS_WORKER_PORT", 0, minimum=0, cast=int))
+METRICS_WORKER_ADDR = env_str("METRICS_WORKER_ADDR", "0.0.0.0")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

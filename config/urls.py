@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
-from config.views import DocsView, HealthView, ReadinessView, SchemaView, api_not_found, liveness
+from config.views import DocsView, HealthView, ReadinessView, SchemaView, api_not_found, liveness, metrics
 from inventory.api import ProductDetailApi, ProductListCreateApi, ProductRestockApi
 from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi
 from payments.api import AccountCreateApi, AccountDetailApi, PaymentListApi
@@ -31,6 +31,7 @@ urlpatterns = [
     path("health", HealthView.as_view(), name="health"),
     path("health/live", liveness, name="health-live"),
     path("health/ready", ReadinessView.as_view(), name="health-ready"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,5 +1,5 @@
-"""Views of the project itself: health, the API's schema and docs, and JSON answers for unmatched API paths
-and server errors."""
+"""Views of the project itself: health, metrics, the API's schema and docs, and JSON answers for unmatched API
+paths and server errors."""
 
 from __future__ import annotations
 
@@ -52,6 +52,16 @@ def liveness(request: HttpRequest) -> JsonResponse:
     """Liveness: the process is up and answers; it asks nothing of the database or the broker, so that an
     orchestrator does not restart a healthy web process because a dependency is down."""
     response = JsonResponse({"status": "ok"})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus: the figures the database holds, read now, and this process's own (messaging.metrics)."""
+    from messaging.metrics import web_exposition
+
+    body, content_type = web_exposition(request.headers.get("Accept"))
+    response = HttpResponse(body, content_type=content_type)
     response["Cache-Control"] = "no-store"
     return response
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 from django.db import IntegrityError, transaction
 
-from messaging import correlation
+from messaging import correlation, metrics
 from messaging.catalogue import validate_payload
 from messaging.envelope import Envelope
 from messaging.errors import UnknownMessageTypeError
@@ -65,11 +65,18 @@ def dispatch(consumer: str, envelope: Envelope) -> str:
         order_id=order_id or None,
         saga_state=None,
     ):
-        with transaction.atomic():
-            if not _record_in_inbox(consumer, envelope):
-                logger.info("duplicate %s skipped by %s", envelope.routing_key, consumer)
-                return DUPLICATE
-            handler(envelope)
+        outcome = "failed"
+        try:
+            with transaction.atomic():
+                fresh = _record_in_inbox(consumer, envelope)
+                if fresh:
+                    handler(envelope)
+            outcome = PROCESSED if fresh else DUPLICATE
+        finally:
+            metrics.handled(consumer, envelope.routing_key, outcome, time.perf_counter() - started)
+        if outcome == DUPLICATE:
+            logger.info("duplicate %s skipped by %s", envelope.routing_key, consumer)
+            return DUPLICATE
         logger.info(
             "handled %s in %s",
             envelope.routing_key,

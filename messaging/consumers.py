@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from messaging import bus
+from messaging import bus, metrics
 from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
 from messaging.envelope import Envelope, decode
 from messaging.errors import PermanentMessageError, is_transient
@@ -64,6 +64,7 @@ def handle_delivery(
             return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
                          envelope.attempt, error)
         delay = retry_delay_s(envelope.attempt)
+        metrics.RETRIES.labels(consumer, envelope.routing_key).inc()
         logger.warning("transient failure of %s (attempt %s), retry in %.2fs: %s",
                        envelope.routing_key, envelope.attempt, delay, error)
         return Verdict("retry", envelope, delay_s=delay)
@@ -71,6 +72,7 @@ def handle_delivery(
 
 def _dead(consumer: str, message_id: str, routing_key: str, raw: str, headers: dict[str, Any],
           error: PermanentMessageError, attempts: int, cause: BaseException | None = None) -> Verdict:
+    metrics.DEAD_LETTERED.labels(consumer, error.reason).inc()
     failure = FailedDelivery(
         message_id=message_id or "(none)", routing_key=routing_key, queue=consumer, body=raw,
         headers=dict(headers or {}), reason=error.reason, detail=error.detail, attempts=attempts,

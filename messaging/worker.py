@@ -18,7 +18,7 @@ from django.db import connection
 from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 
-from messaging import bus, topology
+from messaging import bus, metrics, topology
 from messaging.consumers import Verdict, handle_delivery
 from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
 from messaging.errors import is_transient
@@ -198,6 +198,7 @@ class MessagingRuntime:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.metrics_server = None
 
     def start(self) -> None:
         unknown = set(settings.MESSAGING_CONSUMERS) - set(bus.consumers())
@@ -208,9 +209,12 @@ class MessagingRuntime:
         self.threads.append(threading.Thread(target=Relay(self.stop).run, name="sagaflow-relay", daemon=True))
         for thread in self.threads:
             thread.start()
+        self.metrics_server = metrics.serve_worker_metrics()
 
     def shutdown(self, timeout: float = 10.0) -> None:
         self.stop.set()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         for thread in self.threads:
             thread.join(timeout)
 
