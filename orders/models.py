@@ -21,7 +21,8 @@ class Order(models.Model):
     currency = models.CharField(max_length=8)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     failure_detail = models.CharField(max_length=255, blank=True, default="")
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    # Unique per customer (see Meta): one customer's key says nothing about, and never reaches, another's order.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     # The body of the first answer to an idempotent request, so that a replay gets the same answer.
     first_answer = models.JSONField(null=True, blank=True, editable=False)
@@ -30,6 +31,10 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer_id", "idempotency_key"],
+                                    name="order_idempotency_key_per_customer"),
+        ]
 
     def __str__(self) -> str:
         return f"order {self.id} {self.status}"

@@ -63,7 +63,7 @@ def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_k
     """
     fingerprint = order_fingerprint(customer_id=customer_id, items=items)
     if idempotency_key:
-        earlier = _order_for_key(idempotency_key, fingerprint)
+        earlier = _order_for_key(customer_id, idempotency_key, fingerprint)
         if earlier is not None:
             return earlier, False
     try:
@@ -76,14 +76,15 @@ def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_k
             return order, True
     except IntegrityError:
         # A concurrent request with the same key won the race; answer with its order.
-        earlier = _order_for_key(idempotency_key, fingerprint) if idempotency_key else None
+        earlier = _order_for_key(customer_id, idempotency_key, fingerprint) if idempotency_key else None
         if earlier is None:
             raise
         return earlier, False
 
 
-def _order_for_key(idempotency_key: str, fingerprint: str) -> Order | None:
-    earlier = Order.objects.filter(idempotency_key=idempotency_key).first()
+def _order_for_key(customer_id: str, idempotency_key: str, fingerprint: str) -> Order | None:
+    # Keys are per customer: another customer's order under the same key is neither returned nor named.
+    earlier = Order.objects.filter(customer_id=customer_id, idempotency_key=idempotency_key).first()
     if earlier is not None and earlier.request_fingerprint != fingerprint:
         raise IdempotencyKeyReusedError(
             "this Idempotency-Key was already used with a different request body",
