@@ -8,10 +8,12 @@ as if it did not exist (404), so that ids cannot be probed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import wraps
+from typing import Any, Callable, ClassVar
 
 from django.conf import settings
 from django.core.cache import caches
+from django.http import HttpRequest, HttpResponse
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import SAFE_METHODS, BasePermission
@@ -149,3 +151,32 @@ class OrderCreateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         return f"throttle:{self.scope}:{request.user.throttle_key}"
+
+
+def requires_operator_token(setting: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """For a plain Django view outside the API (/metrics): when settings.<setting> is true, it needs an operator
+    bearer token, answered as the API answers (401 with WWW-Authenticate, 403 for a customer token)."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            from config.api import json_error  # not at the top: DRF imports this module while config.api imports DRF
+
+            if getattr(settings, setting):
+                authenticator = BearerTokenAuthentication()
+                code, problem = "not_authenticated", "Authentication credentials were not provided."
+                try:
+                    authenticated = authenticator.authenticate(request)
+                except exceptions.AuthenticationFailed as error:
+                    authenticated, code, problem = None, "authentication_failed", str(error.detail)
+                if authenticated is None:
+                    response = json_error(401, code, problem)
+                    response["WWW-Authenticate"] = authenticator.authenticate_header(request)
+                    return response
+                if not authenticated[0].is_operator:
+                    return json_error(403, "permission_denied", "This needs an operator token.")
+            return view(request, *args, **kwargs)
+
+        return guarded
+
+    return decorate

@@ -212,6 +212,8 @@ API_OPERATOR_ORDER_RATE = env_rate("API_OPERATOR_ORDER_RATE", "1000/s")
 # The throttles' history must be shared by every web process: the database cache in a deployment (its table
 # is made by `migrate`); the embedded mode is one process, where memory is enough.
 API_THROTTLE_CACHE = "throttle"
+# /metrics is public unless this is set; then it needs an operator token (Prometheus: `authorization:`).
+METRICS_TOKEN_REQUIRED = env_bool("METRICS_TOKEN_REQUIRED", False)
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "throttle": (

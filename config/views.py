@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 
 from config.api import json_error
+from config.auth import requires_operator_token
 
 
 class HealthView(HealthCheckView):
@@ -56,6 +58,7 @@ def liveness(request: HttpRequest) -> JsonResponse:
     return response
 
 
+@requires_operator_token("METRICS_TOKEN_REQUIRED")
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus: the figures the database holds, read now, and this process's own (messaging.metrics)."""
     from messaging.metrics import web_exposition
@@ -71,6 +74,7 @@ def check_name(check: object) -> str:
     return getattr(check, "name", None) or type(check).__name__.lower()
 
 
+@csrf_exempt  # a POST to an unknown API path is a JSON 404, not the CSRF failure page (found by schemathesis)
 def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     return json_error(404, "not_found", f"No API resource at {request.path}.")
 

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from config.models import ApiToken, AuditEntry
 from orders.models import Order
@@ -120,6 +121,27 @@ def test_the_schema_declares_the_bearer_scheme_on_every_api_operation(anonymous)
     for path, method, operation in operations:
         assert operation["security"] == [{"bearerAuth": []}], (path, method)
         assert "401" in operation["responses"], (path, method)
+
+
+def test_metrics_is_public_unless_metrics_token_required_and_then_needs_an_operator(anonymous, token_for,
+                                                                                   settings):
+    assert anonymous.get("/metrics").status_code == 200
+
+    settings.METRICS_TOKEN_REQUIRED = True
+
+    assert_error(anonymous.get("/metrics"), 401, "not_authenticated")
+    assert anonymous.get("/metrics")["WWW-Authenticate"] == 'Bearer realm="sagaflow"'
+    assert_error(anonymous.get("/metrics", headers=bearer("sf_never-issued")), 401, "authentication_failed")
+    assert_error(anonymous.get("/metrics", headers=bearer(token_for("customer", "alice"))), 403)
+    assert anonymous.get("/metrics", headers=bearer(token_for("operator"))).status_code == 200
+
+
+def test_a_post_to_an_unknown_api_path_is_a_json_404_even_where_csrf_is_enforced():
+    strict = Client(enforce_csrf_checks=True)
+
+    response = post_json(strict, "/api/orders/null,null/cancel", {})
+
+    assert_error(response, 404, "not_found")
 
 
 # Operators.

@@ -24,7 +24,7 @@ from django.urls import resolve
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 APP_SERVICES = ("web", "worker", "beat")
-ENV_HELPERS = {"env_str", "env_bool", "env_number", "env_choice"}
+ENV_HELPERS = {"env_str", "env_bool", "env_number", "env_choice", "env_rate"}
 
 
 # --- readers -----------------------------------------------------------------------------------------------
