@@ -12,6 +12,7 @@ script exits with that child's status.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # venv interpreter still points at the venv's own bin/.
 BIN = Path(sys.executable).parent
 STOP_TIMEOUT_S = 30.0
+# `make run` never serves with the public development key: without SECRET_KEY it makes one, once, and keeps
+# it here (git- and docker-ignored), so that admin sessions survive a restart.
+SECRET_KEY_FILE = ROOT / ".secret_key"
 
 
 def fail(message: str, status: int = 2) -> None:
@@ -55,21 +59,54 @@ def manage(*args: str) -> None:
         fail(f"manage.py {' '.join(args)} failed with status {result.returncode}", result.returncode)
 
 
-def banner(mode: str, web_port: int) -> None:
+def manage_last_line(*args: str) -> str:
+    """Run one manage.py command and return the last line it printed; stop here if it fails."""
+    result = subprocess.run([str(BIN / "python"), "manage.py", *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        fail(f"manage.py {' '.join(args)} failed with status {result.returncode}", result.returncode)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def ensure_secret_key() -> None:
+    """SECRET_KEY from the environment, else the one kept in SECRET_KEY_FILE, made on first use."""
+    if os.environ.get("SECRET_KEY", "").strip():
+        return
+    if not SECRET_KEY_FILE.exists():
+        SECRET_KEY_FILE.touch(mode=0o600)
+        SECRET_KEY_FILE.write_text(secrets.token_urlsafe(50) + "\n")
+        print(f"run: SECRET_KEY is not set; made a random one and keep it in {SECRET_KEY_FILE.name}", flush=True)
+    os.environ["SECRET_KEY"] = SECRET_KEY_FILE.read_text().strip()
+
+
+def demo_tokens() -> dict[str, str]:
+    """A new operator token and a new token of the demo customer alice (tokens are stored hashed, so the
+    ones of an earlier start cannot be shown again)."""
+    demo = ("--label", "make run demo", "--by", "make run")
+    return {
+        "OPERATOR_TOKEN": manage_last_line("create_api_token", "--role", "operator", *demo),
+        "ALICE_TOKEN": manage_last_line("create_api_token", "--role", "customer", "--customer-id", "alice", *demo),
+    }
+
+
+def banner(mode: str, web_port: int, tokens: dict[str, str]) -> None:
     base = f"http://localhost:{web_port}"
     order = '{"customer_id": "alice", "items": [{"sku": "WIDGET-1", "quantity": 1}]}'
     print(
         f"""
 sagaflow is starting ({mode}) on {base}
-  API       {base}/api/products, {base}/api/orders, {base}/api/accounts/alice
-  API docs  {base}/api/docs
+  API       {base}/api/products, {base}/api/orders, {base}/api/accounts/alice  (a bearer token is needed)
+  API docs  {base}/api/docs   ("Authorize" takes a token)
   admin     {base}/admin/   (create a user first: .venv/bin/python manage.py createsuperuser)
   health    {base}/health
 
+Demo API tokens, made for this start (revoke one with .venv/bin/python manage.py revoke_api_token TOKEN):
+  export OPERATOR_TOKEN={tokens["OPERATOR_TOKEN"]}   # may do everything
+  export ALICE_TOKEN={tokens["ALICE_TOKEN"]}   # the customer alice: her orders, payments and account only
+
 Place a first order (the demo customer alice buys one WIDGET-1) and keep its id:
-  ORDER_ID=$(curl -s -X POST {base}/api/orders -H 'Content-Type: application/json' -d '{order}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'); echo "$ORDER_ID"
+  ORDER_ID=$(curl -s -X POST {base}/api/orders -H "Authorization: Bearer $ALICE_TOKEN" -H 'Content-Type: application/json' -d '{order}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'); echo "$ORDER_ID"
 Then follow it through the saga (PAYMENT_PENDING, INVENTORY_PENDING, COMPLETED):
-  curl -s {base}/api/orders/$ORDER_ID
+  curl -s {base}/api/orders/$ORDER_ID -H "Authorization: Bearer $ALICE_TOKEN"
 """,
         flush=True,
     )
@@ -79,7 +116,7 @@ def run_embedded(web_port: int) -> None:
     gunicorn = tool("gunicorn")
     manage("migrate", "--noinput")
     manage("seed_demo")
-    banner("embedded: SQLite and the in-process transport, one process", web_port)
+    banner("embedded: SQLite and the in-process transport, one process", web_port, demo_tokens())
     os.chdir(ROOT)
     # exec: gunicorn takes this process's place, so signals reach it directly.
     os.execv(gunicorn, [gunicorn, "config.wsgi", "--workers", "1", "--threads", "8",
@@ -98,7 +135,7 @@ def run_topology(web_port: int) -> int:
         "worker": [celery, "-A", "config", "worker", f"--loglevel={log_level}"],
         "beat": [celery, "-A", "config", "beat", f"--loglevel={log_level}"],
     }
-    banner("production topology: web, worker and beat against PostgreSQL and RabbitMQ", web_port)
+    banner("production topology: web, worker and beat against PostgreSQL and RabbitMQ", web_port, demo_tokens())
     return supervise(commands)
 
 
@@ -149,6 +186,7 @@ def main() -> int:
     broker_url = os.environ.get("BROKER_URL", "").strip()
     web_port = port()
     if database_url and broker_url:
+        ensure_secret_key()
         return run_topology(web_port)
     if database_url or broker_url:
         given, missing = ("DATABASE_URL", "BROKER_URL") if database_url else ("BROKER_URL", "DATABASE_URL")
@@ -156,6 +194,7 @@ def main() -> int:
             f"{given} is set but {missing} is not. Set both for the production topology "
             "(PostgreSQL and RabbitMQ), or neither for the embedded default (SQLite, in-process transport)."
         )
+    ensure_secret_key()
     run_embedded(web_port)
     return 0
 
