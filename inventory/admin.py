@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from inventory.models import Product, Reservation, ReservationLine, StockMovement
 
@@ -27,10 +29,15 @@ class ReservationLineInline(ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(Reservation)
 class ReservationAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["order_id", "status", "reason", "created_at"]
+    list_display = ["order", "status", "reason", "created_at"]
     list_filter = ["status"]
     search_fields = ["order_id"]
     inlines = [ReservationLineInline]
+
+    @admin.display(description="order", ordering="order_id")
+    def order(self, reservation: Reservation):
+        return format_html('<a href="{}">{}</a>',
+                           reverse("admin:orders_order_change", args=[reservation.order_id]), reservation.order_id)
 
 
 @admin.register(StockMovement)

@@ -1,8 +1,9 @@
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from messaging.deadletters import ReplayRefusedError, dead_letter_discard, dead_letter_replay
 
-from messaging.models import DeadLetter, InboxMessage, OutboxMessage
+from messaging.models import DeadLetter, InboxMessage, OutboxMessage, WorkerHeartbeat
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -16,11 +17,34 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class PublishedFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("pending", "pending"), ("published", "published")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "pending":
+            return queryset.filter(published_at__isnull=True)
+        if self.value() == "published":
+            return queryset.filter(published_at__isnull=False)
+        return queryset
+
+
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(ReadOnlyAdmin):
-    list_display = ["message_id", "routing_key", "order_id", "created_at", "published_at"]
-    list_filter = ["routing_key", ("published_at", admin.EmptyFieldListFilter)]
+    list_display = ["message_id", "routing_key", "order_id", "created_at", "published_at", "lag", "target_queue"]
+    list_filter = [PublishedFilter, "routing_key"]
     search_fields = ["message_id", "order_id", "correlation_id"]
+    ordering = ["-created_at"]
+
+    @admin.display(description="lag")
+    def lag(self, row: OutboxMessage) -> str:
+        """From commit to the broker's confirm; for a pending row, how long it has waited so far."""
+        if row.published_at is None:
+            return f"pending {(timezone.now() - row.created_at).total_seconds():.1f} s"
+        return f"{(row.published_at - row.created_at).total_seconds() * 1000:.0f} ms"
 
 
 @admin.register(InboxMessage)
@@ -53,3 +77,16 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         for letter in queryset:
             dead_letter_discard(letter=letter, by=request.user.get_username())
         self.message_user(request, f"discarded {queryset.count()} dead letter(s)")
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(ReadOnlyAdmin):
+    """Which delivery loops are alive: a row per (worker process, loop), with its last beat."""
+
+    list_display = ["worker", "loop", "started_at", "beat_at", "silent_for"]
+    list_filter = ["loop"]
+    ordering = ["-beat_at"]
+
+    @admin.display(description="silent for", ordering="beat_at")
+    def silent_for(self, row: WorkerHeartbeat) -> str:
+        return f"{(timezone.now() - row.beat_at).total_seconds():.0f} s"

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from payments.models import Account, ClosedOrder, LedgerEntry, Payment
 
@@ -22,9 +24,14 @@ class AccountAdmin(ReadOnlyAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["id", "order_id", "customer_id", "amount", "status", "decline_code", "created_at"]
+    list_display = ["id", "order", "customer_id", "amount", "status", "decline_code", "created_at"]
     list_filter = ["status", "decline_code"]
     search_fields = ["order_id", "customer_id"]
+
+    @admin.display(description="order", ordering="order_id")
+    def order(self, payment: Payment):
+        return format_html('<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[payment.order_id]),
+                           payment.order_id)
 
 
 @admin.register(LedgerEntry)

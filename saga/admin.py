@@ -1,28 +1,117 @@
+"""The sagas in the admin: filtered by state, by how long they have been in it, and stuck past their deadline;
+each with its timeline. Read-only: a saga changes only by the messages it applies."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from saga.models import Saga, SagaTransition
+from saga.models import Saga
+from saga.services import overdue_sagas
+from saga.timeline import saga_timeline
 
 
-class SagaTransitionInline(admin.TabularInline):
-    model = SagaTransition
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ["at", "from_state", "to_state", "message_type", "message_id", "emitted"]
+def render_timeline(order_id: str) -> SafeString:
+    """The saga timeline of an order as an HTML table: transitions, messages sent, handled and dead-lettered."""
+    entries = saga_timeline(order_id=str(order_id))
+    if not entries:
+        return format_html("<p>{}</p>", "No saga and no messages for this order.")
+    outbox = reverse("admin:messaging_outboxmessage_changelist")
+    rows = format_html_join(
+        "\n",
+        '<tr class="timeline-{}"><td>{}</td><td>{}</td><td>{}</td><td><a href="{}?q={}"><code>{}</code></a></td>'
+        "<td>{}</td><td>{}</td></tr>",
+        ((entry.kind.replace(" ", "-"), entry.at.isoformat(timespec="milliseconds"), entry.kind,
+          entry.message_type, outbox, entry.message_id, entry.message_id, entry.what, entry.detail)
+         for entry in entries),
+    )
+    return format_html(
+        '<table class="saga-timeline"><thead><tr><th>at</th><th>kind</th><th>message type</th><th>message id</th>'
+        "<th>what</th><th>detail</th></tr></thead><tbody>{}</tbody></table>",
+        rows,
+    )
 
-    def has_add_permission(self, request, obj=None):
-        return False
+
+class StuckFilter(admin.SimpleListFilter):
+    title = "stuck"
+    parameter_name = "stuck"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "past deadline"), ("no", "within deadline or final")]
+
+    def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
+        overdue = overdue_sagas().values("pk")
+        if self.value() == "yes":
+            return queryset.filter(pk__in=overdue)
+        if self.value() == "no":
+            return queryset.exclude(pk__in=overdue)
+        return queryset
+
+
+class StateAgeFilter(admin.SimpleListFilter):
+    """How long the saga has been in its current state: the age that matters for a pending one."""
+
+    title = "in its state for"
+    parameter_name = "in_state"
+    BANDS = {"lt1m": (None, 60), "1m-10m": (60, 600), "10m-1h": (600, 3600), "gt1h": (3600, None)}
+
+    def lookups(self, request, model_admin):
+        return [("lt1m", "less than a minute"), ("1m-10m", "1 to 10 minutes"), ("10m-1h", "10 minutes to an hour"),
+                ("gt1h", "more than an hour")]
+
+    def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
+        if self.value() not in self.BANDS:
+            return queryset
+        low, high = self.BANDS[self.value()]
+        now = timezone.now()
+        if low is not None:
+            queryset = queryset.filter(state_entered_at__lte=now - timedelta(seconds=low))
+        if high is not None:
+            queryset = queryset.filter(state_entered_at__gt=now - timedelta(seconds=high))
+        return queryset
 
 
 @admin.register(Saga)
 class SagaAdmin(admin.ModelAdmin):
-    list_display = ["order_id", "state", "failure_reason", "state_entered_at", "deadline_at", "created_at"]
-    list_filter = ["state", "failure_reason"]
+    list_display = ["order_link", "state", "failure_reason", "in_state_for", "deadline_at", "overdue", "created_at"]
+    list_filter = ["state", StuckFilter, StateAgeFilter, "failure_reason", "created_at"]
     search_fields = ["order_id", "customer_id"]
-    readonly_fields = [f.name for f in Saga._meta.fields]
-    inlines = [SagaTransitionInline]
+    ordering = ["-created_at"]
+    fields = ["order_link", "state", "failure_reason", "state_entered_at", "deadline_at", "customer_id", "amount",
+              "currency", "items", "created_at", "updated_at", "timeline"]
+    readonly_fields = fields
 
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="order", ordering="order_id")
+    def order_link(self, saga: Saga) -> SafeString:
+        url = reverse("admin:orders_order_change", args=[saga.order_id])
+        return format_html('<a href="{}">{}</a>', url, saga.order_id)
+
+    @admin.display(description="in state for", ordering="state_entered_at")
+    def in_state_for(self, saga: Saga) -> str:
+        seconds = int((timezone.now() - saga.state_entered_at).total_seconds())
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m {seconds % 60}s" if seconds >= 3600 else \
+            f"{seconds // 60}m {seconds % 60}s"
+
+    @admin.display(description="past deadline", boolean=True)
+    def overdue(self, saga: Saga) -> bool | None:
+        deadline = saga.deadline_at
+        return None if deadline is None else deadline < timezone.now()
+
+    @admin.display(description="saga timeline")
+    def timeline(self, saga: Saga) -> SafeString:
+        return render_timeline(str(saga.order_id))
