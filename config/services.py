@@ -58,10 +58,15 @@ def api_token_create(*, role: str, customer_id: str | None = None, label: str = 
     return IssuedToken(token=token, record=record)
 
 
-def api_token_revoke(*, token: str, by: str) -> ApiToken:
-    """Revoke a token given in full. Idempotent: revoking a revoked token changes nothing. Raises TokenError."""
+def api_token_revoke(*, token: str | None = None, token_id: int | None = None, by: str) -> ApiToken:
+    """Revoke a token, given in full (the command) or by id (the admin). Idempotent: revoking a revoked token
+    changes nothing. Audited in the same transaction. Raises TokenError."""
+    found = ApiToken.objects.select_for_update()
     with transaction.atomic():
-        record = ApiToken.objects.select_for_update().filter(key_hash=token_hash(token.strip())).first()
+        if token is not None:
+            record = found.filter(key_hash=token_hash(token.strip())).first()
+        else:
+            record = found.filter(pk=token_id).first()
         if record is None:
             raise TokenError("no such token")
         if record.revoked_at is None:

@@ -62,6 +62,36 @@ LOG_FORMAT = env_choice("LOG_FORMAT", "json", {"json", "text"})
 DATABASE_URL = env_str("DATABASE_URL", "")
 BROKER_URL = env_str("BROKER_URL", "")
 
+
+def weak_secret_key(key: str) -> str | None:
+    """Why `key` must not sign a deployment's sessions, or None. The rule of Django's own check (security.W009)."""
+    if key == DEFAULT_SECRET_KEY:
+        return "it is the development key written in this file, which anyone can read"
+    if len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-"):
+        return "it is too short or too simple (it needs 50 characters or more, of 5 different ones or more)"
+    return None
+
+
+# A deployment (DATABASE_URL set) with DEBUG off refuses a key that anyone could know. The embedded mode
+# (SQLite) keeps the development key, so that `manage.py` works there with nothing set; `make run` sets a
+# random key anyway, and the tests set one of their own.
+if DATABASE_URL and not DEBUG and weak_secret_key(SECRET_KEY):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY will not do for a deployment: {weak_secret_key(SECRET_KEY)}. Set SECRET_KEY to a long random "
+        "value, e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
+
+# Behind TLS (a proxy or load balancer that terminates it and sets X-Forwarded-Proto), set SECURE_TLS=true:
+# cookies are then sent over HTTPS only, browsers are told to use HTTPS (HSTS), and plain HTTP is redirected,
+# except the health and metrics endpoints, which probes and scrapers call inside the network.
+SECURE_TLS = env_bool("SECURE_TLS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = SECURE_TLS
+SECURE_REDIRECT_EXEMPT = [r"^health(/|$)", r"^metrics$"]
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_TLS else None
+SECURE_HSTS_SECONDS = int(env_number("SECURE_HSTS_SECONDS", 31_536_000 if SECURE_TLS else 0, cast=int))
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
 if DATABASE_URL:
     try:
         DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)}

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from config.services import audit_record
 from messaging.models import DeadLetter
 
 logger = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ def _payload_of(letter: DeadLetter) -> dict | None:
 def dead_letter_replay(*, letter: DeadLetter, by: str, force: bool = False) -> ReplayPlan:
     """Send a dead letter back to its queue through the outbox, with its original message id.
 
-    Refuses a second replay unless `force`. Records when and by whom. Raises ReplayRefusedError.
+    Refuses a second replay unless `force`. Records when and by whom, and writes the audit log in the same
+    transaction. Raises ReplayRefusedError.
     """
     from messaging.outbox import republish
 
@@ -162,13 +164,19 @@ def dead_letter_replay(*, letter: DeadLetter, by: str, force: bool = False) -> R
         letter.replayed_by = by[:150]
         letter.replay_count += 1
         letter.save(update_fields=["replayed_at", "replayed_by", "replay_count"])
+        audit_record(actor=by, action="dead_letter.replay", target=f"dead_letter:{letter.pk}",
+                     details={"message_id": letter.message_id, "routing_key": letter.routing_key,
+                              "queue": letter.queue, "forced": force, "replay_count": letter.replay_count})
     logger.warning("dead letter %s replayed by %s", letter.pk, by, extra={"message_id": letter.message_id})
     return plan
 
 
 def dead_letter_discard(*, letter: DeadLetter, by: str) -> None:
-    """Mark a dead letter as looked at and not to be replayed."""
+    """Mark a dead letter as looked at and not to be replayed. Audited; discarding it again changes nothing."""
     with transaction.atomic(durable=True):
-        DeadLetter.objects.filter(pk=letter.pk, discarded_at__isnull=True).update(
+        discarded = DeadLetter.objects.filter(pk=letter.pk, discarded_at__isnull=True).update(
             discarded_at=timezone.now(), discarded_by=by[:150])
+        if discarded:
+            audit_record(actor=by, action="dead_letter.discard", target=f"dead_letter:{letter.pk}",
+                         details={"message_id": letter.message_id, "routing_key": letter.routing_key})
     logger.warning("dead letter %s discarded by %s", letter.pk, by, extra={"message_id": letter.message_id})

@@ -7,6 +7,7 @@ names. The services are required: when one cannot be reached, the run stops at o
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -25,6 +26,8 @@ os.environ["BROKER_URL"] = f"{AMQP_SERVER}/{TEST_VHOST}"
 os.environ.setdefault("LOG_FORMAT", "text")
 os.environ.setdefault("LOG_LEVEL", "warning")
 os.environ.setdefault("MESSAGING_RETRY_BASE_S", "0.2")
+# With DATABASE_URL set the settings refuse the development key; the processes the tests start inherit this one.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 
 def worker_database_url() -> str:
