@@ -52,6 +52,7 @@ import json
 import os
 import platform
 import queue
+import secrets
 import shutil
 import signal
 import socket
@@ -373,6 +374,8 @@ class ProductionDeployment(Deployment):
         self.args, self.log_dir = args, log_dir
         self.db_name = self.vhost = f"sagaflow_bench_{run_id}"
         self.db_created = self.vhost_created = False
+        # A deployment refuses the development key; the processes of one run share this one.
+        self.secret_key = secrets.token_urlsafe(50)
         server = args.postgres_url.rstrip("/")
         super().__init__(f"http://127.0.0.1:{free_port()}", database_url=f"{server}/{self.db_name}")
 
@@ -411,7 +414,7 @@ class ProductionDeployment(Deployment):
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({"DATABASE_URL": self.database_url, "BROKER_URL": f"{self.args.amqp_url.rstrip('/')}/{self.vhost}",
-                    "PYTHONUNBUFFERED": "1",
+                    "SECRET_KEY": os.environ.get("SECRET_KEY") or self.secret_key, "PYTHONUNBUFFERED": "1",
                     # Read by the throttle once authentication lands (DESIGN §5); the bench is one operator.
                     "API_OPERATOR_ORDER_RATE": "off"})
         return env
