@@ -62,7 +62,11 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     search_fields = ["message_id", "body"]
     actions = ["replay", "discard"]
 
-    @admin.action(description="Replay the selected dead letters (once each)", permissions=["view"])
+    def has_operate_permission(self, request) -> bool:
+        """Replaying and discarding change what happens next, so viewing the dead letters is not enough."""
+        return request.user.has_perm("messaging.change_deadletter")
+
+    @admin.action(description="Replay the selected dead letters (once each)", permissions=["operate"])
     def replay(self, request, queryset):
         for letter in queryset:
             try:
@@ -72,7 +76,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(request, f"replayed dead letter {letter.pk}")
 
-    @admin.action(description="Discard the selected dead letters", permissions=["view"])
+    @admin.action(description="Discard the selected dead letters", permissions=["operate"])
     def discard(self, request, queryset):
         for letter in queryset:
             dead_letter_discard(letter=letter, by=request.user.get_username())

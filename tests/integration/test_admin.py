@@ -188,3 +188,20 @@ def test_payments_and_reservations_lead_back_to_their_order(inprocess, staff):
 
     assert link in staff.get("/admin/payments/payment/").content.decode()
     assert link in staff.get("/admin/inventory/reservation/").content.decode()
+
+
+def test_staff_who_may_only_view_dead_letters_cannot_replay_or_discard_them():
+    user = User.objects.create_user("dl-viewer", password="x" * 12, is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_deadletter"))
+    client = Client()
+    client.force_login(user)
+    now = timezone.now()
+    letter = DeadLetter.objects.create(message_id=str(uuid.uuid4()), routing_key="payment.process", queue="payments",
+                                       body="{}", reason="invalid_payload", first_failed_at=now, last_failed_at=now)
+
+    page = client.get("/admin/messaging/deadletter/").content.decode()
+    client.post("/admin/messaging/deadletter/", {"action": "discard", "_selected_action": [letter.pk]})
+
+    assert 'value="replay"' not in page and 'value="discard"' not in page
+    letter.refresh_from_db()
+    assert letter.discarded_at is None
