@@ -8,13 +8,14 @@ sends at commit) and sweeps every OUTBOX_SWEEP_INTERVAL_S as the safety net.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 import amqp
-from amqp import spec
 from kombu import Connection
 
 from messaging import topology
@@ -37,33 +38,52 @@ class ConfirmingPublisher:
     """Publishes a batch on one channel in confirm mode, then waits once for the broker to confirm it all.
 
     A window of outstanding confirms instead of a round trip per message: the broker acks many at once.
+    Confirms are taken by channel event listeners, not by `wait()`: py-amqp reads incoming frames before
+    each publish, and an ack read there would otherwise be lost.
     """
 
     def __init__(self, broker: Connection):
         broker.ensure_connection(max_retries=3)
-        self.channel = broker.connection.channel()
+        self.connection = broker.connection
+        self.channel = self.connection.channel()
         self.channel.confirm_select()
         self.next_tag = 1
+        self.pending: set[int] = set()
+        self.refused: set[int] = set()
+        self.channel.events["basic_ack"].add(lambda tag, multiple: self._settle(tag, multiple, refused=False))
+        self.channel.events["basic_nack"].add(lambda tag, multiple: self._settle(tag, multiple, refused=True))
+
+    def _settle(self, delivery_tag: int, multiple: bool, *, refused: bool) -> None:
+        settled = {tag for tag in self.pending if tag <= delivery_tag} if multiple else {delivery_tag}
+        if refused:
+            self.refused.update(settled & self.pending)
+        self.pending.difference_update(settled)
 
     def publish(self, rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], int]:
-        """Publish rows; return (the rows the broker confirmed, how many it refused)."""
+        """Publish rows; return (the rows the broker confirmed, how many it refused).
+
+        Raises TimeoutError when the broker has not confirmed them all within CONFIRM_TIMEOUT_S.
+        """
         sent: dict[int, OutboxMessage] = {}
+        self.refused.clear()
         for row in rows:
             exchange, routing_key = ("", row.target_queue) if row.target_queue else (
                 settings.MESSAGING_EXCHANGE, row.routing_key)
-            self.channel._basic_publish(_amqp_message(row), exchange=exchange, routing_key=routing_key)
+            self.pending.add(self.next_tag)
             sent[self.next_tag] = row
             self.next_tag += 1
-        pending, confirmed, refused = set(sent), set(), set()
-
-        def on_confirm(method, delivery_tag, multiple=False):
-            settled = {tag for tag in pending if tag <= delivery_tag} if multiple else {delivery_tag}
-            (refused if method == spec.Basic.Nack else confirmed).update(settled & pending)
-            pending.difference_update(settled)
-
-        while pending:
-            self.channel.wait([spec.Basic.Ack, spec.Basic.Nack], callback=on_confirm, timeout=CONFIRM_TIMEOUT_S)
-        return [sent[tag] for tag in sorted(confirmed)], len(refused)
+            self.channel.basic_publish(_amqp_message(row), exchange=exchange, routing_key=routing_key)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        while self.pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the broker did not confirm {len(self.pending)} messages")
+            try:
+                self.connection.drain_events(timeout=remaining)
+            except socket.timeout:
+                continue
+        confirmed = [row for tag, row in sent.items() if tag not in self.refused]
+        return confirmed, len(self.refused)
 
 
 def _amqp_message(row: OutboxMessage) -> amqp.Message:
