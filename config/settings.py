@@ -247,7 +247,9 @@ METRICS_TOKEN_REQUIRED = env_bool("METRICS_TOKEN_REQUIRED", False)
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "throttle": (
-        {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_throttle_cache"}
+        # Culling (at 300 entries by default) would forget some tokens' history: keep one row per active token.
+        {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_throttle_cache",
+         "OPTIONS": {"MAX_ENTRIES": 100_000}}
         if DATABASE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
     ),
 }
