@@ -12,7 +12,8 @@ import time
 from functools import cache
 from typing import Callable
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from messaging import correlation, metrics
 from messaging.catalogue import validate_payload
@@ -88,11 +89,17 @@ def dispatch(consumer: str, envelope: Envelope) -> str:
 
 
 def _record_in_inbox(consumer: str, envelope: Envelope) -> bool:
-    """Insert the inbox row; False when this consumer has applied the message before."""
-    try:
-        with transaction.atomic():
-            InboxMessage.objects.create(consumer=consumer, message_id=envelope.message_id,
-                                        routing_key=envelope.routing_key)
-    except IntegrityError:
-        return False
-    return True
+    """Insert the inbox row; False when this consumer has applied the message before.
+
+    One statement: a concurrent insert of the same message waits for the other transaction, then conflicts
+    if that one committed.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_INBOX, [consumer, envelope.message_id, envelope.routing_key, timezone.now()])
+        return cursor.fetchone() is not None
+
+
+_INSERT_INBOX = (
+    f"INSERT INTO {InboxMessage._meta.db_table} (consumer, message_id, routing_key, processed_at) "
+    "VALUES (%s, %s, %s, %s) ON CONFLICT (consumer, message_id) DO NOTHING RETURNING id"
+)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from messaging import bus, metrics
 from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
@@ -38,7 +38,6 @@ def handle_delivery(
     consumer: str, body: bytes | str, properties: dict[str, Any], headers: dict[str, Any], routing_key: str
 ) -> Verdict:
     """Handle one delivery for `consumer` and say what the transport must do with it. Never raises."""
-    close_old_connections()
     raw = storable_body(body)
     message_id = str(properties.get("message_id") or "")
     headers = {**(headers or {}), "correlation_id": str(properties.get("correlation_id") or "")}

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import close_old_connections, connection
 from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 
@@ -68,8 +69,13 @@ class _BrokerThread(threading.Thread):
                 self.stop.wait(1.0)
 
     def _drain(self, broker: Connection) -> None:
+        next_connection_check = 0.0
         while not self.stop.is_set():
             self.heartbeat.beat()
+            if time.monotonic() >= next_connection_check:
+                # Drops a database connection past its age or broken; once a second, not a query per message.
+                close_old_connections()
+                next_connection_check = time.monotonic() + 1.0
             try:
                 broker.drain_events(timeout=1.0)
             except socket.timeout:
