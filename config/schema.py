@@ -69,6 +69,17 @@ class AutoSchema(openapi.AutoSchema):
             responses.setdefault(str(status), response)
         return responses
 
+    def _map_serializer_field(self, field: Any, direction: str, bypass_extensions: bool = False) -> dict[str, Any]:
+        """A list of nested objects keeps its length limits (an order's 1 to 100 lines), which drf-spectacular
+        drops for a ListSerializer."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if isinstance(field, serializers.ListSerializer) and schema.get("type") == "array":
+            if field.max_length is not None:
+                schema["maxItems"] = field.max_length
+            if field.min_length is not None or not field.allow_empty:
+                schema["minItems"] = max(field.min_length or 0, 0 if field.allow_empty else 1)
+        return schema
+
     def error_statuses(self) -> set[int]:
         from config.auth import IsApiClient, IsOperator, IsOperatorToWrite
 
