@@ -122,6 +122,8 @@ MESSAGING_DELIVERY_LIMIT = int(env_number("MESSAGING_DELIVERY_LIMIT", 5, minimum
 # Which consumers a worker runs (comma-separated; default all), so that each can be scaled on its own.
 MESSAGING_CONSUMERS = [c.strip() for c in env_str("MESSAGING_CONSUMERS", "payments,inventory,saga").split(",")
                        if c.strip()]
+# Consumer threads per queue in each worker. More than one helps only where the database, not the CPU, limits.
+MESSAGING_CONSUMER_THREADS = int(env_number("MESSAGING_CONSUMER_THREADS", 1, minimum=1, cast=int))
 MESSAGING_PREFETCH = int(env_number("MESSAGING_PREFETCH", 50, minimum=1, cast=int))
 OUTBOX_SWEEP_INTERVAL_S = env_number("OUTBOX_SWEEP_INTERVAL_S", 2.0, minimum=0.05)
 OUTBOX_BATCH_SIZE = int(env_number("OUTBOX_BATCH_SIZE", 200, minimum=1, cast=int))

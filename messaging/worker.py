@@ -210,7 +210,8 @@ class MessagingRuntime:
         unknown = set(settings.MESSAGING_CONSUMERS) - set(bus.consumers())
         if unknown:
             raise ImproperlyConfigured(f"MESSAGING_CONSUMERS names unknown consumers: {sorted(unknown)}")
-        self.threads = [ConsumerThread(name, self.stop) for name in settings.MESSAGING_CONSUMERS]
+        self.threads = [ConsumerThread(name, self.stop) for name in settings.MESSAGING_CONSUMERS
+                        for _ in range(settings.MESSAGING_CONSUMER_THREADS)]
         self.threads.append(DeadLetterThread(topology.DEAD_LETTER_QUEUE, self.stop, loop=DEAD_LETTERS))
         self.threads.append(threading.Thread(target=Relay(self.stop).run, name="sagaflow-relay", daemon=True))
         for thread in self.threads:
