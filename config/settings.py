@@ -217,7 +217,7 @@ STORAGES = {
 # Without collectstatic (the embedded mode, the tests) WhiteNoise serves straight from the apps' folders,
 # and its warning that STATIC_ROOT is missing says nothing useful.
 WHITENOISE_USE_FINDERS = True
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at")
 WHITENOISE_AUTOREFRESH = DEBUG
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -216,13 +216,14 @@ def test_static_files_are_collected_at_build_time_with_a_throwaway_secret_key():
     assert not any("SECRET_KEY" in env for env in instructions("ENV")), "no key baked into the image"
 
 
-def test_the_healthcheck_asks_health_with_urllib_and_the_path_is_served():
+def test_the_healthcheck_asks_readiness_with_urllib_and_the_path_is_served():
+    # Readiness (database and broker), not /health: a stopped worker must not mark the web container unhealthy.
     (healthcheck,) = instructions("HEALTHCHECK")
     assert "urllib.request" in healthcheck and "curl" not in healthcheck
     url = re.search(r"https?://[^'\"\s]+", healthcheck).group(0)
     path = urlsplit(url.replace("%s", "8000")).path
-    assert path == "/health"
-    assert resolve(path).url_name == "health"
+    assert path == "/health/ready"
+    assert resolve(path).url_name == "health-ready"
 
 
 # --- .dockerignore -------------------------------------------------------------------------------------------
