@@ -20,12 +20,14 @@ from tests.processes import LOG_DIR, Process, wait_for
 
 
 class OrderStream(threading.Thread):
-    """Places orders every `interval` seconds until stopped: most complete, some are declined, some run out."""
+    """Places orders until stopped, from `clients` concurrent clients each pausing `interval` seconds between
+    orders: most complete, some are declined, some run out of stock."""
 
-    def __init__(self, api: httpx.Client, *, interval: float = 0.05):
+    def __init__(self, api: httpx.Client, *, interval: float = 0.05, clients: int = 1):
         super().__init__(daemon=True)
         self.api = api
         self.interval = interval
+        self.clients = clients
         self.halt = threading.Event()
         self.orders: list[dict] = []
         self.errors: list[str] = []
@@ -47,6 +49,13 @@ class OrderStream(threading.Thread):
         return customer
 
     def run(self) -> None:
+        loops = [threading.Thread(target=self._place_orders, daemon=True) for _ in range(self.clients)]
+        for loop in loops:
+            loop.start()
+        for loop in loops:
+            loop.join()
+
+    def _place_orders(self) -> None:
         kinds = itertools.cycle(["ok", "ok", "ok", "declined", "scarce"])
         for number in itertools.count():
             if self.halt.is_set():

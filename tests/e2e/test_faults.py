@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 def test_worker_killed_mid_stream_loses_and_doubles_nothing(api, started):
     first = started(celery_worker("worker-a"))
-    stream = OrderStream(api)
+    stream = OrderStream(api, interval=0.01, clients=4)
     stream.start()
     time.sleep(2)
 
@@ -35,7 +35,7 @@ def test_worker_killed_mid_stream_loses_and_doubles_nothing(api, started):
 
 def test_broker_restart_mid_stream_loses_and_doubles_nothing(api, started):
     worker = started(celery_worker())
-    stream = OrderStream(api)
+    stream = OrderStream(api, interval=0.01, clients=4)
     stream.start()
     time.sleep(2)
 
@@ -70,7 +70,7 @@ def test_database_connections_cut_mid_stream_are_retried(api, started):
     name = f"sagaflow-worker-{uuid.uuid4().hex[:8]}"
     worker = started(celery_worker(DATABASE_URL=f"{worker_database_url()}?application_name={name}",
                                      MESSAGING_MAX_ATTEMPTS="10"))
-    stream = OrderStream(api)
+    stream = OrderStream(api, interval=0.01, clients=4)
     stream.start()
     time.sleep(2)
 
