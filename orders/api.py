@@ -17,7 +17,7 @@ from config.errors import DomainError, NotFoundError
 from orders.models import Order
 from orders.selectors import order_get, order_list
 from orders.services import order_create, order_remember_first_answer
-from saga.selectors import saga_get, saga_history
+from saga.selectors import saga_state_and_history
 from saga.services import saga_cancel
 
 MAX_QUANTITY = 1_000_000
@@ -98,13 +98,14 @@ class OrderDetailOutputSerializer(OrderOutputSerializer):
 
     @extend_schema_field(SagaOutputSerializer(allow_null=True))
     def get_saga(self, order: Order) -> dict | None:
-        saga = saga_get(order_id=str(order.id))
-        if saga is None:
+        found = saga_state_and_history(order_id=str(order.id))
+        if found is None:
             return None
+        state, steps = found
         history = [{"from_state": step.from_state or None, "to_state": step.to_state,
                     "message_type": step.message_type, "message_id": step.message_id or None, "at": step.at}
-                   for step in saga_history(order_id=str(order.id))]
-        return SagaOutputSerializer({"state": saga.state, "history": history}).data
+                   for step in steps]
+        return SagaOutputSerializer({"state": state, "history": history}).data
 
 
 class OrderListFilterSerializer(serializers.Serializer):

@@ -1,0 +1,48 @@
+"""The database round trips of the hot path, pinned so that a change that adds some is seen."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from messaging.models import OutboxMessage
+from tests.api.conftest import post_json
+from tests.factories import make_account, make_product
+from tests.integration.support import deliver
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# What each step costs today, as the database sees it (BEGIN, COMMIT and savepoints included; PostgreSQL's
+# NOTIFY is not sent with the in-process transport these tests use). The POST includes the token lookup, the
+# throttle's database cache (six statements) and the answer's reads of the order and its saga timeline.
+MAX_QUERIES = {
+    "POST /api/orders": 20,
+    "payment.process": 12,
+    "payment.processed": 7,
+    "inventory.reserve": 13,
+    "inventory.reserved": 8,
+    "order.completed": 9,
+}
+
+
+def test_each_step_of_a_saga_stays_within_its_query_budget(client, inprocess):
+    sku = make_product(stock=10).sku
+    customer = make_account(balance="100.00").customer_id
+    counts = {}
+
+    with CaptureQueriesContext(connection) as posted:
+        response = post_json(client, "/api/orders", {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]})
+    assert response.status_code == 201
+    counts["POST /api/orders"] = len(posted)
+    order_id = response.json()["id"]
+
+    for step in ["payment.process", "payment.processed", "inventory.reserve", "inventory.reserved",
+                 "order.completed"]:
+        row = OutboxMessage.objects.get(order_id=order_id, routing_key=step)
+        with CaptureQueriesContext(connection) as handled:
+            deliver(row)
+        counts[step] = len(handled) - 1  # less the test's own "mark published"
+
+    for step, count in counts.items():
+        assert count <= MAX_QUERIES[step], f"{step}: {count} queries, budget {MAX_QUERIES[step]}"
