@@ -5,19 +5,10 @@ Tokens are issued with `manage.py create_api_token`, which shows the token once;
 
 from django.contrib import admin, messages
 
+from config.admin_mixins import ReadOnlyAdmin
+
 from config.models import ApiToken, AuditEntry
 from config.services import api_token_revoke
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ApiToken)

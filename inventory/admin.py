@@ -2,33 +2,23 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from config.admin_mixins import ReadOnlyAdminMixin
 from inventory.models import Product, Reservation, ReservationLine, StockMovement
 
 
-class ReadOnlyMixin:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Product)
-class ProductAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ProductAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["sku", "name", "price", "on_hand", "reserved", "available"]
     search_fields = ["sku", "name"]
 
 
-class ReservationLineInline(ReadOnlyMixin, admin.TabularInline):
+class ReservationLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ReservationLine
     extra = 0
 
 
 @admin.register(Reservation)
-class ReservationAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["order", "status", "reason", "created_at"]
     list_filter = ["status"]
     search_fields = ["order_id"]
@@ -41,6 +31,6 @@ class ReservationAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(StockMovement)
-class StockMovementAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class StockMovementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["product", "kind", "quantity", "order_id", "at"]
     list_filter = ["kind"]

@@ -1,20 +1,11 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from config.admin_mixins import ReadOnlyAdmin
+
 from messaging.deadletters import ReplayRefusedError, dead_letter_discard, dead_letter_replay
 
 from messaging.models import DeadLetter, InboxMessage, OutboxMessage, WorkerHeartbeat
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class PublishedFilter(admin.SimpleListFilter):

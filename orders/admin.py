@@ -10,6 +10,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from config.admin_mixins import ReadOnlyAdminMixin
+
 from config.errors import DomainError
 from inventory.models import Reservation
 from orders.models import Order, OrderLine
@@ -44,7 +46,7 @@ def _link(view: str, pk, text) -> SafeString:
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "customer_id", "status", "saga_state", "total", "currency", "failure_reason", "created_at"]
     list_filter = ["status", "failure_reason", "created_at"]
     search_fields = ["id", "customer_id", "idempotency_key"]
@@ -64,15 +66,6 @@ class OrderAdmin(admin.ModelAdmin):
     def get_queryset(self, request) -> QuerySet[Order]:
         state = Saga.objects.filter(order_id=OuterRef("pk")).values("state")[:1]
         return super().get_queryset(request).annotate(saga_state=Subquery(state))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_cancel_permission(self, request) -> bool:
         return request.user.has_perm("orders.change_order")

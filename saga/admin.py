@@ -12,6 +12,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from config.admin_mixins import ReadOnlyAdminMixin
+
 from saga.models import Saga
 from saga.services import overdue_sagas
 from saga.timeline import saga_timeline
@@ -78,7 +80,7 @@ class StateAgeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Saga)
-class SagaAdmin(admin.ModelAdmin):
+class SagaAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["order_link", "state", "failure_reason", "in_state_for", "deadline_at", "overdue", "created_at"]
     list_filter = ["state", StuckFilter, StateAgeFilter, "failure_reason", "created_at"]
     search_fields = ["order_id", "customer_id"]
@@ -86,15 +88,6 @@ class SagaAdmin(admin.ModelAdmin):
     fields = ["order_link", "state", "failure_reason", "state_entered_at", "deadline_at", "customer_id", "amount",
               "currency", "items", "created_at", "updated_at", "timeline"]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="order", ordering="order_id")
     def order_link(self, saga: Saga) -> SafeString:
