@@ -127,7 +127,7 @@ def run_topology(web_port: int) -> int:
     gunicorn, celery = tool("gunicorn"), tool("celery")
     manage("migrate", "--noinput")
     manage("seed_demo")
-    # Celery's own --loglevel (WARNING by default) would hide the INFO lines that LOG_LEVEL asks for.
+    # The application's logging applies in worker and beat; --loglevel keeps Celery's own banner in line.
     log_level = os.environ.get("LOG_LEVEL", "").strip() or "info"
     commands = {
         # Workers default to WEB_CONCURRENCY (gunicorn's own variable), 1 when unset.
