@@ -41,9 +41,12 @@ def test_broker_restart_mid_stream_loses_and_doubles_nothing(api, started):
 
     fault_in_flight = in_flight()
     subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60)
-    time.sleep(2)
-    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
-    subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, timeout=120)
+    try:
+        time.sleep(2)
+    finally:
+        # Whatever happens, the broker comes back: later tests, and other users of this machine, need it.
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+        subprocess.run(["rabbitmqctl", "-q", "await_startup"], check=True, timeout=120)
     wait_until_consuming(worker, timeout=90)
     time.sleep(2)
 
