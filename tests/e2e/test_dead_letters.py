@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import time
+import uuid
 from decimal import Decimal
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.core.management import call_command
+from kombu import Connection, Consumer, Producer
 
+from messaging import topology
 from messaging.models import DeadLetter
 from tests.e2e.conftest import balance, place_order, wait_final
 from tests.e2e.test_saga_flows import create_account, create_product
@@ -70,3 +75,38 @@ def test_exhausted_retries_are_dead_lettered_and_a_replay_completes_the_order(ap
     wait_for(lambda: impatient_worker.log().count("duplicate payment.process skipped") == 1,
              message="the forced replay to be skipped by the inbox")
     assert balance(api, customer) == Decimal("40.00")
+
+
+def test_a_message_that_keeps_coming_back_is_dead_lettered_by_the_broker(api, started):
+    """A message that kills its consumer again and again returns to the queue each time; past the quorum
+    queue's delivery limit the broker dead-letters it, and the worker stores it with that reason."""
+    # given a worker that stores dead letters but does not consume payments
+    started(celery_worker("no-payments", MESSAGING_CONSUMERS="saga,inventory"), ("saga", "inventory"))
+    message_id = str(uuid.uuid4())
+    with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
+        Producer(broker.channel()).publish(b'{"order_id": "x"}', exchange="", routing_key="payments",
+                                           message_id=message_id, type="payment.process",
+                                           content_type="application/json", delivery_mode=2)
+        # when a consumer of payments takes it and dies (returns it unacked) more often than the limit allows
+        returned = []
+        channel = broker.channel()
+        channel.basic_qos(0, 1, False)
+
+        def crash(message):
+            returned.append(message.headers.get("x-delivery-count"))
+            message.requeue()
+
+        with Consumer(channel, queues=[topology.consumer_queue("payments")], on_message=crash, auto_declare=False):
+            deadline = time.monotonic() + 30
+            while not DeadLetter.objects.filter(message_id=message_id).exists():
+                assert time.monotonic() < deadline, f"not dead-lettered after {len(returned)} deliveries"
+                try:
+                    broker.drain_events(timeout=0.2)
+                except TimeoutError:
+                    pass
+
+    # then it was delivered limit + 1 times, and is stored with the broker's reason, ready to be replayed
+    assert len(returned) == settings.MESSAGING_DELIVERY_LIMIT + 1
+    letter = DeadLetter.objects.get(message_id=message_id)
+    assert (letter.reason, letter.queue, letter.routing_key) == ("delivery_limit", "payments", "payment.process")
+    assert letter.body == '{"order_id": "x"}'
