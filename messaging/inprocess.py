@@ -67,10 +67,7 @@ def drain(max_rounds: int = 10_000) -> int:
 def _deliver(row: OutboxMessage) -> None:
     """Hand one row to each of its consumers, then mark it published."""
     targets = [row.target_queue] if row.target_queue else bus.consumers_for(row.routing_key)
-    properties = {"message_id": str(row.message_id), "correlation_id": row.correlation_id,
-                  "type": row.routing_key}
-    headers = {**row.headers, "causation_id": row.causation_id, "order_id": row.order_id,
-               "x-attempt": row.publish_attempts + 1}
+    properties, headers = row.wire_properties(), row.wire_headers(attempt=row.publish_attempts + 1)
     for consumer in targets:
         verdict = handle_delivery(consumer, row.body(), properties, headers, row.routing_key)
         if verdict.action == "retry":

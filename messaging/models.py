@@ -7,6 +7,8 @@ import uuid
 
 from django.db import models
 
+from messaging.envelope import ATTEMPT_HEADER
+
 
 class OutboxMessage(models.Model):
     """A message waiting to leave, written in the same transaction as the change that caused it.
@@ -42,6 +44,15 @@ class OutboxMessage(models.Model):
 
     def body(self) -> bytes:
         return json.dumps(self.payload, separators=(",", ":")).encode()
+
+    def wire_properties(self) -> dict[str, str]:
+        """The message properties every transport sends (DESIGN §2 envelope)."""
+        return {"message_id": str(self.message_id), "correlation_id": self.correlation_id, "type": self.routing_key}
+
+    def wire_headers(self, *, attempt: int = 1) -> dict:
+        """The headers every transport sends: the row's own, the causation and order ids, and the attempt."""
+        return {**self.headers, "causation_id": self.causation_id, "order_id": self.order_id,
+                ATTEMPT_HEADER: attempt}
 
 
 class InboxMessage(models.Model):

@@ -19,7 +19,6 @@ import amqp
 from kombu import Connection
 
 from messaging import topology
-from messaging.envelope import ATTEMPT_HEADER
 from messaging.models import OutboxMessage
 from messaging.outbox import NOTIFY_CHANNEL
 
@@ -87,17 +86,14 @@ class ConfirmingPublisher:
 
 
 def _amqp_message(row: OutboxMessage) -> amqp.Message:
-    headers = {**row.headers, "causation_id": row.causation_id, "order_id": row.order_id, ATTEMPT_HEADER: 1}
     return amqp.Message(
         row.body(),
         content_type="application/json",
         content_encoding="utf-8",
         delivery_mode=2,
-        message_id=str(row.message_id),
-        correlation_id=row.correlation_id,
-        type=row.routing_key,
         timestamp=int(row.created_at.timestamp()),
-        application_headers=headers,
+        application_headers=row.wire_headers(),
+        **row.wire_properties(),
     )
 
 

@@ -49,9 +49,7 @@ def outbox_keys(order_id: str) -> list[str]:
 def deliver(row: OutboxMessage) -> None:
     """Hand one outbox row to every consumer bound to its key, through the consumers' own entry point, and
     mark it published, as a relay does. Fails the test if any consumer does not ack it."""
-    properties = {"message_id": str(row.message_id), "correlation_id": row.correlation_id,
-                  "type": row.routing_key}
-    headers = {**row.headers, "causation_id": row.causation_id, "order_id": row.order_id}
+    properties, headers = row.wire_properties(), row.wire_headers()
     for consumer in bus.consumers_for(row.routing_key):
         verdict = handle_delivery(consumer, row.body(), properties, headers, row.routing_key)
         assert verdict.action == "ack", (consumer, row.routing_key, verdict.failure)
