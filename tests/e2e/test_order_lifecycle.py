@@ -12,21 +12,14 @@ from orders.models import Order
 from saga.models import Saga
 from tests.e2e.conftest import balance, place_order, stock, wait_final
 from tests.e2e.test_saga_flows import create_account, create_product
-from tests.processes import celery_worker, wait_for, wait_until_consuming
+from tests.processes import celery_worker, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
 
-@pytest.fixture
-def worker_without_payments(transactional_db):
-    process = celery_worker("no-payments", MESSAGING_CONSUMERS="saga,inventory").start()
-    wait_until_consuming(process, ("saga", "inventory"))
-    yield process
-    process.stop()
-
-
-def test_cancelling_a_pending_order_refunds_it_and_ends_cancelled(api, worker_without_payments):
+def test_cancelling_a_pending_order_refunds_it_and_ends_cancelled(api, started):
     # given an order stuck waiting for payments
+    started(celery_worker("no-payments", MESSAGING_CONSUMERS="saga,inventory"), ("saga", "inventory"))
     sku = create_product(api, stock_level=5, price="20.00")
     customer = create_account(api, balance_amount="100.00")
     order = place_order(api, customer, [{"sku": sku, "quantity": 1}])
@@ -35,12 +28,8 @@ def test_cancelling_a_pending_order_refunds_it_and_ends_cancelled(api, worker_wi
     response = api.post(f"/api/orders/{order['id']}/cancel")
     assert response.status_code == 202, response.text
     assert response.json()["saga"]["state"] == "COMPENSATING"
-    payments = celery_worker("payments", MESSAGING_CONSUMERS="payments").start()
-    try:
-        wait_until_consuming(payments, ("payments",))
-        final = wait_final(api, order["id"])
-    finally:
-        payments.stop()
+    started(celery_worker("payments", MESSAGING_CONSUMERS="payments"), ("payments",))
+    final = wait_final(api, order["id"])
 
     # then it ends cancelled, with no money moved and no stock held
     assert (final["status"], final["failure_reason"]) == ("CANCELLED", "cancelled")
