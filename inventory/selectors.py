@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from inventory.models import Product, Reservation
+from inventory.models import Product
 
 
 def product_list() -> QuerySet[Product]:
@@ -20,7 +20,3 @@ def product_get(*, sku: str) -> Product | None:
 def product_prices(*, skus: list[str]) -> dict[str, Decimal]:
     """The catalogue price of each known sku; unknown skus are absent."""
     return dict(Product.objects.filter(sku__in=skus).values_list("sku", "price"))
-
-
-def reservation_for_order(*, order_id: str) -> Reservation | None:
-    return Reservation.objects.filter(order_id=order_id).prefetch_related("lines").first()

@@ -1,10 +1,12 @@
-"""The envelope of a message (DESIGN §2): ids and context around the payload, and its AMQP encoding."""
+"""The envelope of a message (DESIGN §2): ids and context around the payload, decoded from the wire.
+
+The wire form itself is written by `OutboxMessage.wire_properties()` and `wire_headers()`.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from messaging.catalogue import SCHEMA_VERSION
@@ -24,28 +26,6 @@ class Envelope:
     version: int = SCHEMA_VERSION
     attempt: int = 1
     headers: dict[str, Any] = field(default_factory=dict)
-
-    def body(self) -> bytes:
-        return json.dumps(self.payload, separators=(",", ":")).encode()
-
-    def amqp_headers(self) -> dict[str, Any]:
-        return {
-            **self.headers,
-            "causation_id": self.causation_id,
-            "order_id": self.order_id,
-            "version": self.version,
-            ATTEMPT_HEADER: self.attempt,
-        }
-
-    def amqp_properties(self) -> dict[str, Any]:
-        return {
-            "message_id": self.message_id,
-            "correlation_id": self.correlation_id,
-            "type": self.routing_key,
-            "content_type": "application/json",
-            "delivery_mode": 2,
-            "timestamp": int(datetime.now(timezone.utc).timestamp()),
-        }
 
 
 def decode(body: bytes | str, properties: dict[str, Any], headers: dict[str, Any], routing_key: str) -> Envelope:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from saga.models import Saga, SagaTransition
-
-
-def saga_get(*, order_id: str) -> Saga | None:
-    return Saga.objects.filter(order_id=order_id).first()
+from saga.models import SagaTransition
 
 
 def saga_history(*, order_id: str) -> QuerySet[SagaTransition]:
