@@ -1,0 +1,80 @@
+"""saga_audit finds what breaks an invariant, and stays quiet when nothing does."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+
+from inventory.models import Product
+from orders.models import Order
+from payments.models import Account
+from saga.audit import audit
+from saga.models import Saga
+from tests.factories import make_account, make_product
+from tests.integration.support import drain, make_overdue, place
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inprocess")]
+
+
+def invariants(violations) -> set[int]:
+    return {violation.invariant for violation in violations}
+
+
+def test_a_quiet_system_after_every_kind_of_order_is_clean():
+    sku = make_product(stock=1, price="10.00").sku
+    rich, poor = make_account(balance="100.00").customer_id, make_account(balance="1.00").customer_id
+    place(rich, (sku, 1)), place(poor, (sku, 1)), place(rich, (sku, 1))
+    drain()
+
+    assert audit(settled=True) == []
+    out = io.StringIO()
+    call_command("saga_audit", "--settled", stdout=out)
+    assert "audit clean" in out.getvalue()
+
+
+def test_an_order_in_flight_is_fine_until_it_is_past_its_deadline(settings):
+    settings.SAGA_SWEEP_INTERVAL_S = 0.1
+    order_id = place(make_account().customer_id, (make_product().sku, 1))
+
+    assert invariants(audit()) == set()
+    assert invariants(audit(settled=True)) == {1, 6}  # pending, and its messages not yet delivered
+
+    make_overdue(order_id)
+    [violation] = [v for v in audit() if v.invariant == 1]
+    assert order_id in violation.subject and "past its deadline" in violation.problem
+
+
+def test_an_order_without_a_saga_is_reported():
+    order_id = place(make_account().customer_id, (make_product().sku, 1))
+    drain()
+    Order.objects.filter(id=order_id).update(status=Order.Status.PENDING)
+    Saga.objects.filter(order_id=order_id).delete()
+
+    assert any(v.invariant == 1 and "has no saga" in v.problem for v in audit())
+
+
+def test_money_and_stock_that_do_not_add_up_are_reported_and_the_command_fails():
+    sku = make_product(stock=5).sku
+    customer = make_account(balance="50.00").customer_id
+    place(customer, (sku, 1))
+    drain()
+    Account.objects.filter(customer_id=customer).update(balance=Decimal("49.00"))
+    Product.objects.filter(sku=sku).update(on_hand=7)
+
+    found = audit(settled=True)
+
+    assert invariants(found) == {4, 5}
+    with pytest.raises(SystemExit) as exit_:
+        call_command("saga_audit", "--settled", stdout=io.StringIO(), stderr=io.StringIO())
+    assert exit_.value.code == 1
+
+
+def test_a_completed_order_without_its_charge_is_reported():
+    order_id = place(make_account().customer_id, (make_product().sku, 1))
+    drain()
+    Order.objects.filter(id=order_id).update(total=Decimal("999.00"))
+
+    assert 2 in invariants(audit(settled=True))
