@@ -99,13 +99,24 @@ class OrderDetailOutputSerializer(OrderOutputSerializer):
     @extend_schema_field(SagaOutputSerializer(allow_null=True))
     def get_saga(self, order: Order) -> dict | None:
         found = saga_state_and_history(order_id=str(order.id))
-        if found is None:
-            return None
-        state, steps = found
-        history = [{"from_state": step.from_state or None, "to_state": step.to_state,
-                    "message_type": step.message_type, "message_id": step.message_id or None, "at": step.at}
-                   for step in steps]
-        return SagaOutputSerializer({"state": state, "history": history}).data
+        return None if found is None else saga_body(*found)
+
+
+class PlacedOrderOutputSerializer(OrderDetailOutputSerializer):
+    """The answer to the POST that placed an order, from what `order_create` wrote: nothing is read again."""
+
+    items = OrderLineOutputSerializer(many=True, source="placed_lines")
+
+    @extend_schema_field(SagaOutputSerializer)
+    def get_saga(self, order: Order) -> dict | None:
+        return saga_body(*order.placed_saga)
+
+
+def saga_body(state: str, steps: list) -> dict:
+    history = [{"from_state": step.from_state or None, "to_state": step.to_state,
+                "message_type": step.message_type, "message_id": step.message_id or None, "at": step.at}
+               for step in steps]
+    return SagaOutputSerializer({"state": state, "history": history}).data
 
 
 class OrderListFilterSerializer(serializers.Serializer):
@@ -176,7 +187,10 @@ class OrderListCreateApi(APIView):
         order, created = order_create(customer_id=customer_id, items=data["items"], idempotency_key=key)
         if not created and order.first_answer is not None:
             return Response(order.first_answer, status=status.HTTP_201_CREATED)
-        body = OrderDetailOutputSerializer(order_get(order_id=str(order.id))).data
+        if created:
+            body = PlacedOrderOutputSerializer(order).data
+        else:
+            body = OrderDetailOutputSerializer(order_get(order_id=str(order.id))).data
         if created and key:
             order_remember_first_answer(order_id=str(order.id), body=body)
         return Response(body, status=status.HTTP_201_CREATED)

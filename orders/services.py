@@ -60,6 +60,7 @@ def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_k
 
     Returns (order, created). With an idempotency key already used for the same request, returns the first
     order and False; for another request raises IdempotencyKeyReusedError. Raises UnknownSkuError.
+    A created order carries what was written with it: `placed_lines`, and `placed_saga` (state, timeline).
     """
     fingerprint = order_fingerprint(customer_id=customer_id, items=items)
     if idempotency_key:
@@ -106,12 +107,14 @@ def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str |
                                                                                   "limit": str(MAX_ORDER_TOTAL)})
     order = Order.objects.create(customer_id=customer_id, total=total, currency=settings.ORDER_CURRENCY,
                                  idempotency_key=idempotency_key or None, request_fingerprint=fingerprint)
-    OrderLine.objects.bulk_create(OrderLine(order=order, **line) for line in lines)
+    # Kept on the instance, so the answer to the POST needs no second read of what was just written.
+    order.placed_lines = OrderLine.objects.bulk_create([OrderLine(order=order, **line) for line in lines])
     wire_items = [{"sku": l["sku"], "quantity": l["quantity"], "unit_price": f"{l['unit_price']:.2f}"} for l in lines]
     created = publish("order.created", {"order_id": str(order.id), "customer_id": customer_id, "items": wire_items,
                                         "total": f"{total:.2f}", "currency": order.currency})
-    saga_start(order_id=str(order.id), customer_id=customer_id, amount=total, currency=order.currency,
-               items=wire_items, cause_message_id=str(created.message_id))
+    saga, first_step = saga_start(order_id=str(order.id), customer_id=customer_id, amount=total,
+                                  currency=order.currency, items=wire_items, cause_message_id=str(created.message_id))
+    order.placed_saga = (saga.state, [first_step])
     return order
 
 

@@ -33,16 +33,19 @@ class OrderNotCancellableError(ConflictError):
 
 
 def saga_start(*, order_id: str, customer_id: str, amount: Decimal, currency: str,
-               items: list[dict[str, Any]], cause_message_id: str = "") -> Saga:
-    """Create the saga in PAYMENT_PENDING and emit `payment.process`. Must run in the order's transaction."""
+               items: list[dict[str, Any]], cause_message_id: str = "") -> tuple[Saga, SagaTransition]:
+    """Create the saga in PAYMENT_PENDING and emit `payment.process`. Must run in the order's transaction.
+
+    Returns the saga and the first step of its timeline."""
     saga = Saga.objects.create(
         order_id=order_id, state=t.State.PAYMENT_PENDING, state_entered_at=timezone.now(),
         customer_id=customer_id, amount=amount, currency=currency, items=items,
     )
     _emit(saga, t.PAYMENT_PROCESS)
-    SagaTransition.objects.create(saga=saga, from_state="", to_state=saga.state, message_type="order.created",
-                                  message_id=cause_message_id, emitted=[t.PAYMENT_PROCESS])
-    return saga
+    first_step = SagaTransition.objects.create(
+        saga=saga, from_state="", to_state=saga.state, message_type="order.created", message_id=cause_message_id,
+        emitted=[t.PAYMENT_PROCESS])
+    return saga, first_step
 
 
 def saga_apply(*, order_id: str, message_type: str, message_id: str = "",

@@ -109,21 +109,23 @@ def test_a_zero_amount_is_never_shown_as_negative_zero(client, zero):
 
 @pytest.mark.django_db
 def test_placing_an_order_answers_201_with_the_order_and_its_saga(client):
-    sku = make_product(price="12.50").sku
+    sku, other = make_product(price="12.50").sku, make_product(price="0.99").sku
     customer = unique("cust")
 
-    order = place(client, customer, [{"sku": sku, "quantity": 2}])
+    order = place(client, customer, [{"sku": sku, "quantity": 2}, {"sku": other, "quantity": 1}])
 
     assert set(order) == ORDER_FIELDS | {"failure_detail", "saga"}
     uuid.UUID(order["id"])
     assert (order["status"], order["customer_id"], order["total"], order["currency"]) == (
-        "PENDING", customer, "25.00", "EUR")
-    assert order["items"] == [{"sku": sku, "quantity": 2, "unit_price": "12.50"}]
+        "PENDING", customer, "25.99", "EUR")
+    assert order["items"] == [{"sku": sku, "quantity": 2, "unit_price": "12.50"},
+                              {"sku": other, "quantity": 1, "unit_price": "0.99"}]
     assert order["failure_reason"] is None
     assert order["saga"]["state"] == "PAYMENT_PENDING"
     [step] = order["saga"]["history"]
     assert set(step) == STEP_FIELDS
     assert (step["from_state"], step["to_state"], step["message_type"]) == (None, "PAYMENT_PENDING", "order.created")
+    # The answer is built from what was written, without reading it back: it must be what a read gives.
     assert client.get(f"/api/orders/{order['id']}").json() == order
     assert sorted(OutboxMessage.objects.filter(order_id=order["id"]).values_list("routing_key", flat=True)) == [
         "order.created", "payment.process"]

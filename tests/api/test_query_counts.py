@@ -15,9 +15,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # What each step costs today, as the database sees it (BEGIN, COMMIT and savepoints included; PostgreSQL's
 # NOTIFY is not sent with the in-process transport these tests use). The POST includes the token lookup, the
-# throttle's database cache (six statements) and the answer's reads of the order and its saga timeline.
+# throttle's database cache (six statements); the answer is built from what was written.
 MAX_QUERIES = {
-    "POST /api/orders": 20,
+    "POST /api/orders": 17,
     "payment.process": 12,
     "payment.processed": 7,
     "inventory.reserve": 13,
