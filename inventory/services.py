@@ -73,13 +73,14 @@ def stock_reserve(*, order_id: str, items: list[dict[str, Any]]) -> Reservation:
     if failure:
         reservation = Reservation.objects.create(order_id=order_id, status=Reservation.Status.REJECTED,
                                                  reason=failure)
+        _announce(reservation, items)
     else:
         reservation = Reservation.objects.create(order_id=order_id, status=Reservation.Status.ACTIVE)
         ReservationLine.objects.bulk_create(
             ReservationLine(reservation=reservation, product_id=sku, quantity=quantity)
             for sku, quantity in wanted.items()
         )
-    _announce(reservation, items)
+        _announce(reservation, items, lines=[{"sku": sku, "quantity": quantity} for sku, quantity in wanted.items()])
     return reservation
 
 
@@ -92,26 +93,33 @@ def _merge_lines(items: list[dict[str, Any]]) -> dict[str, int]:
 
 def _hold_stock(wanted: dict[str, int]) -> str:
     """Raise `reserved` for every line atomically; return a failure code, or "" when all were held."""
-    known = set(Product.objects.filter(sku__in=wanted).values_list("sku", flat=True))
-    if len(known) != len(wanted):
-        return "unknown_sku"
-    with transaction.atomic():
-        for sku, quantity in wanted.items():
-            # The guard in the WHERE is re-checked under the row lock: available stock never goes negative.
-            held = Product.objects.filter(sku=sku, on_hand__gte=F("reserved") + quantity).update(
-                reserved=F("reserved") + quantity
-            )
+    if len(wanted) == 1:
+        held = _hold(*next(iter(wanted.items())))  # one UPDATE: refused, it changed nothing
+    else:
+        with transaction.atomic():  # a savepoint: the lines held before a refused one are given back
+            held = all(_hold(sku, quantity) for sku, quantity in wanted.items())
             if not held:
                 transaction.set_rollback(True)
-                return "out_of_stock"
-    return ""
+    if held:
+        return ""
+    known = Product.objects.filter(sku__in=wanted).count()
+    return "unknown_sku" if known != len(wanted) else "out_of_stock"
 
 
-def _announce(reservation: Reservation, items: list[dict[str, Any]]) -> None:
+def _hold(sku: str, quantity: int) -> bool:
+    # The guard in the WHERE is re-checked under the row lock: available stock never goes negative. An unknown
+    # sku matches no row either.
+    return bool(Product.objects.filter(sku=sku, on_hand__gte=F("reserved") + quantity).update(
+        reserved=F("reserved") + quantity))
+
+
+def _announce(reservation: Reservation, items: list[dict[str, Any]],
+              lines: list[dict[str, Any]] | None = None) -> None:
+    """Emit the outcome of a reservation; `lines` are its lines when the caller has just written them."""
     order_id = str(reservation.order_id)
     if reservation.status in {Reservation.Status.ACTIVE, Reservation.Status.COMMITTED}:
         publish("inventory.reserved", {"order_id": order_id, "reservation_id": str(reservation.id),
-                                       "items": _lines_of(reservation)})
+                                       "items": lines if lines is not None else _lines_of(reservation)})
         return
     code = reservation.reason or "order_closed"
     if reservation.status == Reservation.Status.RELEASED:

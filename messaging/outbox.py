@@ -11,6 +11,7 @@ from messaging import correlation
 from messaging.catalogue import SCHEMA_VERSION, validate_payload
 from messaging.models import OutboxMessage
 
+# Sent by the trigger of migration 0004 on every insert into the outbox, at commit.
 NOTIFY_CHANNEL = "sagaflow_outbox"
 
 
@@ -41,14 +42,12 @@ def publish(routing_key: str, payload: dict[str, Any], *, order_id: str = "") ->
 
 
 def _wake_relay_on_commit() -> None:
+    # With PostgreSQL, the relays are woken by the outbox's insert trigger; with no database notification
+    # (SQLite), they find the rows on their next sweep.
     if settings.MESSAGING_TRANSPORT == "inprocess":
         from messaging import inprocess
 
         transaction.on_commit(inprocess.wake)
-    elif connection.vendor == "postgresql":
-        # Delivered by PostgreSQL at commit, and folded into one notification per transaction.
-        with connection.cursor() as cursor:
-            cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 def republish(*, message_id: str, routing_key: str, payload: Any, target_queue: str, correlation_id: str = "",

@@ -30,14 +30,15 @@ class LedgerGateway:
     """Declines `unknown_account` and `insufficient_funds`; every capture and refund is a ledger entry."""
 
     def charge(self, *, payment: Payment) -> ChargeResult:
-        account = Account.objects.select_for_update().filter(customer_id=payment.customer_id).first()
-        if account is None:
-            return ChargeResult(False, "unknown_account", "the customer has no account")
-        if account.balance < payment.amount:
-            return ChargeResult(False, "insufficient_funds",
-                                f"balance {account.balance} is short of {payment.amount}")
-        Account.objects.filter(pk=account.pk).update(balance=F("balance") - payment.amount)
-        LedgerEntry.objects.create(account=account, payment=payment, kind=LedgerEntry.Kind.CAPTURE,
+        # One statement on the usual path: the balance is checked and taken under the row lock the UPDATE holds.
+        taken = Account.objects.filter(customer_id=payment.customer_id, balance__gte=payment.amount).update(
+            balance=F("balance") - payment.amount)
+        if not taken:
+            account = Account.objects.filter(customer_id=payment.customer_id).first()
+            if account is None:
+                return ChargeResult(False, "unknown_account", "the customer has no account")
+            return ChargeResult(False, "insufficient_funds", f"balance {account.balance} is short of {payment.amount}")
+        LedgerEntry.objects.create(account_id=payment.customer_id, payment=payment, kind=LedgerEntry.Kind.CAPTURE,
                                    amount=payment.amount)
         return ChargeResult(True)
 

@@ -50,13 +50,12 @@ def payment_process(*, order_id: str, customer_id: str, amount: Decimal, currenc
 
 
 def _charge(order_id: str, customer_id: str, amount: Decimal, currency: str, gateway: PaymentGateway) -> Payment:
-    payment = Payment(order_id=order_id, customer_id=customer_id, amount=amount, currency=currency,
-                      status=Payment.Status.DECLINED)
-    payment.save()
+    # Saved once, after the charge: its ledger entry may point at it first (the foreign key is checked at commit).
+    payment = Payment(order_id=order_id, customer_id=customer_id, amount=amount, currency=currency)
     result = gateway.charge(payment=payment)
     payment.status = Payment.Status.CAPTURED if result.captured else Payment.Status.DECLINED
     payment.decline_code = result.code
-    payment.save(update_fields=["status", "decline_code", "updated_at"])
+    payment.save(force_insert=True)
     return payment
 
 

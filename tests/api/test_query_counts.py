@@ -18,9 +18,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # throttle's database cache (six statements); the answer is built from what was written.
 MAX_QUERIES = {
     "POST /api/orders": 17,
-    "payment.process": 12,
+    "payment.process": 10,
     "payment.processed": 7,
-    "inventory.reserve": 13,
+    "inventory.reserve": 9,
     "inventory.reserved": 8,
     "order.completed": 9,
 }

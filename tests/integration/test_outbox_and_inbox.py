@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+import psycopg
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from messaging import bus
 from messaging.errors import InvalidPayloadError, UnknownMessageTypeError
 from messaging.models import InboxMessage, OutboxMessage
-from messaging.outbox import OutboxOutsideTransactionError, publish
+from messaging.outbox import NOTIFY_CHANNEL, OutboxOutsideTransactionError, publish
 from payments.models import LedgerEntry, Payment
 from saga.models import SagaTransition
 from saga.services import SagaNotFoundError
@@ -46,6 +47,27 @@ def test_publish_writes_the_row_in_the_callers_transaction_and_rolls_back_with_i
         "order.failed", {"order_id": kept, "reason": "timeout"}, {"version": 1})
     assert row.published_at is None and row.correlation_id
     assert not OutboxMessage.objects.filter(order_id=dropped).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_outbox_insert_wakes_the_relays_and_a_rolled_back_one_does_not(settings):
+    settings.MESSAGING_TRANSPORT = "amqp"  # the relays' wake-up, not the in-process transport's
+    params = {k: v for k, v in connection.get_connection_params().items() if k not in {"cursor_factory", "context"}}
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+        with pytest.raises(ZeroDivisionError):
+            with transaction.atomic():
+                publish("order.failed", {"order_id": str(uuid.uuid4()), "reason": "timeout"})
+                1 / 0
+        assert list(listener.notifies(timeout=0.5)) == []
+
+        with transaction.atomic():
+            publish("order.failed", {"order_id": str(uuid.uuid4()), "reason": "timeout"})
+            publish("order.failed", {"order_id": str(uuid.uuid4()), "reason": "timeout"})
+        woken = list(listener.notifies(timeout=0.5))
+
+    assert [notice.channel for notice in woken] == [NOTIFY_CHANNEL]  # one per transaction, not per row
 
 
 @pytest.mark.django_db

@@ -1,0 +1,33 @@
+"""PostgreSQL wakes the relays itself when outbox rows are inserted: one trigger instead of a NOTIFY statement
+(a round trip) after every publish. PostgreSQL sends it at commit and folds repeats within a transaction."""
+
+from django.db import migrations
+
+CREATE = """
+CREATE OR REPLACE FUNCTION sagaflow_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('sagaflow_outbox', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER messaging_outbox_notify AFTER INSERT ON messaging_outboxmessage
+    FOR EACH STATEMENT EXECUTE FUNCTION sagaflow_outbox_notify();
+"""
+
+DROP = """
+DROP TRIGGER IF EXISTS messaging_outbox_notify ON messaging_outboxmessage;
+DROP FUNCTION IF EXISTS sagaflow_outbox_notify();
+"""
+
+
+def on_postgresql(sql: str):
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(sql)
+
+    return run
+
+
+class Migration(migrations.Migration):
+    dependencies = [("messaging", "0003_worker_heartbeat")]
+
+    operations = [migrations.RunPython(on_postgresql(CREATE), on_postgresql(DROP))]
