@@ -12,16 +12,15 @@ from functools import wraps
 from typing import Any, Callable, ClassVar
 
 from django.conf import settings
-from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
 
 from config.models import ApiToken
-from config.services import api_token_authenticate
+from config.services import api_token_authenticate, rate_limit_take
 
 MAX_TOKEN_LENGTH = 200
 
@@ -121,36 +120,39 @@ class IsOperatorToWrite(BasePermission):
         return request.method in SAFE_METHODS or request.user.is_operator
 
 
-class OrderCreateThrottle(SimpleRateThrottle):
+class OrderCreateThrottle(BaseThrottle):
     """Order creation per token: API_CUSTOMER_ORDER_RATE or API_OPERATOR_ORDER_RATE (None: unlimited).
 
     The rates are read at each request, so that a settings change (or a test) takes effect at once. The
-    history lives in the `throttle` cache, shared by every web process when it is the database cache. Like
-    every DRF throttle it reads, then writes the history: under a burst from one token a few requests more
-    than the rate may pass. It is a brake on flooding, not a quota.
+    count lives in the database (`rate_limit_take`, one atomic statement), so every web process and host
+    shares it and a burst from one token never passes more than the rate.
     """
 
-    scope = "order_create"
-
-    def __init__(self) -> None:  # DRF's would look the rate up in THROTTLE_RATES at construction
-        self.rate = None
-
-    @property
-    def cache(self):  # type: ignore[override]
-        return caches[settings.API_THROTTLE_CACHE]
+    def __init__(self) -> None:
+        self.wait_s: float | None = None
 
     def allow_request(self, request: Request, view: Any) -> bool:
         client = request.user
         if not isinstance(client, ApiClient):
             return True
-        self.rate = settings.API_OPERATOR_ORDER_RATE if client.is_operator else settings.API_CUSTOMER_ORDER_RATE
-        if self.rate is None or self.rate == "off":
+        rate = settings.API_OPERATOR_ORDER_RATE if client.is_operator else settings.API_CUSTOMER_ORDER_RATE
+        if rate is None or rate == "off":
             return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        count, period_s = parse_rate(rate)
+        self.wait_s = rate_limit_take(key=f"order_create:{client.throttle_key}", count=count, period_s=period_s)
+        return self.wait_s == 0.0
 
-    def get_cache_key(self, request: Request, view: Any) -> str:
-        return f"throttle:{self.scope}:{request.user.throttle_key}"
+    def wait(self) -> float | None:
+        return self.wait_s
+
+
+RATE_PERIODS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """"5/s", "100/min", "1000/h" -> (count, period in seconds); the settings have checked the form."""
+    count, _, period = rate.partition("/")
+    return int(count), RATE_PERIODS_S[period[0].lower()]
 
 
 def requires_operator_token(setting: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:

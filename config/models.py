@@ -55,3 +55,15 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"
+
+
+class RateLimit(models.Model):
+    """The state of one rate limit (GCRA): when the next request would arrive if all so far had been evenly
+    spaced. One row per limited key, written by `rate_limit_take()` in one statement."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    # Seconds since the epoch, a float: the arithmetic stays in one portable SQL statement.
+    theoretical_arrival = models.FloatField()
+
+    def __str__(self) -> str:
+        return self.key

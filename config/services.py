@@ -1,4 +1,4 @@
-"""Writes of the project's own app: API tokens and the audit log."""
+"""Writes of the project's own app: API tokens, rate limits and the audit log."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from config.errors import DomainError
-from config.models import ApiToken, AuditEntry
+from config.models import ApiToken, AuditEntry, RateLimit
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +99,30 @@ def audit_record(*, actor: str, action: str, target: str = "", details: dict[str
                                       details=details or {})
     logger.info("audit: %s %s %s", entry.actor, entry.action, entry.target)
     return entry
+
+
+def rate_limit_take(*, key: str, count: int, period_s: float, now: float | None = None) -> float:
+    """Take one request from the `count` per `period_s` allowed for `key`. Returns 0.0 when it is allowed,
+    else the seconds until one will be.
+
+    The generic cell rate algorithm: a burst of `count` passes, then one request every `period_s / count`.
+    One statement, atomic under concurrency, whichever web process or host asks; a refused request changes
+    nothing. Runs in autocommit, outside the caller's transaction.
+    """
+    now = time.time() if now is None else now
+    interval = period_s / count
+    tolerance = period_s - interval
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    table = RateLimit._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} AS bucket (key, theoretical_arrival) VALUES (%s, %s) "
+            f"ON CONFLICT (key) DO UPDATE SET theoretical_arrival = {greatest}(bucket.theoretical_arrival, %s) + %s "
+            f"WHERE {greatest}(bucket.theoretical_arrival, %s) - %s <= %s RETURNING 1",
+            [key, now + interval, now, interval, now, now, tolerance],
+        )
+        if cursor.fetchone() is not None:
+            return 0.0
+        cursor.execute(f"SELECT theoretical_arrival FROM {table} WHERE key = %s", [key])
+        row = cursor.fetchone()
+    return max(0.0, row[0] - now - tolerance) if row else 0.0

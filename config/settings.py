@@ -241,19 +241,10 @@ def env_rate(name: str, default: str) -> str | None:
 # Orders placed per token. A storefront backend places everyone's orders through one operator token.
 API_CUSTOMER_ORDER_RATE = env_rate("API_CUSTOMER_ORDER_RATE", "5/s")
 API_OPERATOR_ORDER_RATE = env_rate("API_OPERATOR_ORDER_RATE", "1000/s")
-# The throttles' history must be shared by every web process: the database cache in a deployment (its table
-# is made by `migrate`); the embedded mode is one process, where memory is enough.
-API_THROTTLE_CACHE = "throttle"
 # /metrics is public unless this is set; then it needs an operator token (Prometheus: `authorization:`).
 METRICS_TOKEN_REQUIRED = env_bool("METRICS_TOKEN_REQUIRED", False)
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "throttle": (
-        # Culling (at 300 entries by default) would forget some tokens' history: keep one row per active token.
-        {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "api_throttle_cache",
-         "OPTIONS": {"MAX_ENTRIES": 100_000}}
-        if DATABASE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "throttle"}
-    ),
 }
 
 REST_FRAMEWORK = {

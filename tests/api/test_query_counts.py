@@ -13,11 +13,10 @@ from tests.integration.support import deliver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# What each step costs today, as the database sees it (BEGIN, COMMIT and savepoints included; PostgreSQL's
-# NOTIFY is not sent with the in-process transport these tests use). The POST includes the token lookup, the
-# throttle's database cache (six statements); the answer is built from what was written.
+# What each step costs today, as the database sees it (BEGIN, COMMIT and savepoints included). The POST includes
+# the token lookup and the throttle's one statement; its answer is built from what was written, not read back.
 MAX_QUERIES = {
-    "POST /api/orders": 17,
+    "POST /api/orders": 12,
     "payment.process": 10,
     "payment.processed": 7,
     "inventory.reserve": 9,
