@@ -1,8 +1,8 @@
 """Heartbeats: each delivery loop says, every WORKER_HEARTBEAT_INTERVAL_S, that it is still going round.
 
 A consumer thread of a Celery worker beats from its drain loop, so a thread that died or hangs stops beating
-even while its process lives on. In the embedded mode the in-process dispatcher beats as "inprocess". The
-health check reads the rows back (`live_loops`); the relay's health shows as outbox lag instead.
+even while its process lives on; so does each worker's relay, between its passes. In the embedded mode the
+in-process dispatcher beats as "inprocess". The health check reads the rows back (`live_loops`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 INPROCESS = "inprocess"
 DEAD_LETTERS = "dead_letters"
+RELAY = "relay"
 FORGET_AFTER = timedelta(days=1)
 
 
@@ -76,10 +77,10 @@ def live_loops(*, within_s: float) -> set[str]:
 
 
 def required_loops() -> set[str]:
-    """What must be alive for messages to flow: every consumer and the dead-letter store, or in the embedded
-    mode the one in-process dispatcher that does all of it."""
+    """What must be alive for messages to flow: every consumer, the dead-letter store and a relay, or in the
+    embedded mode the one in-process dispatcher that does all of it."""
     if settings.MESSAGING_TRANSPORT == "inprocess":
         return {INPROCESS}
     from messaging import bus
 
-    return {*bus.consumers(), DEAD_LETTERS}
+    return {*bus.consumers(), DEAD_LETTERS, RELAY}

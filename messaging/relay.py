@@ -19,6 +19,7 @@ import amqp
 from kombu import Connection
 
 from messaging import topology
+from messaging.heartbeat import RELAY, Heartbeat
 from messaging.models import OutboxMessage
 from messaging.outbox import NOTIFY_CHANNEL
 
@@ -159,12 +160,19 @@ class Relay:
 
     def _loop(self, publisher: ConfirmingPublisher) -> None:
         listener = _Listener()
+        heartbeat = Heartbeat(RELAY)
+        next_connection_check = 0.0
         try:
             while not self.stop.is_set():
-                close_old_connections()
+                heartbeat.beat()
+                if time.monotonic() >= next_connection_check:
+                    # Drops a database connection past its age or broken. Once a second, not at every wake-up:
+                    # each check costs a round trip in front of the messages that woke the relay.
+                    close_old_connections()
+                    next_connection_check = time.monotonic() + 1.0
                 while relay_once(publisher) and not self.stop.is_set():
                     pass
-                listener.wait(settings.OUTBOX_SWEEP_INTERVAL_S)
+                listener.wait(min(settings.OUTBOX_SWEEP_INTERVAL_S, settings.WORKER_HEARTBEAT_INTERVAL_S))
         finally:
             listener.close()
 

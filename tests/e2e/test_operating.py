@@ -31,8 +31,9 @@ def test_health_sees_a_live_worker_and_names_it_missing_once_it_stops(api, start
     assert body["checks"]["worker"] == "ok"
     worker.stop()
 
-    response = wait_for(lambda: (r := api.get("/health")).status_code == 503 and r, timeout=15,
-                        message="/health to miss the stopped worker")
+    # Its loops fall silent one after the other; wait until the last to beat, the relay, is named too.
+    response = wait_for(lambda: (r := api.get("/health")).status_code == 503 and "relay" in r.text and r,
+                        timeout=15, message="/health to miss the stopped worker's relay")
     assert response.json()["failing"] == ["worker"]
     assert "payments" in response.json()["checks"]["worker"]
 

@@ -75,6 +75,16 @@ def test_without_a_live_worker_the_worker_check_fails_and_names_the_silent_consu
     assert "inventory" in body["checks"]["worker"] and "payments" not in body["checks"]["worker"]
 
 
+def test_a_worker_whose_relay_is_silent_fails_the_worker_check(client):
+    beat("payments", "inventory", "saga", "dead_letters")
+    beat("relay", age_s=120)
+
+    status, body = health(client)
+
+    assert (status, body["failing"]) == (503, ["worker"])
+    assert "relay" in body["checks"]["worker"] and "payments" not in body["checks"]["worker"]
+
+
 def test_in_the_embedded_mode_the_in_process_dispatcher_is_the_worker(client, settings):
     settings.MESSAGING_TRANSPORT = "inprocess"
     assert required_loops() == {INPROCESS}
