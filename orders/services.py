@@ -21,16 +21,6 @@ from saga.services import saga_start
 
 logger = logging.getLogger(__name__)
 
-FAILURE_DETAIL = {
-    "insufficient_funds": "the customer's balance does not cover the order total",
-    "unknown_account": "the customer has no account",
-    "out_of_stock": "not enough stock for every line of the order",
-    "unknown_sku": "a line names a product that is not in the catalogue",
-    "timeout": "a step did not answer before its deadline; any payment was refunded",
-    "cancelled": "the order was cancelled; any payment was refunded",
-}
-
-
 class UnknownSkuError(DomainError):
     code = "unknown_sku"
     http_status = 422
@@ -124,8 +114,10 @@ def order_remember_first_answer(*, order_id: str, body: dict[str, Any]) -> None:
         first_answer=body)
 
 
-def order_finish(*, order_id: str, status: str, failure_reason: str = "") -> None:
-    """Record how the order's saga ended. Called by the saga in its own transaction."""
-    reason = failure_reason if status != Order.Status.COMPLETED else ""
-    Order.objects.filter(id=order_id).update(status=status, failure_reason=reason, updated_at=timezone.now(),
-                                             failure_detail=FAILURE_DETAIL.get(reason, reason)[:255])
+def order_finish(*, order_id: str, status: str, failure_reason: str = "", failure_detail: str = "") -> None:
+    """Record how the order's saga ended: a stable code and a readable text. Called by the saga in its own
+    transaction."""
+    failed = status != Order.Status.COMPLETED
+    Order.objects.filter(id=order_id).update(
+        status=status, updated_at=timezone.now(), failure_reason=failure_reason if failed else "",
+        failure_detail=(failure_detail or failure_reason)[:255] if failed else "")

@@ -85,8 +85,8 @@ class SagaAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["state", StuckFilter, StateAgeFilter, "failure_reason", "created_at"]
     search_fields = ["order_id", "customer_id"]
     ordering = ["-created_at"]
-    fields = ["order_link", "state", "failure_reason", "state_entered_at", "deadline_at", "customer_id", "amount",
-              "currency", "items", "created_at", "updated_at", "timeline"]
+    fields = ["order_link", "state", "failure_reason", "failure_detail", "state_entered_at", "deadline_at",
+              "customer_id", "amount", "currency", "items", "created_at", "updated_at", "timeline"]
     readonly_fields = fields
 
     @admin.display(description="order", ordering="order_id")

@@ -17,6 +17,8 @@ class Saga(models.Model):
     state = models.CharField(max_length=32, choices=StateChoices.choices, db_index=True)
     state_entered_at = models.DateTimeField(db_index=True)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
+    # The readable text of the failure, as the failing participant (or the saga itself) wrote it.
+    failure_detail = models.CharField(max_length=255, blank=True, default="")
     customer_id = models.CharField(max_length=64)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=8)

@@ -48,11 +48,19 @@ def saga_start(*, order_id: str, customer_id: str, amount: Decimal, currency: st
     return saga, first_step
 
 
+# The texts of the failures the saga itself decides; a participant's failure comes with its own text.
+OWN_FAILURE_DETAIL = {
+    "timeout": "a step did not answer before its deadline; any payment was refunded",
+    t.CANCELLED_REASON: "the order was cancelled; any payment was refunded",
+}
+
+
 def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
-               message_reason: str | None = None) -> t.Decision:
+               message_reason: str | None = None, message_detail: str | None = None) -> t.Decision:
     """Apply one message to the saga of `order_id`: lock, decide, save, log, emit. Must run in a transaction.
 
-    Safe to repeat: the table makes a repeated reply a no-op. Raises SagaNotFoundError for an unknown order.
+    `message_reason` is the failure code a message carries, `message_detail` its readable text. Safe to
+    repeat: the table makes a repeated reply a no-op. Raises SagaNotFoundError for an unknown order.
     """
     saga = Saga.objects.select_for_update().filter(order_id=order_id).first()
     if saga is None:
@@ -66,10 +74,13 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
         logger.info("%s ignored by saga in %s: already applied or superseded", message_type, saga.state)
         return decision
     if decision.changed:
+        if (decision.failure_reason or "") != saga.failure_reason:  # this message is why the saga fails
+            reason = decision.failure_reason or ""
+            saga.failure_detail = (message_detail or OWN_FAILURE_DETAIL.get(reason, reason))[:255]
         saga.state = decision.to_state
         saga.failure_reason = decision.failure_reason or ""
         saga.state_entered_at = timezone.now()
-        saga.save(update_fields=["state", "failure_reason", "state_entered_at", "updated_at"])
+        saga.save(update_fields=["state", "failure_reason", "failure_detail", "state_entered_at", "updated_at"])
     else:
         logger.warning("late %s in %s: compensating with %s", message_type, saga.state, ", ".join(decision.emits))
     for routing_key in decision.emits:
@@ -79,7 +90,8 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
     if decision.changed and decision.to_state in t.FINAL_STATES:
         from orders.services import order_finish
 
-        order_finish(order_id=order_id, status=decision.to_state.value, failure_reason=saga.failure_reason)
+        order_finish(order_id=order_id, status=decision.to_state.value, failure_reason=saga.failure_reason,
+                     failure_detail=saga.failure_detail)
     return decision
 
 
@@ -147,6 +159,7 @@ def saga_sweep_timeouts(*, limit: int = 500) -> int:
 
 def saga_handle_reply(*, order_id: str, message_type: str, message_id: str,
                       payload: dict[str, Any]) -> t.Decision:
-    """Apply a participant's reply. The failure code of a failed step becomes the order's failure reason."""
+    """Apply a participant's reply. The failure code of a failed step becomes the order's failure reason, and
+    its text the order's failure detail."""
     return saga_apply(order_id=order_id, message_type=message_type, message_id=message_id,
-                      message_reason=payload.get("code"))
+                      message_reason=payload.get("code"), message_detail=payload.get("reason"))

@@ -19,7 +19,9 @@ from messaging.models import OutboxMessage
 from orders.models import Order
 from payments.models import ClosedOrder, Payment
 from saga.models import Saga, SagaTransition
-from saga.services import OrderNotCancellableError, SagaNotFoundError, saga_cancel, saga_sweep_timeouts
+from saga.services import (
+    OWN_FAILURE_DETAIL, OrderNotCancellableError, SagaNotFoundError, saga_cancel, saga_sweep_timeouts,
+)
 from tests.factories import make_account, make_product, unique
 from tests.integration.support import (
     assert_no_money_moved_in_net, balance, deliver, deliver_all_except, drain, envelope_of, history, ledger_of,
@@ -76,7 +78,7 @@ def test_a_declined_payment_fails_the_order_and_moves_nothing(account_balance, r
 
     order = order_of(order_id)
     assert (order.status, order.failure_reason) == ("FAILED", reason)
-    assert order.failure_detail
+    assert order.failure_detail == outbox(order_id, "payment.failed")[0].payload["reason"] != reason
     assert history(order_id) == ["PAYMENT_PENDING", "FAILED"]
     assert payments_of(order_id) == [("DECLINED", Decimal("50.00"))]
     assert ledger_of(order_id) == []
@@ -97,6 +99,8 @@ def test_out_of_stock_refunds_the_payment_and_keeps_the_stock():
 
     order = order_of(order_id)
     assert (order.status, order.failure_reason) == ("FAILED", "out_of_stock")
+    # the text of the step that failed, kept through the compensation that followed it
+    assert order.failure_detail == outbox(order_id, "inventory.reservation_failed")[0].payload["reason"]
     assert history(order_id) == ["PAYMENT_PENDING", "INVENTORY_PENDING", "COMPENSATING", "FAILED"]
     assert payments_of(order_id) == [("REFUNDED", Decimal("60.00"))]
     assert ledger_of(order_id) == [("CAPTURE", Decimal("60.00")), ("REFUND", Decimal("60.00"))]
@@ -270,6 +274,7 @@ def test_the_sweep_times_out_an_overdue_saga_and_the_money_comes_back():
     drain()
     order = order_of(overdue)
     assert (order.status, order.failure_reason) == ("FAILED", "timeout")
+    assert order.failure_detail == OWN_FAILURE_DETAIL["timeout"]
     # (the charge that landed while compensating is logged as a step of its own, and refunded again)
     assert history(overdue) == ["PAYMENT_PENDING", "COMPENSATING", "COMPENSATING", "FAILED"]
     assert payments_of(overdue) == [("REFUNDED", Decimal("10.00"))]
@@ -317,6 +322,7 @@ def test_cancelling_a_pending_order_ends_it_cancelled_with_the_money_back():
     assert decision.to_state == "COMPENSATING"
     order = order_of(order_id)
     assert (order.status, order.failure_reason) == ("CANCELLED", "cancelled")
+    assert order.failure_detail == OWN_FAILURE_DETAIL["cancelled"]
     assert saga_of(order_id).state == "CANCELLED"
     assert history(order_id)[-1] == "CANCELLED"
     assert_no_money_moved_in_net(customer)
