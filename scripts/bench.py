@@ -7,6 +7,10 @@ accounts through the API). Then, unless `--skip-embedded`, it measures the embed
 process on SQLite with the in-process transport, no DATABASE_URL and no BROKER_URL). `--celery-workers` and
 `--split-consumers` measure scaled-out workers.
 
+Before the phases, a self-started run measures the raw parts alone on its own database and vhost (2-row
+transactions, confirmed publishes one at a time and with a window, consumes through kombu), so that the
+product's cost per saga can be set against the sum of what it is made of on this machine, at this time.
+
 Phases:
 - throughput: `--orders` orders by `--concurrency` closed-loop clients. Each client places an order and waits
   for it to reach a final status before placing the next, so `--concurrency` sagas are in flight at most;
@@ -962,6 +966,79 @@ def warm_up(deployment: Deployment, api: Api, run_id: str, orders: int, timeout:
         raise RuntimeError(f"warm-up orders failed: {errors[0]}")
 
 
+def measure_raw_parts(database_url: str, broker_url: str, seconds: float = 1.5) -> dict[str, float]:
+    """The parts a saga is made of, alone, on this machine now: what the product's cost per saga is set against.
+
+    Single-threaded rates of 2-row transactions (fsync on), of persistent messages confirmed one at a time and
+    with a window, all on a quorum queue as the product's, and of messages consumed and acked through kombu.
+    """
+    import amqp
+    from kombu import Connection, Consumer, Queue
+
+    rates: dict[str, float] = {}
+    with pg_connect(database_url) as conn:
+        conn.execute("CREATE TABLE bench_probe (id bigserial PRIMARY KEY, body jsonb NOT NULL, "
+                     "at timestamptz NOT NULL DEFAULT now())")
+        try:
+            conn.autocommit = False
+            done, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                conn.execute("INSERT INTO bench_probe (body) VALUES (%s), (%s)", ('{"a": 1}', '{"b": 2}'))
+                conn.commit()
+                done += 1
+            rates["pg_two_row_transactions_per_s"] = done / (time.perf_counter() - started)
+        finally:
+            conn.rollback()
+            conn.autocommit = True
+            conn.execute("DROP TABLE bench_probe")
+    with Connection(broker_url, connect_timeout=5) as broker:
+        broker.ensure_connection(max_retries=3)
+        channel = broker.connection.channel()
+        channel.queue_declare("bench-probe", durable=True, auto_delete=False,
+                              arguments={"x-queue-type": "quorum"})
+        try:
+            channel.confirm_select()
+            body = json.dumps({"order_id": str(uuid.uuid4()), "amount": "10.00"}).encode()
+            done, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                channel.basic_publish_confirm(amqp.Message(body, delivery_mode=2), exchange="",
+                                              routing_key="bench-probe")
+                done += 1
+            rates["amqp_confirmed_publishes_one_at_a_time_per_s"] = done / (time.perf_counter() - started)
+            acked: list[int] = []
+            channel.events["basic_ack"].add(lambda tag, multiple: acked.append(tag))
+            windowed, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                for _ in range(100):
+                    channel.basic_publish(amqp.Message(body, delivery_mode=2), exchange="", routing_key="bench-probe")
+                windowed += 100
+                while not acked or max(acked) < done + windowed:
+                    broker.connection.drain_events(timeout=10)
+            rates["amqp_confirmed_publishes_windowed_per_s"] = windowed / (time.perf_counter() - started)
+            total, consumed = done + windowed, 0
+
+            def on_message(message: Any) -> None:
+                nonlocal consumed
+                message.ack()
+                consumed += 1
+
+            consumer_channel = broker.channel()
+            consumer_channel.basic_qos(0, 100, False)
+            started = time.perf_counter()
+            with Consumer(consumer_channel, queues=[Queue("bench-probe", no_declare=True)], on_message=on_message):
+                while consumed < total and time.perf_counter() - started < 30:
+                    broker.drain_events(timeout=5)
+            rates["kombu_consumed_per_s"] = consumed / (time.perf_counter() - started)
+        finally:
+            broker.channel().queue_delete("bench-probe")
+    # What one saga takes of them, single-threaded: 6 transactions (the POST's and five handlers'), 6 windowed
+    # publishes (the relay's) and 5 deliveries. The HTTP request and the relay's own bookkeeping are not in it.
+    rates["one_sagas_share_ms"] = 1000 * (6 / rates["pg_two_row_transactions_per_s"]
+                                          + 6 / rates["amqp_confirmed_publishes_windowed_per_s"]
+                                          + 5 / rates["kombu_consumed_per_s"])
+    return {key: round(value, 2) for key, value in rates.items()}
+
+
 def measure(deployment: Deployment, args: argparse.Namespace, run_id: str,
             stop: threading.Event) -> dict[str, dict[str, Any]]:
     """The throughput and steady phases against one production deployment."""
@@ -1077,6 +1154,13 @@ def report(results: dict[str, Any]) -> None:
         if "hops_ms" in f:
             say(f"where the time goes, {name}, p50 ms (relay + queue + handler, for each message of a saga):")
             say("  " + "  ".join(f"{key} {hop_line(f['hops_ms'][key])}" for key in SAGA_PATH if key in f["hops_ms"]))
+    raw = results.get("raw_parts")
+    if raw:
+        say(f"raw parts, alone on this machine before the phases: PostgreSQL {raw['pg_two_row_transactions_per_s']:.0f} "
+            f"two-row transactions/s; RabbitMQ {raw['amqp_confirmed_publishes_one_at_a_time_per_s']:.0f} confirmed "
+            f"publishes/s one at a time, {raw['amqp_confirmed_publishes_windowed_per_s']:.0f}/s with a window; kombu "
+            f"{raw['kombu_consumed_per_s']:.0f} consumed/s. A saga's share of them (6 transactions, 6 publishes, "
+            f"5 deliveries; no HTTP): {raw['one_sagas_share_ms']:.1f} ms, single-threaded")
     say("targets:")
     for v in results["targets"]:
         mark = {True: "met", False: "MISSED", None: "not measured"}[v["met"]]
@@ -1168,6 +1252,8 @@ def run_production(args: argparse.Namespace, run_id: str, log_dir: Path, stop: t
         f"{' for each consumer' if args.split_consumers else ''}, celery beat")
     try:
         deployment.start()
+        say("  measuring the raw parts: PostgreSQL transactions, RabbitMQ publishes and consumes ...")
+        results["raw_parts"] = measure_raw_parts(deployment.database_url, deployment.env()["BROKER_URL"])
         results["phases"].update(measure(deployment, args, run_id, stop))
     finally:
         say("  stopping the production topology, dropping its database and vhost ...")
