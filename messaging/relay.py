@@ -170,7 +170,9 @@ class Relay:
                     # each check costs a round trip in front of the messages that woke the relay.
                     close_old_connections()
                     next_connection_check = time.monotonic() + 1.0
-                while relay_once(publisher) and not self.stop.is_set():
+                # A full batch may have left rows behind; a partial one took all there were. Rows committed since
+                # have sent a notification, which the wait below returns on at once.
+                while relay_once(publisher) >= settings.OUTBOX_BATCH_SIZE and not self.stop.is_set():
                     pass
                 listener.wait(min(settings.OUTBOX_SWEEP_INTERVAL_S, settings.WORKER_HEARTBEAT_INTERVAL_S))
         finally:
