@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from inventory.models import Product
+from messaging.models import DeadLetter, InboxMessage, OutboxMessage
 from orders.models import Order
 from payments.models import Account
 from saga.audit import audit
@@ -78,3 +81,37 @@ def test_a_completed_order_without_its_charge_is_reported():
     Order.objects.filter(id=order_id).update(total=Decimal("999.00"))
 
     assert 2 in invariants(audit(settled=True))
+
+
+def test_a_published_message_that_no_consumer_applied_or_dead_lettered_is_reported_as_lost():
+    order_id = place(make_account().customer_id, (make_product().sku, 1))
+    drain()
+    lost = OutboxMessage.objects.get(order_id=order_id, routing_key="inventory.reserve")
+    InboxMessage.objects.filter(consumer="inventory", message_id=str(lost.message_id)).delete()
+
+    [violation] = audit(settled=True)
+
+    assert violation.invariant == 6
+    assert str(lost.message_id) in violation.subject and "never processed by inventory" in violation.problem
+
+
+def test_a_message_kept_as_a_dead_letter_is_not_lost():
+    order_id = place(make_account().customer_id, (make_product().sku, 1))
+    drain()
+    kept = OutboxMessage.objects.get(order_id=order_id, routing_key="inventory.reserve")
+    InboxMessage.objects.filter(consumer="inventory", message_id=str(kept.message_id)).delete()
+    DeadLetter.objects.create(message_id=str(kept.message_id), routing_key=kept.routing_key, queue="inventory",
+                              body="{}", reason="handler_error", first_failed_at=timezone.now(),
+                              last_failed_at=timezone.now())
+
+    assert audit(settled=True) == []
+
+
+def test_an_unpublished_outbox_row_is_lost_once_older_than_the_relays_allow():
+    order_id = place(make_account().customer_id, (make_product().sku, 1))
+    drain()
+    OutboxMessage.objects.filter(order_id=order_id, routing_key="order.completed").update(published_at=None)
+
+    assert audit() == []  # fresh: a relay may still take it
+    later = timezone.now() + timedelta(minutes=5)
+    assert [v.invariant for v in audit(now=later)] == [6]
