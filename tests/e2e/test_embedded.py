@@ -6,7 +6,6 @@ The same handlers and the same SQL as the production topology, on the other data
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ROOT, Process, wait_for
+from tests.processes import ROOT, Process, free_port, wait_for
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import httpx
 import pytest
@@ -10,15 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import place_order, wait_final
 from tests.e2e.test_saga_flows import create_account, create_product
-from tests.processes import celery_worker, wait_for
+from tests.processes import celery_worker, free_port, wait_for
 
 pytestmark = [pytest.mark.e2e]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_health_sees_a_live_worker_and_names_it_missing_once_it_stops(api, started, settings):
