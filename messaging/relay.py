@@ -127,11 +127,14 @@ def relay_once(publisher: ConfirmingPublisher, batch_size: int | None = None) ->
 # The relay's two statements are written out: it runs them for every batch, and building them through the ORM
 # cost more CPU than the rest of a pass.
 _TABLE = OutboxMessage._meta.db_table
+# Named, not `*`: a column added by a later migration must not change what a prepared statement returns.
+_COLUMNS = ", ".join(field.column for field in OutboxMessage._meta.concrete_fields)
 
 
 def _claim_sql() -> str:
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    return (f"SELECT * FROM {_TABLE} WHERE published_at IS NULL ORDER BY created_at, id LIMIT %s{skip_locked}")
+    return (f"SELECT {_COLUMNS} FROM {_TABLE} WHERE published_at IS NULL ORDER BY created_at, id "
+            f"LIMIT %s{skip_locked}")
 
 
 def _mark_published(ids: list[int]) -> None:
