@@ -68,13 +68,18 @@ class Pagination(PageNumberPagination):
 
 
 class MoneyField(serializers.DecimalField):
-    """A decimal amount with two places. `-0` is read as `0`, so that no answer ever shows "-0.00"."""
+    """A decimal amount with two places, sent as a string (DESIGN §5): a JSON number would pass through a binary
+    float on its way in. `-0` is read as `0`, so that no answer ever shows "-0.00"."""
+
+    default_error_messages = {"invalid": 'A decimal string is required, e.g. "10.00".'}
 
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("decimal_places", 2)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid")
         value = super().to_internal_value(data)
         return value.copy_abs() if value.is_zero() else value
 

@@ -293,6 +293,8 @@ def test_a_wrong_method_is_a_json_405(client, method, path):
     ({"sku": "@SKU", "name": "n", "price": "NaN", "stock": 1}, "price"),
     ({"sku": "@SKU", "name": "n", "price": "Infinity", "stock": 1}, "price"),
     ({"sku": "@SKU", "name": "n", "price": True, "stock": 1}, "price"),
+    ({"sku": "@SKU", "name": "n", "price": 1.5, "stock": 1}, "price"),  # money is a decimal string
+    ({"sku": "@SKU", "name": "n", "price": 2, "stock": 1}, "price"),
     ({"sku": "@SKU", "name": "n", "price": "1e400", "stock": 1}, "price"),
     ({"sku": "@SKU", "name": "n", "price": "1.00"}, "stock"),
     ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": -1}, "stock"),
@@ -356,6 +358,7 @@ def test_an_unknown_product_is_a_404(client):
     ({"customer_id": "@CUST", "balance": "1.005"}, "balance"),
     ({"customer_id": "@CUST", "balance": "plenty"}, "balance"),
     ({"customer_id": "@CUST", "balance": True}, "balance"),
+    ({"customer_id": "@CUST", "balance": 100}, "balance"),
     ({"customer_id": "@CUST", "balance": "1e20"}, "balance"),
 ])
 def test_creating_an_account_with_bad_input_is_a_400_naming_the_field(client, body, field):
