@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from config.models import ApiToken
+from config.rates import parse_rate
 from config.services import api_token_authenticate, rate_limit_take
 
 MAX_TOKEN_LENGTH = 200
@@ -144,15 +145,6 @@ class OrderCreateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self.wait_s
-
-
-RATE_PERIODS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """"5/s", "100/min", "1000/h" -> (count, period in seconds); the settings have checked the form."""
-    count, _, period = rate.partition("/")
-    return int(count), RATE_PERIODS_S[period[0].lower()]
 
 
 def requires_operator_token(setting: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.rates import parse_rate
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -239,9 +241,10 @@ def env_rate(name: str, default: str) -> str | None:
     raw = os.environ.get(name, "").strip() or default
     if raw.lower() == "off":
         return None
-    count, _, period = raw.partition("/")
-    if not (count.isdigit() and int(count) > 0 and period[:1].lower() in {"s", "m", "h", "d"}):
-        raise ImproperlyConfigured(f"{name} must be a rate like 5/s, 100/min, 1000/h or off, got {raw!r}")
+    try:
+        parse_rate(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a rate like 5/s, 100/min, 1000/h or off, got {raw!r}") from None
     return raw
 
 

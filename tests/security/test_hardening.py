@@ -163,3 +163,17 @@ def test_discarding_twice_is_audited_once():
     dead_letter_discard(letter=letter, by="ops")
 
     assert AuditEntry.objects.filter(action="dead_letter.discard").count() == 1
+
+
+@pytest.mark.parametrize("rate", ["often", "0/s", "5/fortnight", "5"])
+def test_a_rate_that_is_not_a_rate_stops_the_start_and_says_which_setting(rate):
+    result = manage("check", API_CUSTOMER_ORDER_RATE=rate)
+
+    assert result.returncode != 0
+    assert "API_CUSTOMER_ORDER_RATE must be a rate like 5/s" in result.stderr
+
+
+def test_a_rate_per_minute_and_a_rate_turned_off_start():
+    result = manage("check", API_CUSTOMER_ORDER_RATE="100/min", API_OPERATOR_ORDER_RATE="off")
+
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.security.test_hardening import manage, strong_key
 
 
 def database_options(url: str) -> dict:
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": secrets.token_urlsafe(50)}
     code = "from django.conf import settings; import json; print(json.dumps(settings.DATABASES['default']['OPTIONS']))"
-    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = manage("shell", "-c", code, DATABASE_URL=url, SECRET_KEY=strong_key())
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -27,4 +20,3 @@ def test_postgresql_binds_parameters_on_the_server_and_keeps_the_urls_own_option
 
     assert options == {"server_side_binding": True, "application_name": "worker-7",
                        "options": "-c lock_timeout=100"}
-
