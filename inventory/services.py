@@ -9,6 +9,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from config import sql
 from config.errors import ConflictError, NotFoundError
 from inventory.models import Product, Reservation, ReservationLine, StockMovement
 from messaging.locks import order_lock
@@ -64,24 +65,27 @@ def stock_reserve(*, order_id: str, items: list[dict[str, Any]]) -> Reservation:
     `order_closed` once the order has failed). Idempotent per order: a repeat re-emits the first outcome.
     """
     order_lock("inventory", order_id)
-    existing = Reservation.objects.filter(order_id=order_id).first()
+    existing = _reservation_of(order_id)
     if existing is not None:
         _announce(existing, items)
         return existing
     wanted = _merge_lines(items)
     failure = _hold_stock(wanted)
     if failure:
-        reservation = Reservation.objects.create(order_id=order_id, status=Reservation.Status.REJECTED,
-                                                 reason=failure)
+        reservation = sql.insert(Reservation(order_id=order_id, status=Reservation.Status.REJECTED, reason=failure))
         _announce(reservation, items)
     else:
-        reservation = Reservation.objects.create(order_id=order_id, status=Reservation.Status.ACTIVE)
-        ReservationLine.objects.bulk_create(
-            ReservationLine(reservation=reservation, product_id=sku, quantity=quantity)
-            for sku, quantity in wanted.items()
-        )
+        reservation = sql.insert(Reservation(order_id=order_id, status=Reservation.Status.ACTIVE))
+        for sku, quantity in wanted.items():
+            sql.insert(ReservationLine(reservation=reservation, product_id=sku, quantity=quantity))
         _announce(reservation, items, lines=[{"sku": sku, "quantity": quantity} for sku, quantity in wanted.items()])
     return reservation
+
+
+def _reservation_of(order_id: str) -> Reservation | None:
+    found = sql.select_one(Reservation, ["id", "status", "reason"], "order_id = %s",
+                           [sql.adapt(Reservation, "order_id", order_id)])
+    return None if found is None else sql.loaded(Reservation, order_id=order_id, **found)
 
 
 def _merge_lines(items: list[dict[str, Any]]) -> dict[str, int]:
@@ -109,8 +113,12 @@ def _hold_stock(wanted: dict[str, int]) -> str:
 def _hold(sku: str, quantity: int) -> bool:
     # The guard in the WHERE is re-checked under the row lock: available stock never goes negative. An unknown
     # sku matches no row either.
-    return bool(Product.objects.filter(sku=sku, on_hand__gte=F("reserved") + quantity).update(
-        reserved=F("reserved") + quantity))
+    return bool(sql.execute(_HOLD, [quantity, sku, quantity]))
+
+
+_PRODUCT = sql.table(Product)
+_HOLD = f"UPDATE {_PRODUCT} SET reserved = reserved + %s WHERE sku = %s AND on_hand >= reserved + %s"
+_TAKE_OUT = f"UPDATE {_PRODUCT} SET on_hand = on_hand - %s, reserved = reserved - %s WHERE sku = %s"
 
 
 def _announce(reservation: Reservation, items: list[dict[str, Any]],
@@ -138,25 +146,24 @@ _FAILURE_TEXT = {
 
 
 def _lines_of(reservation: Reservation) -> list[dict[str, Any]]:
-    return [{"sku": line.product_id, "quantity": line.quantity}
-            for line in reservation.lines.order_by("product_id")]
+    lines = sql.select(ReservationLine, ["product_id", "quantity"], "reservation_id = %s ORDER BY product_id",
+                       [sql.adapt(ReservationLine, "reservation_id", reservation.id)])
+    return [{"sku": line["product_id"], "quantity": line["quantity"]} for line in lines]
 
 
 def reservation_commit(*, order_id: str) -> None:
     """The order completed: its goods leave `on_hand`. Must run in a transaction; idempotent."""
     order_lock("inventory", order_id)
-    reservation = Reservation.objects.filter(order_id=order_id).first()
+    reservation = _reservation_of(order_id)
     if reservation is None or reservation.status != Reservation.Status.ACTIVE:
         logger.info("nothing to commit for order %s", order_id)
         return
-    for line in reservation.lines.all():
-        Product.objects.filter(sku=line.product_id).update(
-            on_hand=F("on_hand") - line.quantity, reserved=F("reserved") - line.quantity
-        )
-        StockMovement.objects.create(product_id=line.product_id, kind=StockMovement.Kind.COMMIT,
-                                     quantity=line.quantity, order_id=order_id)
+    for line in _lines_of(reservation):
+        sql.execute(_TAKE_OUT, [line["quantity"], line["quantity"], line["sku"]])
+        sql.insert(StockMovement(product_id=line["sku"], kind=StockMovement.Kind.COMMIT, quantity=line["quantity"],
+                                 order_id=order_id))
     reservation.status = Reservation.Status.COMMITTED
-    reservation.save(update_fields=["status", "updated_at"])
+    sql.update(reservation, ["status"])
 
 
 def reservation_release(*, order_id: str, reason: str) -> None:
@@ -165,7 +172,7 @@ def reservation_release(*, order_id: str, reason: str) -> None:
     Must run in a transaction; idempotent. Emits `inventory.released` when stock was given back.
     """
     order_lock("inventory", order_id)
-    reservation = Reservation.objects.filter(order_id=order_id).first()
+    reservation = _reservation_of(order_id)
     if reservation is None:
         Reservation.objects.create(order_id=order_id, status=Reservation.Status.RELEASED, reason=reason)
         return

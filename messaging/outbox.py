@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
+from config import sql
 from messaging import correlation
 from messaging.catalogue import SCHEMA_VERSION, validate_payload
 from messaging.models import OutboxMessage
@@ -29,14 +30,14 @@ def publish(routing_key: str, payload: dict[str, Any], *, order_id: str = "") ->
         raise OutboxOutsideTransactionError(f"publish({routing_key!r}) must run inside transaction.atomic()")
     validate_payload(routing_key, payload)
     order_id = order_id or str(payload.get("order_id", ""))
-    message = OutboxMessage.objects.create(
+    message = sql.insert(OutboxMessage(
         routing_key=routing_key,
         payload=payload,
         headers={"version": SCHEMA_VERSION},
         correlation_id=correlation.correlation_id.get() or correlation.new_id(),
         causation_id=correlation.message_id.get() or "",
         order_id=order_id,
-    )
+    ))
     _wake_relay_on_commit()
     return message
 

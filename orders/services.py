@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config import sql
 from config.errors import ConflictError, DomainError
 from inventory.selectors import product_prices
 from messaging import correlation
@@ -118,6 +119,9 @@ def order_finish(*, order_id: str, status: str, failure_reason: str = "", failur
     """Record how the order's saga ended: a stable code and a readable text. Called by the saga in its own
     transaction."""
     failed = status != Order.Status.COMPLETED
-    Order.objects.filter(id=order_id).update(
-        status=status, updated_at=timezone.now(), failure_reason=failure_reason if failed else "",
-        failure_detail=(failure_detail or failure_reason)[:255] if failed else "")
+    sql.execute(_FINISH, [status, sql.adapt(Order, "updated_at", timezone.now()), failure_reason if failed else "",
+                          (failure_detail or failure_reason)[:255] if failed else "", sql.adapt(Order, "id", order_id)])
+
+
+_FINISH = (f"UPDATE {sql.table(Order)} SET status = %s, updated_at = %s, failure_reason = %s, failure_detail = %s "
+           "WHERE id = %s")

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from django.db.models import F
 
+from config import sql
 from payments.models import Account, LedgerEntry, Payment
 
 
@@ -31,21 +32,24 @@ class LedgerGateway:
 
     def charge(self, *, payment: Payment) -> ChargeResult:
         # One statement on the usual path: the balance is checked and taken under the row lock the UPDATE holds.
-        taken = Account.objects.filter(customer_id=payment.customer_id, balance__gte=payment.amount).update(
-            balance=F("balance") - payment.amount)
+        amount = sql.adapt(Account, "balance", payment.amount)
+        taken = sql.execute(_TAKE, [amount, payment.customer_id, amount])
         if not taken:
             account = Account.objects.filter(customer_id=payment.customer_id).first()
             if account is None:
                 return ChargeResult(False, "unknown_account", "the customer has no account")
             return ChargeResult(False, "insufficient_funds", f"balance {account.balance} is short of {payment.amount}")
-        LedgerEntry.objects.create(account_id=payment.customer_id, payment=payment, kind=LedgerEntry.Kind.CAPTURE,
-                                   amount=payment.amount)
+        sql.insert(LedgerEntry(account_id=payment.customer_id, payment=payment, kind=LedgerEntry.Kind.CAPTURE,
+                               amount=payment.amount))
         return ChargeResult(True)
 
     def refund(self, *, payment: Payment) -> None:
         Account.objects.filter(pk=payment.customer_id).update(balance=F("balance") + payment.amount)
         LedgerEntry.objects.create(account_id=payment.customer_id, payment=payment, kind=LedgerEntry.Kind.REFUND,
                                    amount=payment.amount)
+
+
+_TAKE = f"UPDATE {sql.table(Account)} SET balance = balance - %s WHERE customer_id = %s AND balance >= %s"
 
 
 def default_gateway() -> PaymentGateway:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
+from config import sql
 from config.errors import ConflictError
 from messaging.locks import order_lock
 from messaging.outbox import publish
@@ -38,9 +39,9 @@ def payment_process(*, order_id: str, customer_id: str, amount: Decimal, currenc
     an order already settled by a refund is refused (`order_closed`) and charges nothing.
     """
     order_lock("payments", order_id)
-    payment = Payment.objects.filter(order_id=order_id).first()
+    payment = _payment_of(order_id)
     if payment is None:
-        if ClosedOrder.objects.filter(order_id=order_id).exists():
+        if sql.select_one(ClosedOrder, ["order_id"], "order_id = %s", [sql.adapt(ClosedOrder, "order_id", order_id)]):
             publish("payment.failed", {"order_id": order_id, "code": "order_closed",
                                        "reason": "the order was refunded before it could be charged"})
             return None
@@ -55,8 +56,13 @@ def _charge(order_id: str, customer_id: str, amount: Decimal, currency: str, gat
     result = gateway.charge(payment=payment)
     payment.status = Payment.Status.CAPTURED if result.captured else Payment.Status.DECLINED
     payment.decline_code = result.code
-    payment.save(force_insert=True)
-    return payment
+    return sql.insert(payment)
+
+
+def _payment_of(order_id: str) -> Payment | None:
+    found = sql.select_one(Payment, ["id", "customer_id", "amount", "currency", "status", "decline_code"],
+                           "order_id = %s", [sql.adapt(Payment, "order_id", order_id)])
+    return None if found is None else sql.loaded(Payment, order_id=order_id, **found)
 
 
 _DECLINE_TEXT = {
@@ -83,11 +89,11 @@ def payment_refund(*, order_id: str, reason: str, gateway: PaymentGateway | None
     """
     order_lock("payments", order_id)
     ClosedOrder.objects.get_or_create(order_id=order_id, defaults={"reason": reason[:64]})
-    payment = Payment.objects.filter(order_id=order_id).first()
+    payment = _payment_of(order_id)
     if payment is not None and payment.status == Payment.Status.CAPTURED:
         (gateway or default_gateway()).refund(payment=payment)
         payment.status = Payment.Status.REFUNDED
-        payment.save(update_fields=["status", "updated_at"])
+        sql.update(payment, ["status"])
     refunded = payment is not None and payment.status == Payment.Status.REFUNDED
     publish("payment.refunded", {
         "order_id": order_id,

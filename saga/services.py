@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import sql
 from config.errors import ConflictError, NotFoundError
 from config.services import audit_record
 from messaging import correlation
@@ -37,14 +38,14 @@ def saga_start(*, order_id: str, customer_id: str, amount: Decimal, currency: st
     """Create the saga in PAYMENT_PENDING and emit `payment.process`. Must run in the order's transaction.
 
     Returns the saga and the first step of its timeline."""
-    saga = Saga.objects.create(
+    saga = sql.insert(Saga(
         order_id=order_id, state=t.State.PAYMENT_PENDING, state_entered_at=timezone.now(),
         customer_id=customer_id, amount=amount, currency=currency, items=items,
-    )
+    ))
     _emit(saga, t.PAYMENT_PROCESS)
-    first_step = SagaTransition.objects.create(
+    first_step = sql.insert(SagaTransition(
         saga=saga, from_state="", to_state=saga.state, message_type="order.created", message_id=cause_message_id,
-        emitted=[t.PAYMENT_PROCESS])
+        emitted=[t.PAYMENT_PROCESS]))
     return saga, first_step
 
 
@@ -62,9 +63,10 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
     `message_reason` is the failure code a message carries, `message_detail` its readable text. Safe to
     repeat: the table makes a repeated reply a no-op. Raises SagaNotFoundError for an unknown order.
     """
-    saga = Saga.objects.select_for_update().filter(order_id=order_id).first()
-    if saga is None:
+    found = sql.select_one(Saga, _APPLIED_FIELDS, "order_id = %s", [sql.adapt(Saga, "order_id", order_id)], lock=True)
+    if found is None:
         raise SagaNotFoundError(f"no saga for order {order_id}")
+    saga = sql.loaded(Saga, order_id=order_id, **found)
     # Log lines carry the saga's state: the one found until the decision, then the one it moves to.
     correlation.saga_state.set(saga.state)
     decision = t.decide(saga.state, message_type, failure_reason=saga.failure_reason or None,
@@ -80,19 +82,23 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
         saga.state = decision.to_state
         saga.failure_reason = decision.failure_reason or ""
         saga.state_entered_at = timezone.now()
-        saga.save(update_fields=["state", "failure_reason", "failure_detail", "state_entered_at", "updated_at"])
+        sql.update(saga, ["state", "failure_reason", "failure_detail", "state_entered_at"])
     else:
         logger.warning("late %s in %s: compensating with %s", message_type, saga.state, ", ".join(decision.emits))
     for routing_key in decision.emits:
         _emit(saga, routing_key)
-    SagaTransition.objects.create(saga=saga, from_state=decision.from_state, to_state=decision.to_state,
-                                  message_type=message_type, message_id=message_id, emitted=list(decision.emits))
+    sql.insert(SagaTransition(saga_id=order_id, from_state=decision.from_state, to_state=decision.to_state,
+                              message_type=message_type, message_id=message_id, emitted=list(decision.emits)))
     if decision.changed and decision.to_state in t.FINAL_STATES:
         from orders.services import order_finish
 
         order_finish(order_id=order_id, status=decision.to_state.value, failure_reason=saga.failure_reason,
                      failure_detail=saga.failure_detail)
     return decision
+
+
+# What applying a message reads of the saga.
+_APPLIED_FIELDS = ("state", "failure_reason", "failure_detail", "customer_id", "amount", "currency", "items")
 
 
 def _emit(saga: Saga, routing_key: str) -> None:

@@ -1,0 +1,127 @@
+"""The written-out statements of the message path store and read what the ORM would."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import OperationalError, connection, connections, transaction
+from django.utils import timezone
+
+from config import sql
+from messaging.models import OutboxMessage
+from payments.models import Payment
+from saga.models import Saga
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def a_saga(**values) -> Saga:
+    fields = {"order_id": uuid.uuid4(), "state": "PAYMENT_PENDING", "customer_id": "c-1", "amount": Decimal("12.50"),
+              "currency": "EUR", "items": [{"sku": "A", "quantity": 2}], "state_entered_at": timezone.now()}
+    return Saga(**{**fields, **values})
+
+
+def test_an_insert_sets_defaults_and_stamps_on_the_instance_and_stores_what_the_orm_reads_back():
+    payment = Payment(order_id=uuid.uuid4(), customer_id="c-1", amount=Decimal("19.99"), currency="EUR",
+                      status=Payment.Status.CAPTURED)
+
+    sql.insert(payment)
+
+    stored = Payment.objects.get(pk=payment.pk)
+    assert payment.created_at is not None and payment.updated_at is not None
+    assert (stored.order_id, stored.amount, stored.status, stored.decline_code) == (
+        payment.order_id, Decimal("19.99"), "CAPTURED", "")
+    assert (stored.created_at, stored.updated_at) == (payment.created_at, payment.updated_at)
+    assert not payment._state.adding
+
+
+def test_an_insert_reads_back_the_id_the_database_generates_and_stores_json_as_json():
+    with transaction.atomic():
+        first = sql.insert(OutboxMessage(routing_key="order.completed", payload={"order_id": "x", "n": [1, 2]}))
+        second = sql.insert(OutboxMessage(routing_key="order.completed", payload={"order_id": "y"}))
+
+    assert second.pk > first.pk > 0
+    stored = OutboxMessage.objects.get(pk=first.pk)
+    assert stored.payload == {"order_id": "x", "n": [1, 2]} and stored.headers == {}
+    assert stored.message_id == first.message_id
+    assert OutboxMessage.objects.filter(payload__order_id="y").get().pk == second.pk  # a JSON value, not a string
+
+
+def test_select_converts_each_column_as_the_orm_does():
+    saga = sql.insert(a_saga())
+    names = ["order_id", "state", "amount", "items", "state_entered_at", "created_at"]
+
+    found = sql.select_one(Saga, names, "order_id = %s", [sql.adapt(Saga, "order_id", saga.order_id)])
+
+    assert found == Saga.objects.filter(pk=saga.pk).values(*names).get()
+    assert isinstance(found["amount"], Decimal) and isinstance(found["order_id"], uuid.UUID)
+    assert found["state_entered_at"].tzinfo is not None
+    assert sql.select_one(Saga, names, "order_id = %s", [sql.adapt(Saga, "order_id", uuid.uuid4())]) is None
+
+
+def test_select_returns_every_matching_row_in_the_order_asked():
+    for amount in (3, 1, 2):
+        sql.insert(a_saga(customer_id="c-many", amount=Decimal(amount)))
+
+    rows = sql.select(Saga, ["amount"], "customer_id = %s ORDER BY amount", ["c-many"])
+
+    assert [row["amount"] for row in rows] == [Decimal(1), Decimal(2), Decimal(3)]
+
+
+def test_an_update_saves_only_the_named_fields_and_the_auto_now_stamp():
+    saga = sql.insert(a_saga())
+    before = Saga.objects.get(pk=saga.pk)
+    saga.state, saga.customer_id = "COMPLETED", "not-saved"
+
+    assert sql.update(saga, ["state"]) == 1
+
+    after = Saga.objects.get(pk=saga.pk)
+    assert (after.state, after.customer_id) == ("COMPLETED", "c-1")
+    assert after.updated_at > before.updated_at and after.updated_at == saga.updated_at
+    gone = a_saga()
+    assert sql.update(gone, ["state"]) == 0
+
+
+def test_a_loaded_instance_saves_as_the_existing_row():
+    saga = sql.insert(a_saga())
+    found = sql.select_one(Saga, ["state", "customer_id", "amount", "currency", "items", "state_entered_at"],
+                           "order_id = %s", [sql.adapt(Saga, "order_id", saga.order_id)])
+    loaded = sql.loaded(Saga, order_id=saga.order_id, **found)
+    loaded.state = "FAILED"
+
+    loaded.save(update_fields=["state"])
+
+    assert Saga.objects.count() == 1 and Saga.objects.get().state == "FAILED"
+
+
+def test_a_locked_select_holds_the_row_until_the_transaction_ends():
+    saga = sql.insert(a_saga())
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold_the_lock():
+        try:
+            with transaction.atomic():
+                sql.select_one(Saga, ["state"], "order_id = %s", [saga.order_id], lock=True)
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with pytest.raises(OperationalError), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT 1 FROM {sql.table(Saga)} WHERE order_id = %s FOR UPDATE NOWAIT",
+                               [saga.order_id])
+    finally:
+        release.set()
+        holder.join(10)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {sql.table(Saga)} WHERE order_id = %s FOR UPDATE NOWAIT", [saga.order_id])
+        assert cursor.fetchone() == (1,)
