@@ -96,10 +96,10 @@ def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str |
     if total > MAX_ORDER_TOTAL:
         raise OrderTooLargeError("the order total is larger than an order may be", {"total": f"{total:.2f}",
                                                                                   "limit": str(MAX_ORDER_TOTAL)})
-    order = Order.objects.create(customer_id=customer_id, total=total, currency=settings.ORDER_CURRENCY,
-                                 idempotency_key=idempotency_key or None, request_fingerprint=fingerprint)
+    order = sql.insert(Order(customer_id=customer_id, total=total, currency=settings.ORDER_CURRENCY,
+                             idempotency_key=idempotency_key or None, request_fingerprint=fingerprint))
     # Kept on the instance, so the answer to the POST needs no second read of what was just written.
-    order.placed_lines = OrderLine.objects.bulk_create([OrderLine(order=order, **line) for line in lines])
+    order.placed_lines = [sql.insert(OrderLine(order=order, **line)) for line in lines]
     wire_items = [{"sku": l["sku"], "quantity": l["quantity"], "unit_price": f"{l['unit_price']:.2f}"} for l in lines]
     created = publish("order.created", {"order_id": str(order.id), "customer_id": customer_id, "items": wire_items,
                                         "total": f"{total:.2f}", "currency": order.currency})
