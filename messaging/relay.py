@@ -1,8 +1,8 @@
 """The relay: moves outbox rows to RabbitMQ, and marks each published only after the broker's confirm.
 
 Rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED`, so several relays share the work and a row is never
-published by two at once. The relay sleeps on PostgreSQL `LISTEN` (woken by the `NOTIFY` that `publish()`
-sends at commit) and sweeps every OUTBOX_SWEEP_INTERVAL_S as the safety net.
+published by two at once. The relay sleeps on PostgreSQL `LISTEN`, woken by the `NOTIFY` that the outbox's insert
+trigger sends at commit naming the row, and sweeps every OUTBOX_SWEEP_INTERVAL_S as the safety net.
 """
 
 from __future__ import annotations
@@ -98,16 +98,16 @@ def _amqp_message(row: OutboxMessage) -> amqp.Message:
     )
 
 
-def relay_once(publisher: ConfirmingPublisher, batch_size: int | None = None) -> int:
-    """Claim a batch of unpublished rows, publish them, mark published those the broker confirmed.
+def relay_once(publisher: ConfirmingPublisher, batch_size: int | None = None, ids: list[int] | None = None) -> int:
+    """Claim a batch of unpublished rows (only those of `ids`, when given), publish them, mark published those
+    the broker confirmed.
 
     Returns how many were claimed. Rows not confirmed stay unpublished (and are unlocked) for the next pass;
     a broker failure is raised after the confirmed rows are marked.
     """
-    batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
     failure: Exception | None = None
     with transaction.atomic():
-        rows = list(OutboxMessage.objects.raw(_claim_sql(), [batch_size]))
+        rows = claim(batch_size or settings.OUTBOX_BATCH_SIZE, ids)
         if not rows:
             return 0
         confirmed: list[OutboxMessage] = []
@@ -131,10 +131,18 @@ _TABLE = OutboxMessage._meta.db_table
 _COLUMNS = ", ".join(field.column for field in OutboxMessage._meta.concrete_fields)
 
 
-def _claim_sql() -> str:
+def claim(batch_size: int, ids: list[int] | None = None) -> list[OutboxMessage]:
+    """Lock up to `batch_size` unpublished rows, oldest first, skipping rows another relay holds. Must run in a
+    transaction. With `ids`, only those rows: found through the primary key, where a scan of the unpublished
+    rows also walks the entries of rows published since the last vacuum."""
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    return (f"SELECT {_COLUMNS} FROM {_TABLE} WHERE published_at IS NULL ORDER BY created_at, id "
-            f"LIMIT %s{skip_locked}")
+    if ids:
+        ids = ids[:batch_size]
+        sql = (f"SELECT {_COLUMNS} FROM {_TABLE} WHERE id IN ({', '.join(['%s'] * len(ids))}) "
+               f"AND published_at IS NULL ORDER BY id{skip_locked}")
+        return list(OutboxMessage.objects.raw(sql, ids))
+    sql = f"SELECT {_COLUMNS} FROM {_TABLE} WHERE published_at IS NULL ORDER BY created_at, id LIMIT %s{skip_locked}"
+    return list(OutboxMessage.objects.raw(sql, [batch_size]))
 
 
 def _mark_published(ids: list[int]) -> None:
@@ -164,20 +172,25 @@ class Relay:
     def _loop(self, publisher: ConfirmingPublisher) -> None:
         listener = _Listener()
         heartbeat = Heartbeat(RELAY)
-        next_connection_check = 0.0
+        next_connection_check = next_sweep = 0.0
         try:
             while not self.stop.is_set():
                 heartbeat.beat()
-                if time.monotonic() >= next_connection_check:
+                now = time.monotonic()
+                if now >= next_connection_check:
                     # Drops a database connection past its age or broken. Once a second, not at every wake-up:
                     # each check costs a round trip in front of the messages that woke the relay.
                     close_old_connections()
-                    next_connection_check = time.monotonic() + 1.0
-                # A full batch may have left rows behind; a partial one took all there were. Rows committed since
-                # have sent a notification, which the wait below returns on at once.
-                while relay_once(publisher) >= settings.OUTBOX_BATCH_SIZE and not self.stop.is_set():
-                    pass
-                listener.wait(min(settings.OUTBOX_SWEEP_INTERVAL_S, settings.WORKER_HEARTBEAT_INTERVAL_S))
+                    next_connection_check = now + 1.0
+                if now >= next_sweep:
+                    # Rows no notification named to this relay: committed while it was reconnecting, or left by a
+                    # relay that died. A full batch may have left rows behind; a partial one took all there were.
+                    while relay_once(publisher) >= settings.OUTBOX_BATCH_SIZE and not self.stop.is_set():
+                        pass
+                    next_sweep = time.monotonic() + settings.OUTBOX_SWEEP_INTERVAL_S
+                notified = listener.wait(min(next_sweep - time.monotonic(), settings.WORKER_HEARTBEAT_INTERVAL_S))
+                for start in range(0, len(notified), settings.OUTBOX_BATCH_SIZE):
+                    relay_once(publisher, ids=notified[start:start + settings.OUTBOX_BATCH_SIZE])
         finally:
             listener.close()
 
@@ -196,12 +209,14 @@ class _Listener:
             self.conn = psycopg.connect(**params, autocommit=True)
             self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> list[int]:
+        """The ids of the outbox rows committed since the last call, waiting up to `timeout` for the first."""
         if self.conn is None:
-            threading.Event().wait(timeout)
-            return
-        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-            break
+            threading.Event().wait(max(0.0, timeout))
+            return []
+        # The first packet whole (stopping inside it would drop the rest of it), then whatever else has arrived.
+        notices = [*self.conn.notifies(timeout=max(0.0, timeout), stop_after=1), *self.conn.notifies(timeout=0)]
+        return [int(notice.payload) for notice in notices if notice.payload.isdigit()]
 
     def close(self) -> None:
         if self.conn is not None:

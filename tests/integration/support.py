@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any, Callable, Iterator
 
+from django.db import connections, transaction
 from django.utils import timezone
 
 from inventory.models import Product
@@ -17,6 +21,32 @@ from orders.services import order_create
 from payments.models import Account, LedgerEntry, Payment
 from payments.services import ledger_totals
 from saga.models import Saga
+
+
+@contextmanager
+def in_another_transaction(work: Callable[[], Any]) -> Iterator[Any]:
+    """Run `work` in a transaction on another connection and keep that transaction, and the locks it took,
+    open until the block ends. Yields what `work` returned."""
+    done, release = threading.Event(), threading.Event()
+    returned: list[Any] = []
+
+    def run() -> None:
+        try:
+            with transaction.atomic():
+                returned.append(work())
+                done.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert done.wait(10), "the other transaction did not finish its work"
+        yield returned[0]
+    finally:
+        release.set()
+        thread.join(10)
 
 
 def place(customer_id: str, *lines: tuple[str, int]) -> str:

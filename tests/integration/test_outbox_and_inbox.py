@@ -63,11 +63,13 @@ def test_a_committed_outbox_insert_wakes_the_relays_and_a_rolled_back_one_does_n
         assert list(listener.notifies(timeout=0.5)) == []
 
         with transaction.atomic():
-            publish("order.failed", {"order_id": str(uuid.uuid4()), "reason": "timeout"})
-            publish("order.failed", {"order_id": str(uuid.uuid4()), "reason": "timeout"})
-        woken = list(listener.notifies(timeout=0.5))
+            first = publish("order.failed", {"order_id": str(uuid.uuid4()), "reason": "timeout"})
+            second = publish("order.failed", {"order_id": str(uuid.uuid4()), "reason": "timeout"})
+        woken = list(listener.notifies(timeout=0.5, stop_after=2))
 
-    assert [notice.channel for notice in woken] == [NOTIFY_CHANNEL]  # one per transaction, not per row
+    # Each names its row, for the relays to claim it by its key.
+    assert [(notice.channel, notice.payload) for notice in woken] == [
+        (NOTIFY_CHANNEL, str(first.pk)), (NOTIFY_CHANNEL, str(second.pk))]
 
 
 @pytest.mark.django_db

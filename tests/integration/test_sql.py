@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import OperationalError, connection, connections, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from config import sql
 from messaging.models import OutboxMessage
 from payments.models import Payment
 from saga.models import Saga
+from tests.integration.support import in_another_transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,29 +99,16 @@ def test_a_loaded_instance_saves_as_the_existing_row():
 
 def test_a_locked_select_holds_the_row_until_the_transaction_ends():
     saga = sql.insert(a_saga())
-    locked = threading.Event()
-    release = threading.Event()
-
-    def hold_the_lock():
-        try:
-            with transaction.atomic():
-                sql.select_one(Saga, ["state"], "order_id = %s", [saga.order_id], lock=True)
-                locked.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold_the_lock)
-    holder.start()
-    try:
-        assert locked.wait(10)
+    with in_another_transaction(
+            lambda: sql.select_one(Saga, ["state"], "order_id = %s", [saga.order_id], lock=True)):
         with pytest.raises(OperationalError), transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(f"SELECT 1 FROM {sql.table(Saga)} WHERE order_id = %s FOR UPDATE NOWAIT",
-                               [saga.order_id])
-    finally:
-        release.set()
-        holder.join(10)
-    with transaction.atomic(), connection.cursor() as cursor:
+            lock_without_waiting(saga)
+
+    with transaction.atomic():
+        assert lock_without_waiting(saga) == (1,)
+
+
+def lock_without_waiting(saga: Saga) -> tuple | None:
+    with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {sql.table(Saga)} WHERE order_id = %s FOR UPDATE NOWAIT", [saga.order_id])
-        assert cursor.fetchone() == (1,)
+        return cursor.fetchone()
