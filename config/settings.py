@@ -326,5 +326,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "amqp": {"level": "WARNING"},
         "kombu": {"level": "WARNING"},
+        # It logs each failing check with a traceback; /health logs one line naming them all (config/views.py).
+        "health_check": {"level": "ERROR"},
     },
 }

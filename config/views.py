@@ -3,6 +3,8 @@ paths and server errors."""
 
 from __future__ import annotations
 
+import logging
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -11,6 +13,8 @@ from health_check.views import HealthCheckView
 
 from config.api import json_error
 from config.auth import requires_operator_token
+
+logger = logging.getLogger(__name__)
 
 
 class HealthView(HealthCheckView):
@@ -40,6 +44,12 @@ class HealthView(HealthCheckView):
         body = {"status": "unhealthy" if failing else "ok", "checks": checks, "failing": failing}
         response = JsonResponse(body, status=503 if failing else 200)
         response["Cache-Control"] = "no-store"
+        if failing:
+            # One line per probe that names what fails and why, rather than a traceback for each failing check
+            # and an ERROR for each 503: a probe every few seconds through an outage would bury everything else.
+            logger.warning("unhealthy: %s", "; ".join(f"{name}: {checks[name]}" for name in failing),
+                           extra={"failing": failing})
+            response._has_been_logged = True  # tells django.request not to log the 503 again
         return response
 
 

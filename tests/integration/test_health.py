@@ -6,6 +6,7 @@ are committed: these tests use transactional_db.
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from datetime import timedelta
@@ -83,6 +84,20 @@ def test_a_worker_whose_relay_is_silent_fails_the_worker_check(client):
 
     assert (status, body["failing"]) == (503, ["worker"])
     assert "relay" in body["checks"]["worker"] and "payments" not in body["checks"]["worker"]
+
+
+def test_a_failing_probe_logs_one_warning_naming_the_failures_and_no_traceback(client, caplog):
+    beat("payments", "inventory", "saga", "dead_letters")
+    beat("relay", age_s=120)
+
+    with caplog.at_level(logging.DEBUG):
+        status, body = health(client)
+
+    assert status == 503
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.levelname) for r in problems] == [("config.views", "WARNING")]
+    assert problems[0].getMessage() == f"unhealthy: worker: {body['checks']['worker']}"
+    assert problems[0].exc_info is None and problems[0].failing == ["worker"]
 
 
 def test_in_the_embedded_mode_the_in_process_dispatcher_is_the_worker(client, settings):
