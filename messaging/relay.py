@@ -189,6 +189,9 @@ class Relay:
                         pass
                     next_sweep = time.monotonic() + settings.OUTBOX_SWEEP_INTERVAL_S
                 notified = listener.wait(min(next_sweep - time.monotonic(), settings.WORKER_HEARTBEAT_INTERVAL_S))
+                if notified is None:
+                    next_sweep = 0.0
+                    continue
                 for start in range(0, len(notified), settings.OUTBOX_BATCH_SIZE):
                     relay_once(publisher, ids=notified[start:start + settings.OUTBOX_BATCH_SIZE])
         finally:
@@ -209,14 +212,19 @@ class _Listener:
             self.conn = psycopg.connect(**params, autocommit=True)
             self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
-    def wait(self, timeout: float) -> list[int]:
-        """The ids of the outbox rows committed since the last call, waiting up to `timeout` for the first."""
+    def wait(self, timeout: float) -> list[int] | None:
+        """The ids of the outbox rows committed since the last call, waiting up to `timeout` for the first.
+
+        None when a notification named no row (the trigger of a database not yet migrated): sweep instead.
+        """
         if self.conn is None:
             threading.Event().wait(max(0.0, timeout))
             return []
         # The first packet whole (stopping inside it would drop the rest of it), then whatever else has arrived.
         notices = [*self.conn.notifies(timeout=max(0.0, timeout), stop_after=1), *self.conn.notifies(timeout=0)]
-        return [int(notice.payload) for notice in notices if notice.payload.isdigit()]
+        if not all(notice.payload.isdigit() for notice in notices):
+            return None
+        return [int(notice.payload) for notice in notices]
 
     def close(self) -> None:
         if self.conn is not None:

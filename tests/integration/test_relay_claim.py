@@ -1,16 +1,18 @@
-"""What a relay claims: the rows a notification named, or the oldest unpublished, never a row another holds."""
+"""What wakes a relay and what it claims: the rows a notification named, or the oldest unpublished, never a row
+another relay holds."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging.models import OutboxMessage
 from messaging.outbox import publish
-from messaging.relay import claim
+from messaging.outbox import NOTIFY_CHANNEL
+from messaging.relay import _Listener, claim
 from tests.integration.support import in_another_transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,3 +53,23 @@ def test_a_row_another_relay_holds_is_skipped_by_key_and_by_sweep():
         assert claimed() == [free]
 
     assert claimed(ids=[held]) == [held]
+
+
+def test_the_listener_hands_over_the_ids_committed_and_asks_for_a_sweep_when_one_names_no_row(settings):
+    settings.MESSAGING_TRANSPORT = "amqp"
+    listener = _Listener()
+    try:
+        assert listener.wait(0.1) == []
+        ids = rows(3)
+        heard: list[int] = []
+        for _ in range(10):  # normally one wait: the three arrive together at the commit
+            heard += listener.wait(0.5)
+            if len(heard) >= 3:
+                break
+        assert heard == ids
+
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")  # as the trigger of a database not migrated yet sends it
+        assert listener.wait(1.0) is None
+    finally:
+        listener.close()
