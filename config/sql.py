@@ -58,8 +58,8 @@ def _update_plan(model: type[Model], names: tuple[str, ...], vendor: str) -> tup
     fields = [meta.get_field(name) for name in names]
     fields += [f for f in meta.concrete_fields if getattr(f, "auto_now", False) and f not in fields]
     assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
-    return f"UPDATE {meta.db_table} SET {assignments} WHERE {connection.ops.quote_name(meta.pk.column)} = %s", \
-        tuple(fields)
+    key = connection.ops.quote_name(meta.pk.column)
+    return f"UPDATE {meta.db_table} SET {assignments} WHERE {key} = %s", tuple(fields)
 
 
 def update(instance: Model, names: Sequence[str]) -> int:
