@@ -47,9 +47,7 @@ def insert(instance: Model) -> Model:
         cursor.execute(sql, params)
         if generated:
             instance.pk = cursor.fetchone()[0]
-    instance._state.adding = False
-    instance._state.db = connection.alias
-    return instance
+    return _as_stored(instance)
 
 
 @cache
@@ -129,7 +127,11 @@ def execute(sql: str, params: Sequence[Any] = ()) -> int:
 
 def loaded(model: type[Model], **values: Any) -> Model:
     """An instance of a row read by `select()`: a later `save()` updates that row rather than inserting one."""
-    instance = model(**values)
+    return _as_stored(model(**values))
+
+
+def _as_stored(instance: Model) -> Model:
+    # As the ORM marks an instance it saved or loaded.
     instance._state.adding = False
     instance._state.db = connection.alias
     return instance
