@@ -124,7 +124,7 @@ def relay_once(publisher: ConfirmingPublisher, batch_size: int | None = None, id
     return len(rows)
 
 
-# The relay's two statements are written out: it runs them for every batch, and building them through the ORM
+# The relay's statements are written out: it runs them for every batch, and building them through the ORM
 # cost more CPU than the rest of a pass.
 _TABLE = OutboxMessage._meta.db_table
 # Named, not `*`: a column added by a later migration must not change what a prepared statement returns.
@@ -137,12 +137,11 @@ def claim(batch_size: int, ids: list[int] | None = None) -> list[OutboxMessage]:
     rows also walks the entries of rows published since the last vacuum."""
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     if ids:
-        ids = ids[:batch_size]
-        sql = (f"SELECT {_COLUMNS} FROM {_TABLE} WHERE id IN ({', '.join(['%s'] * len(ids))}) "
-               f"AND published_at IS NULL ORDER BY id{skip_locked}")
-        return list(OutboxMessage.objects.raw(sql, ids))
-    sql = f"SELECT {_COLUMNS} FROM {_TABLE} WHERE published_at IS NULL ORDER BY created_at, id LIMIT %s{skip_locked}"
-    return list(OutboxMessage.objects.raw(sql, [batch_size]))
+        params: list[int] = ids[:batch_size]
+        where = f"id IN ({', '.join(['%s'] * len(params))}) AND published_at IS NULL ORDER BY id"
+    else:
+        params, where = [batch_size], "published_at IS NULL ORDER BY created_at, id LIMIT %s"
+    return list(OutboxMessage.objects.raw(f"SELECT {_COLUMNS} FROM {_TABLE} WHERE {where}{skip_locked}", params))
 
 
 def _mark_published(ids: list[int]) -> None:
