@@ -43,6 +43,7 @@ def beat_schedule() -> dict:
         "saga-timeout-sweep": {"task": "saga.tasks.sweep_timeouts", "schedule": settings.SAGA_SWEEP_INTERVAL_S},
         "outbox-safety-sweep": {"task": "messaging.tasks.sweep_outbox", "schedule": settings.OUTBOX_SWEEP_INTERVAL_S * 5},
         "inbox-retention": {"task": "messaging.tasks.prune_inbox", "schedule": 3600.0},
+        "outbox-retention": {"task": "messaging.tasks.prune_outbox", "schedule": 3600.0},
     }
 
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from messaging import bus
+from messaging import bus, retention
 from messaging.consumers import handle_delivery, store_dead_letter
 from messaging.heartbeat import INPROCESS, Heartbeat
 from messaging.models import OutboxMessage
@@ -79,8 +79,11 @@ def _deliver(row: OutboxMessage) -> None:
         OutboxMessage.objects.filter(pk=row.pk).update(published_at=timezone.now())
 
 
+RETENTION_INTERVAL_S = 3600.0
+
+
 def _run_forever() -> None:
-    next_sweep = 0.0
+    next_sweep = next_prune = 0.0
     backoff = 0.0
     heartbeat = Heartbeat(INPROCESS)
     while True:
@@ -97,6 +100,11 @@ def _run_forever() -> None:
             if time.monotonic() >= next_sweep:
                 _run_sweeps()
                 next_sweep = time.monotonic() + settings.SAGA_SWEEP_INTERVAL_S
+            if time.monotonic() >= next_prune:
+                # Hourly, as beat prunes in the production topology.
+                retention.prune_outbox()
+                retention.prune_inbox()
+                next_prune = time.monotonic() + RETENTION_INTERVAL_S
         except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
             logger.exception("in-process dispatcher pass failed")
             backoff = min(max(backoff * 2, 1.0), 30.0)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.utils import timezone
 from kombu import Connection
 
-from messaging.models import InboxMessage
+from messaging import retention
 from messaging.relay import ConfirmingPublisher, relay_once
 
 logger = logging.getLogger(__name__)
@@ -31,7 +29,11 @@ def sweep_outbox() -> int:
 
 @shared_task(name="messaging.tasks.prune_inbox", ignore_result=True)
 def prune_inbox() -> int:
-    """Forget inbox rows older than the retention: far longer than any redelivery can take."""
-    cutoff = timezone.now() - timedelta(days=settings.INBOX_RETENTION_DAYS)
-    deleted, _ = InboxMessage.objects.filter(processed_at__lt=cutoff).delete()
-    return deleted
+    """Forget inbox rows older than INBOX_RETENTION_DAYS."""
+    return retention.prune_inbox()
+
+
+@shared_task(name="messaging.tasks.prune_outbox", ignore_result=True)
+def prune_outbox() -> int:
+    """Forget outbox rows published more than OUTBOX_RETENTION_DAYS ago."""
+    return retention.prune_outbox()

@@ -1,0 +1,85 @@
+"""Published outbox rows and inbox rows are forgotten after their retention; an unpublished row never is."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from config.celery import beat_schedule
+from messaging import retention
+from messaging.models import InboxMessage, OutboxMessage
+from messaging.outbox import publish
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOW = timezone.now()
+
+
+def outbox_row(*, days_ago: float, published_days_ago: float | None) -> int:
+    with transaction.atomic():
+        pk = publish("order.completed", {"order_id": str(uuid.uuid4())}).pk
+    published = None if published_days_ago is None else NOW - timedelta(days=published_days_ago)
+    OutboxMessage.objects.filter(pk=pk).update(created_at=NOW - timedelta(days=days_ago), published_at=published)
+    return pk
+
+
+def inbox_row(*, days_ago: float) -> int:
+    row = InboxMessage.objects.create(consumer="saga", message_id=str(uuid.uuid4()), routing_key="payment.processed")
+    InboxMessage.objects.filter(pk=row.pk).update(processed_at=NOW - timedelta(days=days_ago))
+    return row.pk
+
+
+def remaining(model) -> set[int]:
+    return set(model.objects.values_list("pk", flat=True))
+
+
+def test_outbox_rows_published_before_the_retention_go_and_unpublished_ones_stay_however_old(settings, monkeypatch):
+    settings.OUTBOX_RETENTION_DAYS = 7
+    monkeypatch.setattr(retention, "PRUNE_BATCH_SIZE", 2)  # several batches
+    expired = [outbox_row(days_ago=10, published_days_ago=10) for _ in range(3)]
+    never_published = outbox_row(days_ago=30, published_days_ago=None)
+    expired.append(outbox_row(days_ago=9, published_days_ago=8))
+    published_late = outbox_row(days_ago=8, published_days_ago=6)
+    recent = [outbox_row(days_ago=1, published_days_ago=1), outbox_row(days_ago=0, published_days_ago=None)]
+
+    assert retention.prune_outbox(now=NOW) == len(expired)
+
+    assert remaining(OutboxMessage) == {never_published, published_late, *recent}
+    assert retention.prune_outbox(now=NOW) == 0
+
+
+def test_outbox_pruning_stops_at_the_first_rows_written_within_the_retention(settings, monkeypatch):
+    settings.OUTBOX_RETENTION_DAYS = 7
+    monkeypatch.setattr(retention, "PRUNE_BATCH_SIZE", 2)
+    old = outbox_row(days_ago=8, published_days_ago=8)
+    young = [outbox_row(days_ago=1, published_days_ago=1) for _ in range(4)]
+    # After them in key order (rows are, within the milliseconds between stamping and inserting): left for a
+    # later run, which shows the walk stopped at the first batch of rows written within the retention.
+    beyond = outbox_row(days_ago=9, published_days_ago=9)
+
+    assert retention.prune_outbox(now=NOW) == 1
+
+    assert remaining(OutboxMessage) == {*young, beyond}
+    assert old not in remaining(OutboxMessage)
+
+
+def test_inbox_rows_older_than_the_retention_go_in_batches(settings, monkeypatch):
+    settings.INBOX_RETENTION_DAYS = 7
+    monkeypatch.setattr(retention, "PRUNE_BATCH_SIZE", 2)
+    old = [inbox_row(days_ago=8) for _ in range(5)]
+    young = [inbox_row(days_ago=6), inbox_row(days_ago=0)]
+
+    assert retention.prune_inbox(now=NOW) == len(old)
+
+    assert remaining(InboxMessage) == set(young)
+
+
+def test_beat_prunes_both_every_hour():
+    schedule = {entry["task"]: entry["schedule"] for entry in beat_schedule().values()}
+
+    assert schedule["messaging.tasks.prune_outbox"] == 3600.0
+    assert schedule["messaging.tasks.prune_inbox"] == 3600.0
