@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from config.admin_mixins import ReadOnlyAdminMixin
+from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
 from inventory.models import Product, Reservation, ReservationLine, StockMovement
 
 
@@ -18,7 +18,7 @@ class ReservationLineInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReservationAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["order", "status", "reason", "created_at"]
     list_filter = ["status"]
     search_fields = ["order_id"]
@@ -31,6 +31,6 @@ class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(StockMovement)
-class StockMovementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class StockMovementAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["product", "kind", "quantity", "order_id", "at"]
     list_filter = ["kind"]

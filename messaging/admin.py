@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from config.admin_mixins import ReadOnlyAdmin
+from config.admin_mixins import LargeTableMixin, ReadOnlyAdmin
 
 from messaging.deadletters import ReplayRefusedError, dead_letter_discard, dead_letter_replay
 
@@ -24,11 +24,11 @@ class PublishedFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(ReadOnlyAdmin):
+class OutboxMessageAdmin(LargeTableMixin, ReadOnlyAdmin):
     list_display = ["message_id", "routing_key", "order_id", "created_at", "published_at", "lag", "target_queue"]
     list_filter = [PublishedFilter, "routing_key"]
     search_fields = ["message_id", "order_id", "correlation_id"]
-    ordering = ["-created_at"]
+    ordering = ["-id"]  # newest first through the primary key: created_at has an index for pending rows only
 
     @admin.display(description="lag")
     def lag(self, row: OutboxMessage) -> str:
@@ -39,7 +39,7 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
 
 
 @admin.register(InboxMessage)
-class InboxMessageAdmin(ReadOnlyAdmin):
+class InboxMessageAdmin(LargeTableMixin, ReadOnlyAdmin):
     list_display = ["consumer", "message_id", "routing_key", "processed_at"]
     list_filter = ["consumer", "routing_key"]
     search_fields = ["message_id"]

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from config.admin_mixins import ReadOnlyAdminMixin
+from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
 
 from config.errors import DomainError
 from inventory.models import Reservation
@@ -46,7 +46,7 @@ def _link(view: str, pk, text) -> SafeString:
 
 
 @admin.register(Order)
-class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class OrderAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "customer_id", "status", "saga_state", "total", "currency", "failure_reason", "created_at"]
     list_filter = ["status", "failure_reason", "created_at"]
     search_fields = ["id", "customer_id", "idempotency_key"]

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from config.admin_mixins import ReadOnlyAdmin
+from config.admin_mixins import LargeTableMixin, ReadOnlyAdmin
 
 from payments.models import Account, ClosedOrder, LedgerEntry, Payment
 
@@ -14,7 +14,7 @@ class AccountAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
+class PaymentAdmin(LargeTableMixin, ReadOnlyAdmin):
     list_display = ["id", "order", "customer_id", "amount", "status", "decline_code", "created_at"]
     list_filter = ["status", "decline_code"]
     search_fields = ["order_id", "customer_id"]
@@ -26,11 +26,11 @@ class PaymentAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(LargeTableMixin, ReadOnlyAdmin):
     list_display = ["account", "kind", "amount", "payment", "created_at"]
     list_filter = ["kind"]
 
 
 @admin.register(ClosedOrder)
-class ClosedOrderAdmin(ReadOnlyAdmin):
+class ClosedOrderAdmin(LargeTableMixin, ReadOnlyAdmin):
     list_display = ["order_id", "reason", "closed_at"]

@@ -38,7 +38,7 @@ class Payment(models.Model):
     currency = models.CharField(max_length=8)
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
     decline_code = models.CharField(max_length=64, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)  # the default ordering
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

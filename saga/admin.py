@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from config.admin_mixins import ReadOnlyAdminMixin
+from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
 
 from saga.models import Saga
 from saga.services import overdue_sagas
@@ -80,7 +80,7 @@ class StateAgeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Saga)
-class SagaAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["order_link", "state", "failure_reason", "in_state_for", "deadline_at", "overdue", "created_at"]
     list_filter = ["state", StuckFilter, StateAgeFilter, "failure_reason", "created_at"]
     search_fields = ["order_id", "customer_id"]

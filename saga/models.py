@@ -23,7 +23,7 @@ class Saga(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=8)
     items = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)  # the admin lists newest first
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -9,11 +9,13 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
 from config.models import AuditEntry
 from messaging.models import DeadLetter, InboxMessage, OutboxMessage
+from messaging.outbox import publish
 from saga.models import Saga
 from saga.timeline import DEAD_LETTER, HANDLED, SENT, TRANSITION, saga_timeline
 from tests.factories import make_account, make_product
@@ -205,3 +207,41 @@ def test_staff_who_may_only_view_dead_letters_cannot_replay_or_discard_them():
     assert 'value="replay"' not in page and 'value="discard"' not in page
     letter.refresh_from_db()
     assert letter.discarded_at is None
+
+
+def test_the_lists_of_tables_that_grow_with_every_order_are_counted_from_the_estimate_when_unfiltered(
+        staff, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from config.admin_mixins import EstimatedCountPaginator
+
+    with transaction.atomic():
+        sent = [publish("order.completed", {"order_id": str(uuid.uuid4())}) for _ in range(3)]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE messaging_outboxmessage")
+    with transaction.atomic():
+        newest = publish("order.completed", {"order_id": str(uuid.uuid4())})  # not in the estimate yet
+    monkeypatch.setattr(EstimatedCountPaginator, "ESTIMATE_ABOVE", 2)
+
+    with CaptureQueriesContext(connection) as queries:
+        page = staff.get("/admin/messaging/outboxmessage/").content.decode()
+    filtered = staff.get("/admin/messaging/outboxmessage/?status=pending").content.decode()
+
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert counts == [], counts  # no count(*) of the whole table, not even a second one for "show all"
+    assert "3 outbox messages" in page  # the estimate, which has not seen the newest row
+    assert "4 outbox messages" in filtered  # a filtered list is counted exactly
+    ids = [str(row.message_id) for row in [newest, *reversed(sent)]]
+    assert sorted(ids, key=page.index) == ids  # newest first
+
+
+def test_the_indexes_of_the_admins_newest_first_lists_are_built_and_valid():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT t.relname, i.indisvalid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
+                       "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(i.indkey) "
+                       "WHERE t.relname IN ('saga_saga', 'payments_payment') AND a.attname = 'created_at' "
+                       "AND i.indnatts = 1")
+        assert sorted(cursor.fetchall()) == [("payments_payment", True), ("saga_saga", True)]
