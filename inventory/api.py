@@ -8,7 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, MoneyField, Pagination, StrictCharField, StrictIntegerField, paginated, validated
+from config.api import (IDENTIFIER, MoneyField, Pagination, StrictCharField, StrictIntegerField, paginated,
+                        represented, validated)
 from config.auth import IsOperatorToWrite
 from inventory.selectors import product_get, product_list
 from inventory.services import ProductNotFoundError, product_create, product_restock
@@ -50,7 +51,7 @@ class ProductListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = validated(ProductCreateInputSerializer, request.data)
         product = product_create(**data)
-        return Response(ProductOutputSerializer(product).data, status=status.HTTP_201_CREATED)
+        return Response(represented(ProductOutputSerializer, product), status=status.HTTP_201_CREATED)
 
 
 class ProductDetailApi(APIView):
@@ -59,7 +60,7 @@ class ProductDetailApi(APIView):
         product = product_get(sku=sku)
         if product is None:
             raise ProductNotFoundError(f"no product with sku {sku!r}", {"sku": sku})
-        return Response(ProductOutputSerializer(product).data)
+        return Response(represented(ProductOutputSerializer, product))
 
 
 class ProductRestockApi(APIView):
@@ -70,5 +71,5 @@ class ProductRestockApi(APIView):
                    responses=ProductOutputSerializer)
     def post(self, request: Request, sku: str) -> Response:
         data = validated(ProductRestockInputSerializer, request.data)
-        return Response(ProductOutputSerializer(product_restock(sku=sku, **data)).data)
+        return Response(represented(ProductOutputSerializer, product_restock(sku=sku, **data)))
 

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, Pagination, StrictCharField, StrictIntegerField, paginated, validated
+from config.api import IDENTIFIER, Pagination, StrictCharField, StrictIntegerField, paginated, represented, validated
 from config.auth import OrderCreateThrottle, client_of, customer_scope, may_see
 from config.errors import DomainError, NotFoundError
 from orders.models import Order
@@ -116,7 +116,7 @@ def saga_body(state: str, steps: list) -> dict:
     history = [{"from_state": step.from_state or None, "to_state": step.to_state,
                 "message_type": step.message_type, "message_id": step.message_id or None, "at": step.at}
                for step in steps]
-    return SagaOutputSerializer({"state": state, "history": history}).data
+    return represented(SagaOutputSerializer, {"state": state, "history": history})
 
 
 class OrderListFilterSerializer(serializers.Serializer):
@@ -188,9 +188,9 @@ class OrderListCreateApi(APIView):
         if not created and order.first_answer is not None:
             return Response(order.first_answer, status=status.HTTP_201_CREATED)
         if created:
-            body = PlacedOrderOutputSerializer(order).data
+            body = represented(PlacedOrderOutputSerializer, order)
         else:
-            body = OrderDetailOutputSerializer(order_get(order_id=str(order.id))).data
+            body = represented(OrderDetailOutputSerializer, order_get(order_id=str(order.id)))
         if created and key:
             order_remember_first_answer(order_id=str(order.id), body=body)
         return Response(body, status=status.HTTP_201_CREATED)
@@ -199,7 +199,7 @@ class OrderListCreateApi(APIView):
 class OrderDetailApi(APIView):
     @extend_schema(operation_id="orders_get", responses=OrderDetailOutputSerializer)
     def get(self, request: Request, order_id) -> Response:
-        return Response(OrderDetailOutputSerializer(order_visible(request, order_id)).data)
+        return Response(represented(OrderDetailOutputSerializer, order_visible(request, order_id)))
 
 
 class OrderCancelApi(APIView):
@@ -209,5 +209,5 @@ class OrderCancelApi(APIView):
     def post(self, request: Request, order_id) -> Response:
         order_visible(request, order_id)
         saga_cancel(order_id=str(order_id), by=client_of(request).actor)
-        return Response(OrderDetailOutputSerializer(order_get(order_id=str(order_id))).data,
+        return Response(represented(OrderDetailOutputSerializer, order_get(order_id=str(order_id))),
                         status=status.HTTP_202_ACCEPTED)

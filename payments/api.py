@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, MoneyField, Pagination, StrictCharField, paginated, validated
+from config.api import IDENTIFIER, MoneyField, Pagination, StrictCharField, paginated, represented, validated
 from config.auth import IsOperator, customer_scope, may_see
 from config.errors import NotFoundError
 from payments.selectors import account_get, payment_list
@@ -52,7 +52,7 @@ class AccountCreateApi(APIView):
                    responses={201: AccountOutputSerializer})
     def post(self, request: Request) -> Response:
         account = account_create(**validated(AccountCreateInputSerializer, request.data))
-        return Response(AccountOutputSerializer(account).data, status=status.HTTP_201_CREATED)
+        return Response(represented(AccountOutputSerializer, account), status=status.HTTP_201_CREATED)
 
 
 class AccountDetailApi(APIView):
@@ -61,7 +61,7 @@ class AccountDetailApi(APIView):
         account = account_get(customer_id=customer_id) if may_see(request, customer_id) else None
         if account is None:
             raise AccountNotFoundError(f"no account for customer {customer_id!r}", {"customer_id": customer_id})
-        return Response(AccountOutputSerializer(account).data)
+        return Response(represented(AccountOutputSerializer, account))
 
 
 class PaymentListApi(APIView):
