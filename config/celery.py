@@ -39,11 +39,13 @@ app.steps["worker"].add(MessagingStep)
 def beat_schedule() -> dict:
     from django.conf import settings
 
+    from messaging.retention import PRUNE_INTERVAL_S
+
     return {
         "saga-timeout-sweep": {"task": "saga.tasks.sweep_timeouts", "schedule": settings.SAGA_SWEEP_INTERVAL_S},
         "outbox-safety-sweep": {"task": "messaging.tasks.sweep_outbox", "schedule": settings.OUTBOX_SWEEP_INTERVAL_S * 5},
-        "inbox-retention": {"task": "messaging.tasks.prune_inbox", "schedule": 3600.0},
-        "outbox-retention": {"task": "messaging.tasks.prune_outbox", "schedule": 3600.0},
+        "inbox-retention": {"task": "messaging.tasks.prune_inbox", "schedule": PRUNE_INTERVAL_S},
+        "outbox-retention": {"task": "messaging.tasks.prune_outbox", "schedule": PRUNE_INTERVAL_S},
     }
 
 

@@ -79,9 +79,6 @@ def _deliver(row: OutboxMessage) -> None:
         OutboxMessage.objects.filter(pk=row.pk).update(published_at=timezone.now())
 
 
-RETENTION_INTERVAL_S = 3600.0
-
-
 def _run_forever() -> None:
     next_sweep = next_prune = 0.0
     backoff = 0.0
@@ -101,10 +98,9 @@ def _run_forever() -> None:
                 _run_sweeps()
                 next_sweep = time.monotonic() + settings.SAGA_SWEEP_INTERVAL_S
             if time.monotonic() >= next_prune:
-                # Hourly, as beat prunes in the production topology.
                 retention.prune_outbox()
                 retention.prune_inbox()
-                next_prune = time.monotonic() + RETENTION_INTERVAL_S
+                next_prune = time.monotonic() + retention.PRUNE_INTERVAL_S
         except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
             logger.exception("in-process dispatcher pass failed")
             backoff = min(max(backoff * 2, 1.0), 30.0)
