@@ -84,11 +84,11 @@ class DatabaseCollector:
 
 
 def _saga_families() -> Iterator[Metric]:
-    from saga.models import Saga
+    from saga.selectors import saga_counts
     from saga.services import overdue_sagas
     from saga.transitions import State
 
-    rows = list(Saga.objects.values_list("state", "failure_reason").annotate(n=Count("pk")).order_by())
+    rows = [(state, reason, n) for (state, reason), n in saga_counts().items()]
     started = CounterMetricFamily("sagaflow_sagas_started", "Sagas started (one per order placed).")
     started.add_metric([], sum(n for _, _, n in rows))
     completed = CounterMetricFamily("sagaflow_sagas_completed", "Sagas that completed.")

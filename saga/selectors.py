@@ -1,10 +1,16 @@
-"""Reads of the saga: its state and timeline."""
+"""Reads of the saga: its state and timeline, and how many sagas there are in each state."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import threading
+from collections import Counter as Tally
+from datetime import datetime, timedelta
 
-from saga.models import SagaTransition
+from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
+
+from saga.models import Saga, SagaTransition
+from saga.transitions import FINAL_STATES, State
 
 
 def saga_history(*, order_id: str) -> QuerySet[SagaTransition]:
@@ -16,3 +22,61 @@ def saga_state_and_history(*, order_id: str) -> tuple[str, list[SagaTransition]]
     as the change, so the last step's `to_state` is the state. None when the order has no saga."""
     history = list(saga_history(order_id=order_id))
     return (history[-1].to_state, history) if history else None
+
+
+OPEN_STATES = sorted(set(State) - FINAL_STATES)
+# Older than this, a saga's row has long been committed: no transaction that wrote one is still open.
+SETTLED_AFTER = timedelta(minutes=1)
+
+
+class _SagaTally:
+    """How many sagas there are by (state, failure reason), without counting every saga ever placed at each call.
+
+    A saga in a final state never changes its state or its reason again. So the final sagas created before a
+    watermark are counted once and kept; a call counts only the sagas created since, and those still open,
+    through the indexes on `created_at` and `state`. The watermark never passes the oldest open saga. One
+    tally per process; a change of the oldest saga (rows deleted, a database emptied) starts it again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settled: Tally = Tally()
+        self._watermark: datetime | None = None
+        self._oldest: datetime | None = None
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            oldest = Saga.objects.aggregate(oldest=Min("created_at"))["oldest"]
+            if oldest != self._oldest:
+                self._settled, self._watermark, self._oldest = Tally(), None, oldest
+            self._settle()
+            recent = Saga.objects.all()
+            if self._watermark is not None:
+                recent = recent.filter(Q(created_at__gte=self._watermark) | Q(state__in=OPEN_STATES))
+            return dict(self._settled + _by_state_and_reason(recent))
+
+    def _settle(self) -> None:
+        oldest_open = Saga.objects.filter(state__in=OPEN_STATES).aggregate(oldest=Min("created_at"))["oldest"]
+        watermark = timezone.now() - SETTLED_AFTER
+        if oldest_open is not None:
+            watermark = min(watermark, oldest_open)
+        if self._watermark is not None and watermark <= self._watermark:
+            return
+        newly_settled = Saga.objects.filter(created_at__lt=watermark, state__in=FINAL_STATES)
+        if self._watermark is not None:
+            newly_settled = newly_settled.filter(created_at__gte=self._watermark)
+        self._settled.update(_by_state_and_reason(newly_settled))
+        self._watermark = watermark
+
+
+def _by_state_and_reason(sagas: QuerySet[Saga]) -> Tally:
+    rows = sagas.values_list("state", "failure_reason").annotate(n=Count("pk")).order_by()
+    return Tally({(state, reason): n for state, reason, n in rows})
+
+
+_tally = _SagaTally()
+
+
+def saga_counts() -> dict[tuple[str, str], int]:
+    """How many sagas there are by (state, failure reason): what /metrics reports at each scrape."""
+    return _tally.counts()
