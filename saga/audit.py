@@ -32,21 +32,33 @@ class Violation:
         return f"[invariant {self.invariant}] {self.subject}: {self.problem}"
 
 
-def audit(*, settled: bool = False, now: datetime | None = None) -> list[Violation]:
-    """Check every invariant. With `settled`, the system is taken to be quiet: nothing may be in flight."""
+def audit(*, settled: bool = False, now: datetime | None = None, since: datetime | None = None) -> list[Violation]:
+    """Check every invariant. With `settled`, the system is taken to be quiet: nothing may be in flight.
+
+    With `since`, the checks of single orders and messages (1, 2, 3, the orders of 5, and 6) cover those
+    placed or sent since then: on a database of millions of orders, the whole of it would not fit in memory.
+    Money and stock conservation (4, 5) always cover every account and product: they are sums in the database.
+    """
     now = now or timezone.now()
+    orders = Order.objects.all() if since is None else Order.objects.filter(created_at__gte=since)
     return [
-        *_orders_reach_an_end(settled, now),
-        *_completed_orders_paid_and_committed(),
-        *_failed_orders_hold_nothing(),
+        *_orders_reach_an_end(settled, now, orders),
+        *_completed_orders_paid_and_committed(orders),
+        *_failed_orders_hold_nothing(orders),
         *_money_is_conserved(),
-        *_stock_is_conserved(),
-        *_no_message_lost(settled, now),
+        *_stock_is_conserved(orders),
+        *_no_message_lost(settled, now, since),
     ]
 
 
-def _orders_reach_an_end(settled: bool, now: datetime):
-    pending = Order.objects.filter(status=Order.Status.PENDING)
+def _of(orders, rows, order_field: str):
+    """`rows` of the audited orders only, when the audit covers a window; all of them otherwise (a row of an
+    order that does not exist is then checked too)."""
+    return rows.filter(**{f"{order_field}__in": orders.values("id")}) if orders.query.where else rows
+
+
+def _orders_reach_an_end(settled: bool, now: datetime, orders):
+    pending = orders.filter(status=Order.Status.PENDING)
     if settled:
         for order_id in pending.values_list("id", flat=True):
             yield Violation(1, f"order {order_id}", "still PENDING while the system is quiet")
@@ -59,29 +71,30 @@ def _orders_reach_an_end(settled: bool, now: datetime):
         yield Violation(1, f"order {order_id}", "has no saga")
 
 
-def _captured_minus_refunded() -> dict[str, Decimal]:
+def _captured_minus_refunded(orders) -> dict[str, Decimal]:
     net: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for order_id, kind, amount in LedgerEntry.objects.filter(payment__isnull=False).values_list(
-            "payment__order_id", "kind", "amount"):
+    entries = _of(orders, LedgerEntry.objects.filter(payment__isnull=False), "payment__order_id")
+    for order_id, kind, amount in entries.values_list("payment__order_id", "kind", "amount"):
         net[str(order_id)] += amount if kind == LedgerEntry.Kind.CAPTURE else -amount
     return net
 
 
-def _reserved_lines(status: str) -> dict[str, dict[str, int]]:
+def _reserved_lines(status: str, orders) -> dict[str, dict[str, int]]:
     lines: dict[str, dict[str, int]] = defaultdict(dict)
-    for order_id, sku, quantity in ReservationLine.objects.filter(reservation__status=status).values_list(
-            "reservation__order_id", "product_id", "quantity"):
+    held = _of(orders, ReservationLine.objects.filter(reservation__status=status), "reservation__order_id")
+    for order_id, sku, quantity in held.values_list("reservation__order_id", "product_id", "quantity"):
         lines[str(order_id)][sku] = lines[str(order_id)].get(sku, 0) + quantity
     return lines
 
 
-def _completed_orders_paid_and_committed():
-    net = _captured_minus_refunded()
-    committed = _reserved_lines(Reservation.Status.COMMITTED)
+def _completed_orders_paid_and_committed(orders):
+    net = _captured_minus_refunded(orders)
+    committed = _reserved_lines(Reservation.Status.COMMITTED, orders)
     captured = defaultdict(list)
-    for order_id, amount in Payment.objects.filter(status=Payment.Status.CAPTURED).values_list("order_id", "amount"):
+    payments = _of(orders, Payment.objects.filter(status=Payment.Status.CAPTURED), "order_id")
+    for order_id, amount in payments.values_list("order_id", "amount"):
         captured[str(order_id)].append(amount)
-    for order in Order.objects.filter(status=Order.Status.COMPLETED).prefetch_related("lines"):
+    for order in orders.filter(status=Order.Status.COMPLETED).prefetch_related("lines"):
         key = str(order.id)
         if captured[key] != [order.total] or net[key] != order.total:
             yield Violation(2, f"order {key}", f"total {order.total} but captured {captured[key]}, net {net[key]}")
@@ -90,10 +103,10 @@ def _completed_orders_paid_and_committed():
             yield Violation(2, f"order {key}", f"lines {wanted} but committed {committed.get(key, {})}")
 
 
-def _failed_orders_hold_nothing():
-    net = _captured_minus_refunded()
-    active = _reserved_lines(Reservation.Status.ACTIVE)
-    for order_id in Order.objects.filter(status__in=[Order.Status.FAILED, Order.Status.CANCELLED]).values_list(
+def _failed_orders_hold_nothing(orders):
+    net = _captured_minus_refunded(orders)
+    active = _reserved_lines(Reservation.Status.ACTIVE, orders)
+    for order_id in orders.filter(status__in=[Order.Status.FAILED, Order.Status.CANCELLED]).values_list(
             "id", flat=True):
         key = str(order_id)
         if net.get(key, ZERO) != ZERO:
@@ -116,7 +129,7 @@ def _money_is_conserved():
                             f"opening+deposits {left} != balance+captured-refunded {right}")
 
 
-def _stock_is_conserved():
+def _stock_is_conserved(orders):
     moved: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for sku, kind, total in StockMovement.objects.values_list("product_id", "kind").annotate(
             total=Sum("quantity")).values_list("product_id", "kind", "total"):
@@ -125,8 +138,9 @@ def _stock_is_conserved():
     for sku, total in ReservationLine.objects.filter(reservation__status=Reservation.Status.ACTIVE).values_list(
             "product_id").annotate(total=Sum("quantity")).values_list("product_id", "total"):
         active[sku] = total
-    completed = {str(i) for i in Order.objects.filter(status=Order.Status.COMPLETED).values_list("id", flat=True)}
-    for order_id in StockMovement.objects.filter(kind=StockMovement.Kind.COMMIT).values_list("order_id", flat=True):
+    completed = {str(i) for i in orders.filter(status=Order.Status.COMPLETED).values_list("id", flat=True)}
+    commits = _of(orders, StockMovement.objects.filter(kind=StockMovement.Kind.COMMIT), "order_id")
+    for order_id in commits.values_list("order_id", flat=True):
         if str(order_id) not in completed:
             yield Violation(5, f"order {order_id}", "goods left on_hand for an order that did not complete")
     for product in Product.objects.all():
@@ -143,7 +157,7 @@ def _stock_is_conserved():
             yield Violation(5, f"product {product.sku}", f"available {product.available} is negative")
 
 
-def _no_message_lost(settled: bool, now: datetime):
+def _no_message_lost(settled: bool, now: datetime, since: datetime | None):
     lag = timedelta(seconds=max(settings.OUTBOX_SWEEP_INTERVAL_S * 10, 30))
     unpublished = OutboxMessage.objects.filter(published_at__isnull=True)
     if not settled:
@@ -152,11 +166,16 @@ def _no_message_lost(settled: bool, now: datetime):
         yield Violation(6, f"message {message_id}", f"{routing_key} was never published")
     if not settled:
         return
-    # Every published message reached each of its consumers, or is a dead letter there.
-    since = now - timedelta(days=settings.INBOX_RETENTION_DAYS)
-    seen = set(InboxMessage.objects.values_list("consumer", "message_id"))
+    # Every published message reached each of its consumers, or is a dead letter there. Older ones: their
+    # inbox rows may be pruned already.
+    start = now - timedelta(days=settings.INBOX_RETENTION_DAYS)
+    if since is not None:
+        start = max(start, since)
+    # An hour's slack: the consumer's clock may run behind the producer's.
+    seen = set(InboxMessage.objects.filter(processed_at__gte=start - timedelta(hours=1))
+               .values_list("consumer", "message_id"))
     dead = set(DeadLetter.objects.values_list("queue", "message_id"))
-    published = OutboxMessage.objects.filter(published_at__isnull=False, created_at__gte=since)
+    published = OutboxMessage.objects.filter(published_at__isnull=False, created_at__gte=start)
     for message_id, routing_key, target in published.values_list("message_id", "routing_key", "target_queue"):
         for consumer in [target] if target else bus.consumers_for(routing_key):
             if (consumer, str(message_id)) not in seen and (consumer, str(message_id)) not in dead:

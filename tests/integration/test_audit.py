@@ -115,3 +115,35 @@ def test_an_unpublished_outbox_row_is_lost_once_older_than_the_relays_allow():
     assert audit() == []  # fresh: a relay may still take it
     later = timezone.now() + timedelta(minutes=5)
     assert [v.invariant for v in audit(now=later)] == [6]
+
+
+def test_an_audit_since_a_time_checks_the_orders_and_messages_of_that_window_and_all_money_and_stock():
+    sku = make_product(stock=10, price="10.00").sku
+    customer = make_account(balance="100.00").customer_id
+    old, recent = place(customer, (sku, 1)), place(customer, (sku, 1))
+    drain()
+    Order.objects.filter(id=old).update(created_at=timezone.now() - timedelta(days=2))
+    for order_id in (old, recent):  # both break invariant 2
+        Order.objects.filter(id=order_id).update(total=Decimal("999.00"))
+    lost = OutboxMessage.objects.get(order_id=old, routing_key="inventory.reserve")
+    OutboxMessage.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(days=2))
+    InboxMessage.objects.filter(consumer="inventory", message_id=str(lost.message_id)).delete()
+    Product.objects.filter(sku=sku).update(on_hand=3)  # breaks invariant 5 whatever the window
+
+    windowed = audit(settled=True, since=timezone.now() - timedelta(days=1))
+    whole = audit(settled=True)
+
+    assert {(v.invariant, v.subject) for v in windowed} == {(2, f"order {recent}"), (5, f"product {sku}")}
+    assert {(2, f"order {old}"), (6, f"message {lost.message_id}")} <= {(v.invariant, v.subject) for v in whole}
+    out = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("saga_audit", "--settled", "--since", "24h", stdout=out, stderr=io.StringIO())
+    assert f"order {recent}" in out.getvalue() and f"order {old}" not in out.getvalue()
+
+
+@pytest.mark.parametrize("window", ["24", "h", "0h", "1w", "-2d"])
+def test_a_since_that_is_not_a_number_and_a_unit_is_refused(window):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--since takes a number and a unit"):
+        call_command("saga_audit", f"--since={window}", stdout=io.StringIO())
