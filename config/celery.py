@@ -36,10 +36,13 @@ class MessagingStep(bootsteps.StartStopStep):
 app.steps["worker"].add(MessagingStep)
 
 
+# How often beat, or the embedded mode's in-process thread, prunes the inbox and the published outbox. Here, not
+# in messaging.retention: this module is read before Django's apps are ready, and that one imports models.
+PRUNE_INTERVAL_S = 3600.0
+
+
 def beat_schedule() -> dict:
     from django.conf import settings
-
-    from messaging.retention import PRUNE_INTERVAL_S
 
     return {
         "saga-timeout-sweep": {"task": "saga.tasks.sweep_timeouts", "schedule": settings.SAGA_SWEEP_INTERVAL_S},

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from config.celery import PRUNE_INTERVAL_S
 from messaging import bus, retention
 from messaging.consumers import handle_delivery, store_dead_letter
 from messaging.heartbeat import INPROCESS, Heartbeat
@@ -100,7 +101,7 @@ def _run_forever() -> None:
             if time.monotonic() >= next_prune:
                 retention.prune_outbox()
                 retention.prune_inbox()
-                next_prune = time.monotonic() + retention.PRUNE_INTERVAL_S
+                next_prune = time.monotonic() + PRUNE_INTERVAL_S
         except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
             logger.exception("in-process dispatcher pass failed")
             backoff = min(max(backoff * 2, 1.0), 30.0)

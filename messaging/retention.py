@@ -18,7 +18,6 @@ from messaging.models import InboxMessage, OutboxMessage
 logger = logging.getLogger(__name__)
 
 PRUNE_BATCH_SIZE = 5000
-PRUNE_INTERVAL_S = 3600.0  # how often beat, or the embedded mode's in-process thread, prunes
 
 
 def prune_outbox(now: datetime | None = None) -> int:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config.celery import beat_schedule
 from messaging import retention
 from messaging.models import InboxMessage, OutboxMessage
 from messaging.outbox import publish
@@ -78,7 +83,14 @@ def test_inbox_rows_older_than_the_retention_go_in_batches(settings, monkeypatch
     assert remaining(InboxMessage) == set(young)
 
 
-def test_beat_prunes_both_every_hour():
-    schedule = {entry["task"]: entry["schedule"] for entry in beat_schedule().values()}
+def test_beat_prunes_both_every_hour_as_celery_loads_its_schedule_before_django_is_ready():
+    # In a fresh interpreter, as `celery -A config beat` starts: the schedule is built before Django's apps
+    # are ready, and an import of models there would leave beat with no schedule at all.
+    program = ("import json; from config.celery import app; app.finalize(); "
+               "print(json.dumps({e['task']: e['schedule'] for e in app.conf.beat_schedule.values()}))")
+    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True,
+                            cwd=settings.BASE_DIR, env={**os.environ, "SECRET_KEY": secrets.token_urlsafe(50)})
+    schedule = json.loads(loaded.stdout.strip().splitlines()[-1])
 
     assert schedule["messaging.tasks.prune_outbox"] == schedule["messaging.tasks.prune_inbox"] == 3600.0
+    assert {"saga.tasks.sweep_timeouts", "messaging.tasks.sweep_outbox"} <= set(schedule)
