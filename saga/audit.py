@@ -41,10 +41,11 @@ def audit(*, settled: bool = False, now: datetime | None = None, since: datetime
     """
     now = now or timezone.now()
     orders = Order.objects.all() if since is None else Order.objects.filter(created_at__gte=since)
+    net = _captured_minus_refunded(orders)
     return [
         *_orders_reach_an_end(settled, now, orders),
-        *_completed_orders_paid_and_committed(orders),
-        *_failed_orders_hold_nothing(orders),
+        *_completed_orders_paid_and_committed(orders, net),
+        *_failed_orders_hold_nothing(orders, net),
         *_money_is_conserved(),
         *_stock_is_conserved(orders),
         *_no_message_lost(settled, now, since),
@@ -87,8 +88,7 @@ def _reserved_lines(status: str, orders) -> dict[str, dict[str, int]]:
     return lines
 
 
-def _completed_orders_paid_and_committed(orders):
-    net = _captured_minus_refunded(orders)
+def _completed_orders_paid_and_committed(orders, net: dict[str, Decimal]):
     committed = _reserved_lines(Reservation.Status.COMMITTED, orders)
     captured = defaultdict(list)
     payments = _of(orders, Payment.objects.filter(status=Payment.Status.CAPTURED), "order_id")
@@ -103,8 +103,7 @@ def _completed_orders_paid_and_committed(orders):
             yield Violation(2, f"order {key}", f"lines {wanted} but committed {committed.get(key, {})}")
 
 
-def _failed_orders_hold_nothing(orders):
-    net = _captured_minus_refunded(orders)
+def _failed_orders_hold_nothing(orders, net: dict[str, Decimal]):
     active = _reserved_lines(Reservation.Status.ACTIVE, orders)
     for order_id in orders.filter(status__in=[Order.Status.FAILED, Order.Status.CANCELLED]).values_list(
             "id", flat=True):
