@@ -29,6 +29,11 @@ def table(model: type[Model]) -> str:
     return model._meta.db_table
 
 
+def placeholders(values: Sequence[Any]) -> str:
+    """`%s, %s, …`, one for each value: the list of an `IN (…)`."""
+    return ", ".join(["%s"] * len(values))
+
+
 def adapt(model: type[Model], name: str, value: Any) -> Any:
     """`value` as a parameter for the column of field `name`: a uuid is a hex string on SQLite, and so on."""
     return model._meta.get_field(name).get_db_prep_value(value, _db())

@@ -21,5 +21,5 @@ def product_get(*, sku: str) -> Product | None:
 def product_prices(*, skus: list[str]) -> dict[str, Decimal]:
     """The catalogue price of each known sku; unknown skus are absent."""
     # Written out: every order placed asks it.
-    rows = sql.select(Product, ["sku", "price"], f"sku IN ({', '.join(['%s'] * len(skus))})", skus) if skus else []
+    rows = sql.select(Product, ["sku", "price"], f"sku IN ({sql.placeholders(skus)})", skus) if skus else []
     return {row["sku"]: row["price"] for row in rows}

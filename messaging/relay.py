@@ -18,6 +18,7 @@ from django.utils import timezone
 import amqp
 from kombu import Connection
 
+from config import sql
 from messaging import topology
 from messaging.heartbeat import RELAY, Heartbeat
 from messaging.models import OutboxMessage
@@ -138,7 +139,7 @@ def claim(batch_size: int, ids: list[int] | None = None) -> list[OutboxMessage]:
     skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     if ids:
         params: list[int] = ids[:batch_size]
-        where = f"id IN ({', '.join(['%s'] * len(params))}) AND published_at IS NULL ORDER BY id"
+        where = f"id IN ({sql.placeholders(params)}) AND published_at IS NULL ORDER BY id"
     else:
         params, where = [batch_size], "published_at IS NULL ORDER BY created_at, id LIMIT %s"
     return list(OutboxMessage.objects.raw(f"SELECT {_COLUMNS} FROM {_TABLE} WHERE {where}{skip_locked}", params))
@@ -146,7 +147,7 @@ def claim(batch_size: int, ids: list[int] | None = None) -> list[OutboxMessage]:
 
 def _mark_published(ids: list[int]) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {_TABLE} SET published_at = %s WHERE id IN ({', '.join(['%s'] * len(ids))})",
+        cursor.execute(f"UPDATE {_TABLE} SET published_at = %s WHERE id IN ({sql.placeholders(ids)})",
                        [timezone.now(), *ids])
 
 
