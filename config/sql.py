@@ -104,13 +104,16 @@ def _select_plan(model: type[Model], names: tuple[str, ...], where: str, suffix:
 
 
 def select(model: type[Model], names: Sequence[str], where: str, params: Sequence[Any], *,
-           limit: int | None = None, lock: bool = False) -> list[dict[str, Any]]:
+           limit: int | None = None, lock: bool = False, skip_locked: bool = False) -> list[dict[str, Any]]:
     """Rows of `model` matching `where` (SQL over its columns, `%s` for each parameter), as dicts of the
-    fields `names`, converted as the ORM converts them. `lock` adds FOR UPDATE where the database has it."""
+    fields `names`, converted as the ORM converts them. `lock` adds FOR UPDATE where the database has it, and
+    `skip_locked` SKIP LOCKED."""
     db = _db()
     suffix = f" LIMIT {int(limit)}" if limit is not None else ""
     if lock and db.features.has_select_for_update:
         suffix += " FOR UPDATE"
+        if skip_locked and db.features.has_select_for_update_skip_locked:
+            suffix += " SKIP LOCKED"
     plan = _select_plan(model, tuple(names), where, suffix, db.vendor)
     with db.cursor() as cursor:
         cursor.execute(plan.sql, params)

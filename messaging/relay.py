@@ -126,29 +126,29 @@ def relay_once(publisher: ConfirmingPublisher, batch_size: int | None = None, id
 
 
 # The relay's statements are written out: it runs them for every batch, and building them through the ORM
-# cost more CPU than the rest of a pass.
+# cost more CPU than the rest of a pass. Its rows are read through config/sql.py rather than a RawQuerySet,
+# which cost 207 µs of CPU to claim five rows against 155.
 _TABLE = OutboxMessage._meta.db_table
 # Named, not `*`: a column added by a later migration must not change what a prepared statement returns.
-_COLUMNS = ", ".join(field.column for field in OutboxMessage._meta.concrete_fields)
+_FIELDS = tuple(field.attname for field in OutboxMessage._meta.concrete_fields)
 
 
 def claim(batch_size: int, ids: list[int] | None = None) -> list[OutboxMessage]:
     """Lock up to `batch_size` unpublished rows, oldest first, skipping rows another relay holds. Must run in a
     transaction. With `ids`, only those rows: found through the primary key, where a scan of the unpublished
     rows also walks the entries of rows published since the last vacuum."""
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     if ids:
-        params: list[int] = ids[:batch_size]
+        params, limit = ids[:batch_size], None
         where = f"id IN ({sql.placeholders(params)}) AND published_at IS NULL ORDER BY id"
     else:
-        params, where = [batch_size], "published_at IS NULL ORDER BY created_at, id LIMIT %s"
-    return list(OutboxMessage.objects.raw(f"SELECT {_COLUMNS} FROM {_TABLE} WHERE {where}{skip_locked}", params))
+        params, limit, where = [], batch_size, "published_at IS NULL ORDER BY created_at, id"
+    rows = sql.select(OutboxMessage, _FIELDS, where, params, limit=limit, lock=True, skip_locked=True)
+    return [sql.loaded(OutboxMessage, **values) for values in rows]
 
 
 def _mark_published(ids: list[int]) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {_TABLE} SET published_at = %s WHERE id IN ({sql.placeholders(ids)})",
-                       [timezone.now(), *ids])
+    sql.execute(f"UPDATE {_TABLE} SET published_at = %s WHERE id IN ({sql.placeholders(ids)})",
+                [sql.adapt(OutboxMessage, "published_at", timezone.now()), *ids])
 
 
 class Relay:
