@@ -1,7 +1,7 @@
 """`make run`: migrate, seed the demo data, then serve.
 
 Embedded default (neither DATABASE_URL nor BROKER_URL set): one gunicorn process with one worker and
-threads, because the in-process transport is a thread of the process that serves the API (config/wsgi.py
+threads (gunicorn.conf.py), because the in-process transport is a thread of the process that serves the API (config/wsgi.py
 starts it), so a second worker process would be a second, competing transport.
 
 Production topology (both set): three child processes, web (gunicorn), worker (Celery) and beat (Celery
@@ -118,9 +118,9 @@ def run_embedded(web_port: int) -> None:
     manage("seed_demo")
     banner("embedded: SQLite and the in-process transport, one process", web_port, demo_tokens())
     os.chdir(ROOT)
-    # exec: gunicorn takes this process's place, so signals reach it directly.
-    os.execv(gunicorn, [gunicorn, "config.wsgi", "--workers", "1", "--threads", "8",
-                        "--bind", f"0.0.0.0:{web_port}"])
+    # exec: gunicorn takes this process's place, so signals reach it directly. gunicorn.conf.py keeps it to one
+    # process.
+    os.execv(gunicorn, [gunicorn, "config.wsgi", "--bind", f"0.0.0.0:{web_port}"])
 
 
 def run_topology(web_port: int) -> int:
@@ -130,8 +130,8 @@ def run_topology(web_port: int) -> int:
     # The application's logging applies in worker and beat; --loglevel keeps Celery's own banner in line.
     log_level = os.environ.get("LOG_LEVEL", "").strip() or "info"
     commands = {
-        # Workers default to WEB_CONCURRENCY (gunicorn's own variable), 1 when unset.
-        "web": [gunicorn, "config.wsgi", "--threads", "4", "--bind", f"0.0.0.0:{web_port}"],
+        # Processes and threads: WEB_CONCURRENCY and WEB_THREADS, read by gunicorn.conf.py.
+        "web": [gunicorn, "config.wsgi", "--bind", f"0.0.0.0:{web_port}"],
         "worker": [celery, "-A", "config", "worker", f"--loglevel={log_level}"],
         "beat": [celery, "-A", "config", "beat", f"--loglevel={log_level}"],
     }

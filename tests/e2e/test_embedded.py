@@ -34,8 +34,9 @@ def embedded(tmp_path: Path):
     tokens = {"operator": manage("create_api_token", "--role", "operator", "--by", "tests"),
               "alice": manage("create_api_token", "--role", "customer", "--customer-id", "alice", "--by", "tests")}
     port = free_port()
-    web = Process("embedded-web", [sys.executable, "-m", "gunicorn", "config.wsgi", "--workers", "1", "--threads", "4",
-                                   "--bind", f"127.0.0.1:{port}"], env).start()
+    # No process flags: gunicorn.conf.py's embedded process model, as `make run` starts it.
+    web = Process("embedded-web", [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"],
+                  env).start()
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _healthy(base_url), timeout=60, message="the embedded web to answer /health")

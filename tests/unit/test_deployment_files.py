@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import importlib.util
+import os
 import re
 import shlex
 import subprocess
@@ -235,7 +236,7 @@ def test_dockerignore_leaves_out_local_state(path):
 
 
 def test_dockerignore_keeps_everything_the_application_needs():
-    needed = ["manage.py", "requirements.txt", "config", *local_apps()]
+    needed = ["manage.py", "requirements.txt", "gunicorn.conf.py", "config", *local_apps()]
     assert not [path for path in needed if ignored(path)]
 
 
@@ -309,3 +310,51 @@ def test_the_readme_lists_every_setting_the_settings_read():
     readme = (ROOT / "README.md").read_text()
     missing = sorted(name for name in environment_variables_read_by_settings() if f"`{name}`" not in readme)
     assert not missing, f"README.md does not list {missing}"
+
+
+# --- the web's process model (gunicorn.conf.py) ------------------------------------------------------------
+
+
+def gunicorn_config(env: dict[str, str], *flags: str) -> tuple[dict[str, str], str]:
+    """What `gunicorn config.wsgi` resolves with this environment (gunicorn's own --print-config), and its
+    stderr."""
+    base = {key: value for key, value in os.environ.items()
+            if key not in {"DATABASE_URL", "BROKER_URL", "WEB_CONCURRENCY", "WEB_THREADS", "GUNICORN_CMD_ARGS"}}
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "--print-config", *flags, "config.wsgi"], cwd=ROOT,
+                          env={**base, **env}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resolved = dict(line.split(" = ", 1) for line in done.stdout.splitlines() if " = " in line)
+    return {key.strip(): value.strip() for key, value in resolved.items()}, done.stderr
+
+
+PRODUCTION = {"DATABASE_URL": "postgres://sagaflow@db-host:5432/sagaflow", "BROKER_URL": "amqp://mq-host//",
+              "SECRET_KEY": "k3y-" + "abcdefghij" * 6}
+
+
+def test_the_production_web_serves_from_two_processes_of_four_threads_unless_told_otherwise():
+    config, _ = gunicorn_config(PRODUCTION)
+    assert (config["workers"], config["threads"]) == ("2", "4")
+
+    config, _ = gunicorn_config({**PRODUCTION, "WEB_CONCURRENCY": "5", "WEB_THREADS": "2"})
+    assert (config["workers"], config["threads"]) == ("5", "2")
+
+    config, _ = gunicorn_config({**PRODUCTION, "WEB_CONCURRENCY": "5"}, "--workers", "3", "--threads", "1")
+    assert (config["workers"], config["threads"]) == ("3", "1")
+
+
+def test_the_embedded_web_is_one_process_whatever_web_concurrency_says():
+    config, stderr = gunicorn_config({})
+    assert (config["workers"], config["threads"]) == ("1", "8")
+    assert "WEB_CONCURRENCY" not in stderr
+
+    config, stderr = gunicorn_config({"WEB_CONCURRENCY": "4", "WEB_THREADS": "3"})
+    assert (config["workers"], config["threads"]) == ("1", "3")
+    assert "WEB_CONCURRENCY is ignored in the embedded mode" in stderr
+
+
+def test_a_malformed_process_count_stops_gunicorn_with_the_variable_named():
+    done = subprocess.run([sys.executable, "-m", "gunicorn", "--print-config", "config.wsgi"], cwd=ROOT,
+                          env={**PRODUCTION, "PATH": "/usr/bin:/bin", "WEB_THREADS": "many"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "WEB_THREADS must be a int, got 'many'" in done.stderr
