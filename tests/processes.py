@@ -83,9 +83,18 @@ class Process:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def _worker_args(name: str) -> list[str]:
+    return ["-A", "config", "worker", "--loglevel=INFO", f"--hostname={name}-{time.monotonic_ns()}@%h",
+            "--without-mingle", "--without-gossip"]
+
+
 def celery_worker(name: str = "worker", **env: str) -> Process:
-    args = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO",
-            f"--hostname={name}-{time.monotonic_ns()}@%h", "--without-mingle", "--without-gossip"]
+    return Process(name, [sys.executable, "-m", "celery", *_worker_args(name)], process_env(**env))
+
+
+def dying_worker(name: str, instant: str, message_type: str, **env: str) -> Process:
+    """A worker that dies at `instant` ("ack" or "mark") of the first `message_type` (tests/e2e/dying_worker.py)."""
+    args = [sys.executable, "-m", "tests.e2e.dying_worker", instant, message_type, *_worker_args(name)]
     return Process(name, args, process_env(**env))
 
 
