@@ -47,11 +47,12 @@ def consumers_for(routing_key: str) -> list[str]:
     return [name for name, handlers in registry().items() if routing_key in handlers]
 
 
-def dispatch(consumer: str, envelope: Envelope) -> str:
+def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> str:
     """Apply one message for one consumer, exactly once. Returns PROCESSED or DUPLICATE.
 
     Raises a PermanentMessageError (dead-letter it) or any other exception (classify it, maybe retry).
-    The caller acks only after this returns.
+    The caller acks only after this returns and the transaction is committed. `in_batch`: the caller's
+    transaction holds several messages and is rolled back whole if one fails, so no savepoint is taken.
     """
     handler = registry().get(consumer, {}).get(envelope.routing_key)
     if handler is None:
@@ -68,7 +69,7 @@ def dispatch(consumer: str, envelope: Envelope) -> str:
     ):
         outcome = "failed"
         try:
-            with transaction.atomic():
+            with transaction.atomic(savepoint=not in_batch):
                 fresh = _record_in_inbox(consumer, envelope)
                 if fresh:
                     handler(envelope)

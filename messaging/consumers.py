@@ -35,9 +35,12 @@ def retry_delay_s(attempt: int) -> float:
 
 
 def handle_delivery(
-    consumer: str, body: bytes | str, properties: dict[str, Any], headers: dict[str, Any], routing_key: str
+    consumer: str, body: bytes | str, properties: dict[str, Any], headers: dict[str, Any], routing_key: str,
+    *, in_batch: bool = False,
 ) -> Verdict:
-    """Handle one delivery for `consumer` and say what the transport must do with it. Never raises."""
+    """Handle one delivery for `consumer` and say what the transport must do with it. Never raises.
+
+    `in_batch`: in the caller's transaction, with others (see `bus.dispatch`)."""
     raw = storable_body(body)
     message_id = str(properties.get("message_id") or "")
     headers = {**(headers or {}), "correlation_id": str(properties.get("correlation_id") or "")}
@@ -46,7 +49,7 @@ def handle_delivery(
     except PermanentMessageError as error:
         return _dead(consumer, message_id, routing_key, raw, headers, error, attempts=1)
     try:
-        bus.dispatch(consumer, envelope)
+        bus.dispatch(consumer, envelope, in_batch=in_batch)
         return Verdict("ack", envelope)
     except PermanentMessageError as error:
         return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, error, envelope.attempt)

@@ -30,7 +30,7 @@ HANDLING = CollectorRegistry(auto_describe=True)
 
 HANDLER_SECONDS = Histogram(
     "sagaflow_handler_duration_seconds",
-    "Time to apply one message that was processed: handler, inbox row and commit.",
+    "Time to apply one message that was processed: handler, inbox row and, when handled alone, the commit.",
     ["consumer", "message_type"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=HANDLING,
@@ -45,6 +45,20 @@ RETRIES = Counter(
     "sagaflow_message_retries",
     "Deliveries that failed transiently and were sent back for a later attempt.",
     ["consumer", "message_type"],
+    registry=HANDLING,
+)
+BATCH_SIZE = Histogram(
+    "sagaflow_consumer_batch_size",
+    "Deliveries a consumer thread handled in one transaction.",
+    ["consumer"],
+    buckets=(1, 2, 3, 5, 8, 13, 21, 34),
+    registry=HANDLING,
+)
+BATCHES_SPLIT = Counter(
+    "sagaflow_consumer_batches_split",
+    "Batches rolled back because one of their messages failed (or their commit did); each message was then "
+    "handled alone.",
+    ["consumer"],
     registry=HANDLING,
 )
 DEAD_LETTERED = Counter(

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection, transaction
 
 from messaging import bus
+from messaging.envelope import Envelope
 from messaging.errors import InvalidPayloadError, UnknownMessageTypeError
 from messaging.models import InboxMessage, OutboxMessage
 from messaging.outbox import NOTIFY_CHANNEL, OutboxOutsideTransactionError, publish
@@ -81,13 +82,18 @@ def test_publish_refuses_a_payload_that_does_not_fit_the_catalogue():
     assert not OutboxMessage.objects.filter(routing_key="payment.refund").exists()
 
 
-@pytest.mark.django_db
-def test_the_same_payment_process_dispatched_twice_charges_once():
-    # given an order whose payment.process waits in the outbox
+def awaiting_payment() -> tuple[str, str, Envelope]:
+    """An order of 20.00 by a customer holding 100.00, and the payment.process that waits in its outbox."""
     product = make_product(price="20.00")
     customer = make_account(balance="100.00").customer_id
     order_id = place(customer, (product.sku, 1))
-    envelope = envelope_of(outbox(order_id, "payment.process")[0])
+    return order_id, customer, envelope_of(outbox(order_id, "payment.process")[0])
+
+
+@pytest.mark.django_db
+def test_the_same_payment_process_dispatched_twice_charges_once():
+    # given an order whose payment.process waits in the outbox
+    order_id, customer, envelope = awaiting_payment()
 
     # when payments receives it twice
     first = bus.dispatch("payments", envelope)
@@ -101,6 +107,40 @@ def test_the_same_payment_process_dispatched_twice_charges_once():
     assert balance(customer) == Decimal("80.00")
     assert len(outbox(order_id, "payment.processed")) == 1
     assert InboxMessage.objects.filter(consumer="payments", message_id=envelope.message_id).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_payment_process_twice_in_one_batch_charges_once():
+    # A consumer's batch shares one transaction and takes no savepoint per message: the second copy meets the
+    # first one's inbox row, not yet committed, in its own transaction.
+    order_id, customer, envelope = awaiting_payment()
+
+    with transaction.atomic():
+        verdicts = [bus.dispatch("payments", envelope, in_batch=True) for _ in range(2)]
+
+    assert verdicts == [bus.PROCESSED, bus.DUPLICATE]
+    assert LedgerEntry.objects.filter(payment__order_id=order_id, kind="CAPTURE").count() == 1
+    assert balance(customer) == Decimal("80.00")
+    assert len(outbox(order_id, "payment.processed")) == 1
+    assert InboxMessage.objects.filter(consumer="payments", message_id=envelope.message_id).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_with_a_failing_message_keeps_nothing_of_the_messages_before_it():
+    order_id, customer, good = awaiting_payment()
+    orphan_reply = envelope_of(OutboxMessage(message_id=uuid.uuid4(), routing_key="payment.processed", payload={
+        "order_id": str(uuid.uuid4()), "payment_id": str(uuid.uuid4()), "amount": "1.00"}))
+
+    with pytest.raises(SagaNotFoundError), transaction.atomic():
+        bus.dispatch("payments", good, in_batch=True)
+        bus.dispatch("saga", orphan_reply, in_batch=True)
+
+    assert not InboxMessage.objects.filter(message_id__in=[good.message_id, orphan_reply.message_id]).exists()
+    assert balance(customer) == Decimal("100.00")
+    assert not outbox(order_id, "payment.processed")
+    # and the message applied alone afterwards charges once
+    assert bus.dispatch("payments", good) == bus.PROCESSED
+    assert balance(customer) == Decimal("80.00")
 
 
 @pytest.mark.django_db
