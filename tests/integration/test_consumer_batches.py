@@ -1,0 +1,101 @@
+"""A consumer thread's batch whose commit fails: nothing of it is kept, and each message is then handled alone,
+the good ones applied once and the one that cannot commit dead-lettered. Real PostgreSQL and RabbitMQ; the
+deliveries are plain objects with what a kombu message carries."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from kombu import Connection, Producer
+
+from messaging import metrics, topology
+from messaging.models import InboxMessage, OutboxMessage
+from messaging.worker import ConsumerThread
+from payments.models import LedgerEntry
+from tests.integration.support import balance
+from tests.integration.test_outbox_and_inbox import awaiting_payment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@dataclass
+class Delivery:
+    body: bytes
+    properties: dict
+    headers: dict
+    delivery_info: dict
+    content_type: str = "application/json"
+    content_encoding: str = "utf-8"
+    acked: list = field(default_factory=list)
+
+    def ack(self) -> None:
+        self.acked.append(True)
+
+
+def delivery_of(envelope) -> Delivery:
+    row = OutboxMessage(message_id=envelope.message_id, routing_key=envelope.routing_key, payload=envelope.payload,
+                        correlation_id=envelope.correlation_id, order_id=envelope.order_id)
+    return Delivery(row.body(), row.wire_properties(), row.wire_headers(), {"routing_key": row.routing_key})
+
+
+@pytest.fixture
+def refused_at_commit():
+    """Makes any transaction that inserts the inbox row of a given message fail at its COMMIT."""
+    refused: list[str] = []
+
+    def refuse(message_id: str) -> None:
+        refused.append(message_id)
+        with connection.cursor() as cursor:
+            cursor.execute(f"""
+                CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.message_id = '{message_id}' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+                    RETURN NULL;
+                END $$""")
+            cursor.execute("CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON messaging_inboxmessage "
+                           "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()")
+
+    yield refuse
+    if refused:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER refuse_at_commit ON messaging_inboxmessage")
+            cursor.execute("DROP FUNCTION refuse_at_commit()")
+
+
+def splits() -> float:
+    return metrics.HANDLING.get_sample_value("sagaflow_consumer_batches_split_total", {"consumer": "payments"}) or 0
+
+
+def test_a_batch_whose_commit_fails_is_rolled_back_and_each_message_handled_alone(refused_at_commit, caplog):
+    first_order, first_customer, first = awaiting_payment()
+    second_order, second_customer, second = awaiting_payment()
+    refused_at_commit(second.message_id)
+    batch = [delivery_of(first), delivery_of(second)]
+    splits_before = splits()
+
+    with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
+        topology.declare_all(broker.default_channel)
+        waiting = lambda: broker.default_channel.queue_declare(  # noqa: E731
+            topology.DEAD_LETTER_QUEUE, passive=True).message_count
+        dead_letters_before = waiting()
+        consumer = ConsumerThread("payments", threading.Event())
+        consumer.producer = Producer(broker.channel())
+        consumer.received = list(batch)
+        consumer.after_deliveries(broker)
+        dead_letters = waiting() - dead_letters_before
+
+    assert splits() == splits_before + 1
+    assert "was rolled back (the commit failed" in caplog.text
+    assert [delivery.acked for delivery in batch] == [[True], [True]]
+    # the first applied once, alone; the second never applied, and dead-lettered with its reason
+    assert LedgerEntry.objects.filter(payment__order_id=first_order, kind="CAPTURE").count() == 1
+    assert balance(first_customer) == Decimal("80.00")
+    assert not LedgerEntry.objects.filter(payment__order_id=second_order).exists()
+    assert balance(second_customer) == Decimal("100.00")
+    assert not InboxMessage.objects.filter(message_id=second.message_id).exists()
+    assert dead_letters == 1
