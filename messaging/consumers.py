@@ -60,7 +60,7 @@ def handle_delivery(
             wrapped.__cause__ = error
             return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
                          envelope.attempt, error)
-        _drop_broken_connection()
+        drop_broken_connection()
         if envelope.attempt >= settings.MESSAGING_MAX_ATTEMPTS:
             wrapped = PermanentMessageError("retries_exhausted", f"{type(error).__name__}: {error}")
             return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
@@ -89,7 +89,7 @@ def store_dead_letter(verdict: Verdict) -> None:
     dead_letter_record(verdict.failure)
 
 
-def _drop_broken_connection() -> None:
+def drop_broken_connection() -> None:
     # A connection that failed mid-transaction is useless; the next message opens a fresh one.
     try:
         if connection.connection is not None and not connection.is_usable():

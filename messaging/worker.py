@@ -25,7 +25,7 @@ from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 
 from messaging import bus, metrics, topology
-from messaging.consumers import Verdict, handle_delivery
+from messaging.consumers import Verdict, drop_broken_connection, handle_delivery
 from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
 from messaging.errors import is_transient
 from messaging.envelope import ATTEMPT_HEADER
@@ -126,15 +126,15 @@ class ConsumerThread(_BrokerThread):
         self.received.append(message)
 
     def after_deliveries(self, broker: Connection) -> None:
+        size = settings.MESSAGING_CONSUMER_BATCH
         # Until none is left: deliveries also arrive while a retry or a dead letter waits for its confirm.
         while self.received:
             # Deliveries already in the socket are taken without waiting; under light load there are none.
-            while len(self.received) < settings.MESSAGING_CONSUMER_BATCH:
+            while len(self.received) < size:
                 try:
                     broker.drain_events(timeout=0)
                 except (socket.timeout, BlockingIOError):
                     break
-            size = settings.MESSAGING_CONSUMER_BATCH
             batch, self.received = self.received[:size], self.received[size:]
             metrics.BATCH_SIZE.labels(self.queue_name).observe(len(batch))
             if len(batch) > 1 and self._settled_together(batch):
@@ -155,8 +155,7 @@ class ConsumerThread(_BrokerThread):
             logger.warning("a batch of %s deliveries from %s was rolled back (%s); handling each alone",
                            len(batch), self.queue_name, "a message failed" if isinstance(error, _SettleAlone)
                            else f"the commit failed: {type(error).__name__}")
-            if connection.connection is not None and not connection.is_usable():
-                connection.close()
+            drop_broken_connection()
             return False
         for message in batch:
             message.ack()

@@ -1,8 +1,8 @@
 """`make run`: migrate, seed the demo data, then serve.
 
 Embedded default (neither DATABASE_URL nor BROKER_URL set): one gunicorn process with one worker and
-threads (gunicorn.conf.py), because the in-process transport is a thread of the process that serves the API (config/wsgi.py
-starts it), so a second worker process would be a second, competing transport.
+threads (gunicorn.conf.py), because the in-process transport is a thread of the process that serves the API
+(config/wsgi.py starts it), so a second worker process would be a second, competing transport.
 
 Production topology (both set): three child processes, web (gunicorn), worker (Celery) and beat (Celery
 beat). SIGINT and SIGTERM are forwarded to them; when any one of them exits, the others are stopped and this
