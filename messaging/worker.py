@@ -57,7 +57,7 @@ class _BrokerThread(threading.Thread):
         raise NotImplementedError
 
     def after_deliveries(self, broker: Connection) -> None:
-        """Called after each delivery that `drain_events` handed to `on_message`."""
+        """Called before each wait for deliveries: settles what `on_message` was handed since the last call."""
 
     def reset(self) -> None:
         """Called on each new broker connection: deliveries of the last one will come again."""
@@ -89,12 +89,12 @@ class _BrokerThread(threading.Thread):
                 # Drops a database connection past its age or broken; once a second, not a query per message.
                 close_old_connections()
                 next_connection_check = time.monotonic() + 1.0
+            # Whatever was received so far, also while the consumer started or a publish waited for its confirm.
+            self.after_deliveries(broker)
             try:
                 broker.drain_events(timeout=1.0)
             except socket.timeout:
                 broker.heartbeat_check()
-                continue
-            self.after_deliveries(broker)
 
     def _safely(self, settle: Callable[[Message], None], message: Message) -> None:
         try:
@@ -127,7 +127,7 @@ class ConsumerThread(_BrokerThread):
 
     def after_deliveries(self, broker: Connection) -> None:
         size = settings.MESSAGING_CONSUMER_BATCH
-        # Until none is left: deliveries also arrive while a retry or a dead letter waits for its confirm.
+        # Until none is left: more arrive while a retry or a dead letter waits for its confirm.
         while self.received:
             # Deliveries already in the socket are taken without waiting; under light load there are none.
             while len(self.received) < size:
