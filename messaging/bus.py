@@ -75,7 +75,9 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
                     handler(envelope)
             outcome = PROCESSED if fresh else DUPLICATE
         finally:
-            metrics.handled(consumer, envelope.routing_key, outcome, time.perf_counter() - started)
+            # A failure in a batch is not counted: the delivery is handed over again alone, and counted there.
+            if not (in_batch and outcome == "failed"):
+                metrics.handled(consumer, envelope.routing_key, outcome, time.perf_counter() - started)
         if outcome == DUPLICATE:
             logger.info("duplicate %s skipped by %s", envelope.routing_key, consumer)
             return DUPLICATE

@@ -23,10 +23,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Verdict:
-    action: str  # "ack", "retry" or "dead_letter"
+    action: str  # "ack", "retry", "dead_letter", or in a batch "alone"
     envelope: Envelope | None = None
     delay_s: float = 0.0
     failure: FailedDelivery | None = None
+
+
+ALONE = Verdict("alone")
 
 
 def retry_delay_s(attempt: int) -> float:
@@ -40,36 +43,48 @@ def handle_delivery(
 ) -> Verdict:
     """Handle one delivery for `consumer` and say what the transport must do with it. Never raises.
 
-    `in_batch`: in the caller's transaction, with others (see `bus.dispatch`)."""
+    `in_batch`: in the caller's transaction, with others (see `bus.dispatch`). A delivery that would not be
+    acked then gets "alone", with nothing logged or counted: the caller rolls the batch back and hands it over
+    again alone, and that attempt classifies, logs and counts its failure."""
     raw = storable_body(body)
     message_id = str(properties.get("message_id") or "")
     headers = {**(headers or {}), "correlation_id": str(properties.get("correlation_id") or "")}
     try:
         envelope = decode(body, properties, headers, routing_key)
     except PermanentMessageError as error:
+        if in_batch:
+            return ALONE
         return _dead(consumer, message_id, routing_key, raw, headers, error, attempts=1)
     try:
         bus.dispatch(consumer, envelope, in_batch=in_batch)
         return Verdict("ack", envelope)
-    except PermanentMessageError as error:
-        return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, error, envelope.attempt)
     except Exception as error:  # noqa: BLE001 - every failure is classed, none may kill the consumer
-        if not is_transient(error):
-            logger.exception("handler of %s failed permanently", envelope.routing_key)
-            wrapped = PermanentMessageError("handler_error", f"{type(error).__name__}: {error}")
-            wrapped.__cause__ = error
-            return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
-                         envelope.attempt, error)
-        drop_broken_connection()
-        if envelope.attempt >= settings.MESSAGING_MAX_ATTEMPTS:
-            wrapped = PermanentMessageError("retries_exhausted", f"{type(error).__name__}: {error}")
-            return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
-                         envelope.attempt, error)
-        delay = retry_delay_s(envelope.attempt)
-        metrics.RETRIES.labels(consumer, envelope.routing_key).inc()
-        logger.warning("transient failure of %s (attempt %s), retry in %.2fs: %s",
-                       envelope.routing_key, envelope.attempt, delay, error)
-        return Verdict("retry", envelope, delay_s=delay)
+        if in_batch:
+            return ALONE
+        return _classified(consumer, envelope, raw, headers, error)
+
+
+def _classified(consumer: str, envelope: Envelope, raw: str, headers: dict[str, Any],
+                error: Exception) -> Verdict:
+    """What to do with a delivery whose handling raised `error`: dead-letter it or retry it later."""
+    if isinstance(error, PermanentMessageError):
+        return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, error, envelope.attempt)
+    if not is_transient(error):
+        logger.error("handler of %s failed permanently", envelope.routing_key, exc_info=error)
+        wrapped = PermanentMessageError("handler_error", f"{type(error).__name__}: {error}")
+        wrapped.__cause__ = error
+        return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
+                     envelope.attempt, error)
+    drop_broken_connection()
+    if envelope.attempt >= settings.MESSAGING_MAX_ATTEMPTS:
+        wrapped = PermanentMessageError("retries_exhausted", f"{type(error).__name__}: {error}")
+        return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
+                     envelope.attempt, error)
+    delay = retry_delay_s(envelope.attempt)
+    metrics.RETRIES.labels(consumer, envelope.routing_key).inc()
+    logger.warning("transient failure of %s (attempt %s), retry in %.2fs: %s",
+                   envelope.routing_key, envelope.attempt, delay, error)
+    return Verdict("retry", envelope, delay_s=delay)
 
 
 def _dead(consumer: str, message_id: str, routing_key: str, raw: str, headers: dict[str, Any],

@@ -5,6 +5,7 @@ deliveries are plain objects with what a kombu message carries."""
 from __future__ import annotations
 
 import threading
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -13,11 +14,12 @@ from django.conf import settings
 from django.db import connection
 from kombu import Connection, Producer
 
-from messaging import metrics, topology
+from messaging import bus, metrics, topology
 from messaging.models import InboxMessage, OutboxMessage
 from messaging.worker import ConsumerThread
 from payments.models import LedgerEntry
-from tests.integration.support import balance
+from saga.models import SagaTransition
+from tests.integration.support import balance, envelope_of, outbox, saga_of
 from tests.integration.test_outbox_and_inbox import awaiting_payment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,8 +69,26 @@ def refused_at_commit():
             cursor.execute("DROP FUNCTION refuse_at_commit()")
 
 
+def sample(name: str, **labels: str) -> float:
+    return metrics.HANDLING.get_sample_value(name, labels) or 0
+
+
 def splits() -> float:
-    return metrics.HANDLING.get_sample_value("sagaflow_consumer_batches_split_total", {"consumer": "payments"}) or 0
+    return sample("sagaflow_consumer_batches_split_total", consumer="payments")
+
+
+def settle(queue: str, *deliveries: Delivery) -> int:
+    """Hands `deliveries` to a consumer thread of `queue` as one receipt; returns how many dead letters it sent."""
+    with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
+        topology.declare_all(broker.default_channel)
+        waiting = lambda: broker.default_channel.queue_declare(  # noqa: E731
+            topology.DEAD_LETTER_QUEUE, passive=True).message_count
+        dead_letters_before = waiting()
+        consumer = ConsumerThread(queue, threading.Event())
+        consumer.producer = Producer(broker.channel())
+        consumer.received = list(deliveries)
+        consumer.after_deliveries(broker)
+        return waiting() - dead_letters_before
 
 
 def test_a_batch_whose_commit_fails_is_rolled_back_and_each_message_handled_alone(refused_at_commit, caplog):
@@ -78,16 +98,7 @@ def test_a_batch_whose_commit_fails_is_rolled_back_and_each_message_handled_alon
     batch = [delivery_of(first), delivery_of(second)]
     splits_before = splits()
 
-    with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
-        topology.declare_all(broker.default_channel)
-        waiting = lambda: broker.default_channel.queue_declare(  # noqa: E731
-            topology.DEAD_LETTER_QUEUE, passive=True).message_count
-        dead_letters_before = waiting()
-        consumer = ConsumerThread("payments", threading.Event())
-        consumer.producer = Producer(broker.channel())
-        consumer.received = list(batch)
-        consumer.after_deliveries(broker)
-        dead_letters = waiting() - dead_letters_before
+    dead_letters = settle("payments", *batch)
 
     assert splits() == splits_before + 1
     assert "was rolled back (the commit failed" in caplog.text
@@ -99,3 +110,22 @@ def test_a_batch_whose_commit_fails_is_rolled_back_and_each_message_handled_alon
     assert balance(second_customer) == Decimal("100.00")
     assert not InboxMessage.objects.filter(message_id=second.message_id).exists()
     assert dead_letters == 1
+
+
+def test_a_message_that_fails_in_a_batch_is_logged_and_counted_once_when_handled_alone(caplog):
+    order_id, _, payment = awaiting_payment()
+    bus.dispatch("payments", payment)
+    reply = delivery_of(envelope_of(outbox(order_id, "payment.processed")[0]))
+    orphan = delivery_of(envelope_of(OutboxMessage(message_id=uuid.uuid4(), routing_key="payment.failed", payload={
+        "order_id": str(uuid.uuid4()), "code": "declined", "reason": "no saga has this order"})))
+    dead_before = sample("sagaflow_messages_dead_lettered_total", consumer="saga", reason="handler_error")
+
+    dead_letters = settle("saga", reply, orphan)
+
+    assert dead_letters == 1
+    assert sample("sagaflow_messages_dead_lettered_total", consumer="saga",
+                  reason="handler_error") == dead_before + 1
+    assert caplog.text.count("handler of payment.failed failed permanently") == 1
+    # the reply, rolled back with the batch and then applied alone, moved the saga once
+    assert saga_of(order_id).state == "INVENTORY_PENDING"
+    assert SagaTransition.objects.filter(saga_id=order_id, message_type="payment.processed").count() == 1
