@@ -1,6 +1,6 @@
-"""A consumer thread's batch whose commit fails: nothing of it is kept, and each message is then handled alone,
-the good ones applied once and the one that cannot commit dead-lettered. Real PostgreSQL and RabbitMQ; the
-deliveries are plain objects with what a kombu message carries."""
+"""A consumer thread's batch that fails, at a message or at its commit: nothing of it is kept, each message is
+then handled alone, the good ones applied once and the failing one dead-lettered, logged and counted once.
+Real PostgreSQL and RabbitMQ; the deliveries are plain objects with what a kombu message carries."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from messaging.models import InboxMessage, OutboxMessage
 from messaging.worker import ConsumerThread
 from payments.models import LedgerEntry
 from saga.models import SagaTransition
-from tests.integration.support import balance, envelope_of, outbox, saga_of
+from tests.integration.support import balance, outbox, saga_of
 from tests.integration.test_outbox_and_inbox import awaiting_payment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,9 +39,8 @@ class Delivery:
         self.acked.append(True)
 
 
-def delivery_of(envelope) -> Delivery:
-    row = OutboxMessage(message_id=envelope.message_id, routing_key=envelope.routing_key, payload=envelope.payload,
-                        correlation_id=envelope.correlation_id, order_id=envelope.order_id)
+def delivery_of(row: OutboxMessage) -> Delivery:
+    """What a consumer receives for an outbox row."""
     return Delivery(row.body(), row.wire_properties(), row.wire_headers(), {"routing_key": row.routing_key})
 
 
@@ -92,10 +91,10 @@ def settle(queue: str, *deliveries: Delivery) -> int:
 
 
 def test_a_batch_whose_commit_fails_is_rolled_back_and_each_message_handled_alone(refused_at_commit, caplog):
-    first_order, first_customer, first = awaiting_payment()
+    first_order, first_customer, _ = awaiting_payment()
     second_order, second_customer, second = awaiting_payment()
     refused_at_commit(second.message_id)
-    batch = [delivery_of(first), delivery_of(second)]
+    batch = [delivery_of(outbox(order, "payment.process")[0]) for order in (first_order, second_order)]
     splits_before = splits()
 
     dead_letters = settle("payments", *batch)
@@ -115,9 +114,9 @@ def test_a_batch_whose_commit_fails_is_rolled_back_and_each_message_handled_alon
 def test_a_message_that_fails_in_a_batch_is_logged_and_counted_once_when_handled_alone(caplog):
     order_id, _, payment = awaiting_payment()
     bus.dispatch("payments", payment)
-    reply = delivery_of(envelope_of(outbox(order_id, "payment.processed")[0]))
-    orphan = delivery_of(envelope_of(OutboxMessage(message_id=uuid.uuid4(), routing_key="payment.failed", payload={
-        "order_id": str(uuid.uuid4()), "code": "declined", "reason": "no saga has this order"})))
+    reply = delivery_of(outbox(order_id, "payment.processed")[0])
+    orphan = delivery_of(OutboxMessage(message_id=uuid.uuid4(), routing_key="payment.failed", payload={
+        "order_id": str(uuid.uuid4()), "code": "declined", "reason": "no saga has this order"}))
     dead_before = sample("sagaflow_messages_dead_lettered_total", consumer="saga", reason="handler_error")
 
     dead_letters = settle("saga", reply, orphan)
