@@ -62,6 +62,11 @@ def json_error(status: int, code: str, message: str, details: Any = None) -> Jso
     return JsonResponse(error_body(code, message, details), status=status)
 
 
+def is_api_path(path: str) -> bool:
+    """Whether `path` is the API's, which answers JSON even where Django would answer a page."""
+    return path == "/api" or path.startswith("/api/")
+
+
 class Pagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
