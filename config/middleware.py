@@ -8,10 +8,8 @@ from django.conf import settings
 from django.core.exceptions import BadRequest
 from django.http import Http404, HttpRequest, HttpResponse
 
-from config.api import is_api_path, json_error
+from config.api import NUL, NUL_REFUSED, is_api_path, json_error
 
-NUL = "\x00"
-NUL_REFUSED = "Null characters are not allowed."  # DRF's own words for a NUL in a field
 
 
 class RequestSizeLimitMiddleware:
