@@ -19,7 +19,12 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     exclude = ["key_hash"]
     actions = ["revoke"]
 
-    @admin.action(description="Revoke the selected tokens", permissions=["view"])
+    def has_revoke_permission(self, request) -> bool:
+        """Revoking cuts a client off, so viewing the tokens is not enough; the admin never edits a token, but
+        the change permission is what says who may act on them."""
+        return request.user.has_perm("config.change_apitoken")
+
+    @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
     def revoke(self, request, queryset):
         for token in queryset.filter(revoked_at__isnull=True):
             api_token_revoke(token_id=token.pk, by=f"admin:{request.user.get_username()}")

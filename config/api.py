@@ -7,15 +7,19 @@ import threading
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.errors import DomainError
 
 logger = logging.getLogger(__name__)
+
+NUL = "\x00"  # the one character PostgreSQL's text cannot hold
+NUL_REFUSED = "Null characters are not allowed."  # DRF's own words for a NUL in a field
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -60,6 +64,21 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 def json_error(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
     return JsonResponse(error_body(code, message, details), status=status)
+
+
+def json_text(data: Any) -> str:
+    """`data` rendered as every API answer is rendered (DRF's JSONRenderer): the exact text of an answer."""
+    return JSONRenderer().render(data).decode()
+
+
+def json_answer(text: str, status: int) -> HttpResponse:
+    """An answer whose JSON was rendered already (`json_text`), sent byte for byte as it was rendered."""
+    return HttpResponse(text.encode(), status=status, content_type="application/json")
+
+
+def is_api_path(path: str) -> bool:
+    """Whether `path` is the API's, which answers JSON even where Django would answer a page."""
+    return path == "/api" or path.startswith("/api/")
 
 
 class Pagination(PageNumberPagination):

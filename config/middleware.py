@@ -1,13 +1,15 @@
-"""Refuses oversized bodies before any view reads them."""
+"""Refuses, before any view runs, requests that no view could serve: oversized bodies, and NULs in the URL."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import BadRequest
+from django.http import Http404, HttpRequest, HttpResponse
 
-from config.api import json_error
+from config.api import NUL, NUL_REFUSED, is_api_path, json_error
+
 
 
 class RequestSizeLimitMiddleware:
@@ -24,3 +26,37 @@ class RequestSizeLimitMiddleware:
                               f"The request body is larger than {settings.MAX_REQUEST_BODY_BYTES // 1024} KiB.",
                               {"limit_bytes": settings.MAX_REQUEST_BODY_BYTES})
         return self.get_response(request)
+
+
+class NulInUrlMiddleware:
+    """A NUL character (`%00`) in the path answers 404, and one in the query string 400, for every view, the
+    admin's included: JSON with the usual error body under /api/, Django's own page elsewhere.
+
+    PostgreSQL's text cannot hold a NUL, so the driver refuses any lookup by a value holding one, and that
+    would be a 500 wherever a path or query value reaches a query. No stored identifier holds one (a string in
+    a body is refused with it), so nothing is at such a path. Every other control character is a valid
+    character of an identifier, and passes.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if NUL in request.path_info:
+            return self.refuse(request, 404, "not_found", f"No resource at {request.path!r}: a path holds no NUL.")
+        query = request.META.get("QUERY_STRING", "")
+        if "%00" in query or NUL in query:  # the raw string, so that a request without a NUL parses nothing
+            holding = sorted({name for name, values in request.GET.lists()
+                              if NUL in name or any(NUL in value for value in values)})
+            if holding:
+                return self.refuse(request, 400, "invalid_request", "The request is invalid; see details.",
+                                   {name: [NUL_REFUSED] for name in holding})
+        return self.get_response(request)
+
+    @staticmethod
+    def refuse(request: HttpRequest, status: int, code: str, message: str, details: dict | None = None
+               ) -> HttpResponse:
+        if is_api_path(request.path_info):
+            return json_error(status, code, message, details)
+        # Raised, so that Django answers with its handler404 or handler400 page, as for any other such error.
+        raise Http404(message) if status == 404 else BadRequest(message)

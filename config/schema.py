@@ -55,7 +55,8 @@ class AutoSchema(openapi.AutoSchema):
 
     A view adds the domain errors of its methods with `error_statuses = {"POST": (409, 422)}`; the rest
     follow from the view: 401 when it needs a token, 403 when a role may be refused, 400 and 413 when it reads
-    a body, 404 when its path has a parameter or it pages a list.
+    a body, 400 when it pages a list (its query parameters), 404 when its path has a parameter or it pages a
+    list.
     """
 
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
@@ -92,6 +93,9 @@ class AutoSchema(openapi.AutoSchema):
             statuses.add(403)
         if self.method in BODY_METHODS:
             statuses |= {400, 413}
-        if "{" in self.path or (self._is_list_view() and self._get_paginator()):
+        paged = self._is_list_view() and self._get_paginator()
+        if paged:
+            statuses.add(400)  # its query parameters: one holding a NUL is refused before any view (middleware)
+        if "{" in self.path or paged:
             statuses.add(404)
         return statuses

@@ -182,6 +182,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "messaging.correlation.CorrelationIdMiddleware",
     "config.middleware.RequestSizeLimitMiddleware",
+    "config.middleware.NulInUrlMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 
-from config.api import json_error
+from config.api import is_api_path, json_error
 from config.auth import requires_operator_token
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def api_not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: the API answers JSON even when it fails; the admin keeps Django's page."""
-    if request.path == "/api" or request.path.startswith("/api/"):
+    if is_api_path(request.path):
         return json_error(500, "server_error", "The server failed to handle this request; it has been logged.")
     return defaults.server_error(request)
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, Pagination, StrictCharField, StrictIntegerField, paginated, represented, validated
+from config.api import (IDENTIFIER, NUL, NUL_REFUSED, Pagination, StrictCharField, StrictIntegerField, json_answer,
+                        json_text, paginated, represented, validated)
 from config.auth import OrderCreateThrottle, client_of, customer_scope, may_see
 from config.errors import DomainError, NotFoundError
 from orders.models import Order
 from orders.selectors import order_get, order_list
-from orders.services import order_create, order_remember_first_answer
+from orders.services import order_create
 from saga.selectors import saga_state_and_history
 from saga.services import saga_cancel
 
@@ -112,6 +114,21 @@ class PlacedOrderOutputSerializer(OrderDetailOutputSerializer):
         return saga_body(*order.placed_saga)
 
 
+def placed_answer(order: Order) -> str:
+    """The JSON of the answer to the POST that placed `order`, as it is sent and as a replay sends it again."""
+    return json_text(represented(PlacedOrderOutputSerializer, order))
+
+
+def first_answer(order: Order) -> HttpResponse:
+    """The answer to a request with an Idempotency-Key: the first answer given under that key, byte for byte.
+    An order placed by an older version may have kept only its content, or nothing: then that, or the order
+    as it is now."""
+    if order.first_answer_text is not None:
+        return json_answer(order.first_answer_text, status.HTTP_201_CREATED)
+    body = order.first_answer or represented(OrderDetailOutputSerializer, order_get(order_id=str(order.id)))
+    return Response(body, status=status.HTTP_201_CREATED)
+
+
 def saga_body(state: str, steps: list) -> dict:
     history = [{"from_state": step.from_state or None, "to_state": step.to_state,
                 "message_type": step.message_type, "message_id": step.message_id or None, "at": step.at}
@@ -125,11 +142,14 @@ class OrderListFilterSerializer(serializers.Serializer):
 
 
 def idempotency_key(request: Request) -> str | None:
-    """The optional Idempotency-Key header; one longer than the column holds is a 400, not a database error."""
+    """The optional Idempotency-Key header; one that the column cannot hold (too long, or with a NUL) is a 400,
+    not a database error."""
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
         raise serializers.ValidationError(
             {"Idempotency-Key": [f"Ensure this header has no more than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]})
+    if key is not None and NUL in key:
+        raise serializers.ValidationError({"Idempotency-Key": [NUL_REFUSED]})
     return key
 
 
@@ -184,16 +204,11 @@ class OrderListCreateApi(APIView):
         data = validated(OrderCreateInputSerializer, request.data,
                          customer_required=customer_scope(request) is None)
         customer_id = ordering_customer(request, data)
-        order, created = order_create(customer_id=customer_id, items=data["items"], idempotency_key=key)
-        if not created and order.first_answer is not None:
-            return Response(order.first_answer, status=status.HTTP_201_CREATED)
-        if created:
-            body = represented(PlacedOrderOutputSerializer, order)
-        else:
-            body = represented(OrderDetailOutputSerializer, order_get(order_id=str(order.id)))
-        if created and key:
-            order_remember_first_answer(order_id=str(order.id), body=body)
-        return Response(body, status=status.HTTP_201_CREATED)
+        order, created = order_create(customer_id=customer_id, items=data["items"], idempotency_key=key,
+                                      answer=placed_answer)
+        if created and key is None:
+            return json_answer(placed_answer(order), status.HTTP_201_CREATED)
+        return first_answer(order)
 
 
 class OrderDetailApi(APIView):

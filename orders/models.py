@@ -24,7 +24,11 @@ class Order(models.Model):
     # Unique per customer (see Meta): one customer's key says nothing about, and never reaches, another's order.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
-    # The body of the first answer to an idempotent request, so that a replay gets the same answer.
+    # The first answer to an idempotent request, its JSON exactly as it was sent, written in the transaction
+    # that places the order: there is no moment when the order exists and its answer does not.
+    first_answer_text = models.TextField(null=True, blank=True, editable=False)
+    # What older versions kept instead, after the commit and as jsonb (the content, not the key order); read
+    # only for their orders, and never written now.
     first_answer = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

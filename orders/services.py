@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -44,14 +44,19 @@ def order_fingerprint(*, customer_id: str, items: list[dict[str, Any]]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_key: str | None = None
-                 ) -> tuple[Order, bool]:
+def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_key: str | None = None,
+                 answer: Callable[[Order], str] | None = None) -> tuple[Order, bool]:
     """Place an order: the order, its saga and the `order.created` and `payment.process` messages commit
     together. Prices come from the catalogue now.
 
     Returns (order, created). With an idempotency key already used for the same request, returns the first
     order and False; for another request raises IdempotencyKeyReusedError. Raises UnknownSkuError.
     A created order carries what was written with it: `placed_lines`, and `placed_saga` (state, timeline).
+
+    With a key, `answer(order)` renders the answer to the request that placed the order, and its text is
+    written in the same transaction as `first_answer_text`: a replay finds the order and its answer, or
+    neither. A concurrent request with the same key waits on the key's unique index until the first one's
+    transaction ends, then gets the first order (or places its own, when the first rolled back).
     """
     fingerprint = order_fingerprint(customer_id=customer_id, items=items)
     if idempotency_key:
@@ -62,6 +67,8 @@ def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_k
         with correlation.bound(correlation_id=correlation.correlation_id.get() or correlation.new_id()):
             with transaction.atomic(durable=True):
                 order = _place(customer_id, items, idempotency_key, fingerprint)
+                if idempotency_key and answer is not None:
+                    _keep_first_answer(order, answer(order))
             # After the commit: the line says the order exists, and carries the id its messages carry.
             logger.info("order placed for %s: %s lines, total %s %s", customer_id, len(items), order.total,
                         order.currency, extra={"order_id": str(order.id)})
@@ -109,10 +116,11 @@ def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str |
     return order
 
 
-def order_remember_first_answer(*, order_id: str, body: dict[str, Any]) -> None:
-    """Keep the first answer to an idempotent request; later replays of the key answer with it."""
-    Order.objects.filter(id=order_id, first_answer__isnull=True).exclude(idempotency_key=None).update(
-        first_answer=body)
+def _keep_first_answer(order: Order, text: str) -> None:
+    # Only this column: the answer shows updated_at as it was written, and it must stay so.
+    order.first_answer_text = text
+    sql.execute(f"UPDATE {sql.table(Order)} SET first_answer_text = %s WHERE id = %s",
+                [text, sql.adapt(Order, "id", order.id)])
 
 
 def order_finish(*, order_id: str, status: str, failure_reason: str = "", failure_detail: str = "") -> None:

@@ -183,6 +183,15 @@ def test_an_idempotency_key_longer_than_255_characters_is_a_400(client, sku):
     assert "Idempotency-Key" in assert_error(response, 400, "invalid_request")["details"]
 
 
+def test_an_idempotency_key_holding_a_nul_is_a_400(client, sku):
+    with writes_nothing():
+        response = post_json(client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}]),
+                             **{"Idempotency-Key": "key\x00"})
+
+    assert assert_error(response, 400, "invalid_request")["details"] == {
+        "Idempotency-Key": ["Null characters are not allowed."]}
+
+
 def test_an_idempotency_key_reused_with_another_body_is_a_409(client, sku):
     key = unique("key")
     first = post_json(client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}]),

@@ -17,6 +17,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # the token lookup and the throttle's one statement; its answer is built from what was written, not read back.
 MAX_QUERIES = {
     "POST /api/orders": 12,
+    # With a key: its lookup before, and its first answer written in the order's transaction; not the token's
+    # last_used_at, touched by the first POST. A replay is the throttle, the token and the key's lookup.
+    "POST /api/orders with an Idempotency-Key": 13,
+    "its replay": 3,
     "payment.process": 10,
     "payment.processed": 7,
     "inventory.reserve": 9,
@@ -35,6 +39,12 @@ def test_each_step_of_a_saga_stays_within_its_query_budget(client, inprocess):
     assert response.status_code == 201
     counts["POST /api/orders"] = len(posted)
     order_id = response.json()["id"]
+    for step in ["POST /api/orders with an Idempotency-Key", "its replay"]:
+        with CaptureQueriesContext(connection) as keyed:
+            answer = post_json(client, "/api/orders", {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]},
+                               **{"Idempotency-Key": "pinned"})
+        assert answer.status_code == 201
+        counts[step] = len(keyed)
 
     for step in ["payment.process", "payment.processed", "inventory.reserve", "inventory.reserved",
                  "order.completed"]:

@@ -142,3 +142,28 @@ def test_the_same_idempotency_key_with_another_body_is_refused():
 
     assert caught.value.details["order_id"] == str(first.id)
     assert row_counts() == before
+
+
+@pytest.mark.django_db
+def test_with_a_key_the_first_answer_is_written_with_the_order_or_nothing_is():
+    product = make_product()
+    customer = unique("cust")
+    items = [{"sku": product.sku, "quantity": 1}]
+    before = row_counts()
+
+    def failing(order: Order) -> str:
+        raise RuntimeError("the answer could not be rendered")
+
+    with pytest.raises(RuntimeError):
+        order_create(customer_id=customer, items=items, idempotency_key="k", answer=failing)
+    assert row_counts() == before
+
+    order, created = order_create(customer_id=customer, items=items, idempotency_key="k",
+                                  answer=lambda placed: f'{{"id":"{placed.id}","status":"{placed.status}"}}')
+    again, created_again = order_create(customer_id=customer, items=items, idempotency_key="k", answer=failing)
+
+    assert (created, created_again) == (True, False)
+    stored = Order.objects.get(pk=order.pk)
+    assert stored.first_answer_text == order.first_answer_text == f'{{"id":"{order.id}","status":"PENDING"}}'
+    assert again.first_answer_text == stored.first_answer_text
+    assert stored.updated_at == order.updated_at  # the answer shows the order as it was written

@@ -11,10 +11,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
+from django.test import Client
 
 from config.models import AuditEntry
+from config.services import api_token_create
 from messaging.deadletters import FailedDelivery, dead_letter_discard, dead_letter_record
 from messaging.models import DeadLetter
 
@@ -121,6 +123,48 @@ def test_the_admin_shows_tokens_without_their_hash_and_revokes_them_with_an_audi
     record.refresh_from_db()
     assert record.revoked_at is not None
     assert AuditEntry.objects.filter(action="api_token.revoke", actor="admin:admin").count() == 1
+
+
+
+def staff_with(*codenames: str) -> Client:
+    """A logged-in staff user (not a superuser) that has exactly these permissions."""
+    user = User.objects.create_user(f"staff-{uuid.uuid4().hex[:8]}", password="pw-123456789", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+def test_staff_who_may_only_view_tokens_are_not_offered_the_revoke_action_and_cannot_revoke():
+    record = api_token_create(role="operator", by="tests").record
+    viewer = staff_with("view_apitoken")
+
+    page = viewer.get("/admin/config/apitoken/")
+    viewer.post("/admin/config/apitoken/", {"action": "revoke", "_selected_action": [record.pk]})
+
+    assert page.status_code == 200 and 'value="revoke"' not in page.content.decode()
+    record.refresh_from_db()
+    assert record.revoked_at is None
+    assert not AuditEntry.objects.filter(action="api_token.revoke").exists()
+
+
+@pytest.mark.django_db
+def test_staff_with_the_change_permission_on_tokens_revoke_them_with_an_audit_entry():
+    record = api_token_create(role="operator", by="tests").record
+    operator = staff_with("view_apitoken", "change_apitoken")
+
+    page = operator.get("/admin/config/apitoken/")
+    operator.post("/admin/config/apitoken/", {"action": "revoke", "_selected_action": [record.pk]})
+
+    assert 'value="revoke"' in page.content.decode()
+    record.refresh_from_db()
+    assert record.revoked_at is not None
+    [audit] = AuditEntry.objects.filter(action="api_token.revoke", target=f"api_token:{record.pk}")
+    assert audit.actor.startswith("admin:staff-")
+    # and the token still cannot be edited by hand: the change permission only opens the action
+    change = operator.post(f"/admin/config/apitoken/{record.pk}/change/", {"label": "edited", "role": "customer"})
+    assert change.status_code == 403
 
 
 # The audit log.

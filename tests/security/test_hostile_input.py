@@ -17,7 +17,7 @@ from config.services import api_token_create
 from messaging.consumers import handle_delivery, store_dead_letter
 from messaging.models import DeadLetter, InboxMessage
 from orders.models import Order
-from tests.api.conftest import assert_error, post_json
+from tests.api.conftest import assert_error, post_json, writes_nothing
 from tests.factories import make_account, make_product, unique
 
 
@@ -57,6 +57,82 @@ def test_an_identifier_with_control_or_odd_characters_can_be_created_and_read_ba
 def test_an_unknown_api_path_is_a_json_404_whatever_it_holds(client, path):
     assert_error(post_json(client, path, {}), 404, "not_found")
     assert_error(client.get(path), 404, "not_found")
+
+
+
+# NUL characters, which PostgreSQL's text cannot hold.
+
+NUL_IN_A_PATH = [("get", "/api/products/%00"), ("get", "/api/products/a%00b"), ("post", "/api/products/%00/restock"),
+                 ("get", "/api/accounts/%00"), ("get", "/api/orders/%00"), ("post", "/api/orders/%00/cancel")]
+NUL_IN_A_QUERY = [("/api/orders?status=%00", "status"), ("/api/orders?customer_id=%00", "customer_id"),
+                  ("/api/orders?page=%00", "page"), ("/api/products?page=%00", "page"),
+                  ("/api/products?page_size=a%00", "page_size"), ("/api/payments?order_id=%00", "order_id"),
+                  ("/api/payments?customer_id=%00", "customer_id"), ("/api/products/x?%00=1", "\x00"),
+                  ("/api/orders?status=PENDING&customer_id=c%00&page=1", "customer_id")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method, path", NUL_IN_A_PATH)
+def test_a_nul_in_a_path_is_a_json_404_on_every_route_with_a_path_parameter(client, method, path):
+    make_product(sku="a")  # a prefix of the path, so that only the NUL makes it unknown
+
+    with writes_nothing():
+        response = client.post(path, {"quantity": 1}, "application/json") if method == "post" else client.get(path)
+
+    assert_error(response, 404, "not_found")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path, parameter", NUL_IN_A_QUERY)
+def test_a_nul_in_the_query_string_is_a_json_400_naming_the_parameter(client, path, parameter):
+    body = assert_error(client.get(path), 400, "invalid_request")
+
+    assert body["details"] == {parameter: ["Null characters are not allowed."]}
+
+
+@pytest.mark.django_db
+def test_every_other_control_character_in_a_path_or_a_query_is_a_value_like_any_other(client):
+    customer = unique("c") + "\x01\x1f\x7f"
+    make_account(customer_id=customer)
+    for code in [*range(1, 32), 127]:
+        escaped = f"%{code:02X}"
+        for path in [f"/api/products/{escaped}", f"/api/accounts/{escaped}", f"/api/orders/{escaped}",
+                     f"/api/orders?customer_id={escaped}", f"/api/orders?status={escaped}",
+                     f"/api/orders?page={escaped}", f"/api/payments?customer_id={escaped}",
+                     f"/api/products?page_size={escaped}"]:
+            response = client.get(path)
+            assert response.status_code in (200, 400, 404), (path, response.status_code, response.content[:300])
+            assert response["Content-Type"].startswith("application/json"), path
+    # and an identifier holding some is still found by them
+    found = client.get("/api/accounts/" + customer.replace("\x01", "%01").replace("\x1f", "%1F").replace("\x7f", "%7F"))
+    assert found.status_code == 200 and found.json()["customer_id"] == customer
+
+
+ADMIN_NUL_PATHS = ["/admin/inventory/product/%00/change/", "/admin/inventory/product/%00/history/",
+                   "/admin/inventory/product/%00/delete/", "/admin/payments/account/%00/change/",
+                   "/admin/orders/order/%00/change/", "/admin/config/apitoken/%00/change/"]
+ADMIN_NUL_QUERIES = ["/admin/orders/order/?status=%00", "/admin/orders/order/?status__exact=%00",
+                     "/admin/orders/order/?customer_id=%00", "/admin/inventory/product/?q=%00"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ADMIN_NUL_PATHS + ADMIN_NUL_QUERIES)
+def test_a_nul_in_an_admin_url_is_a_4xx_page_for_staff(admin_client, path):
+    response = admin_client.get(path)
+
+    assert response.status_code == (404 if path in ADMIN_NUL_PATHS else 400), response.content[:300]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_nul_through_a_real_http_server_is_a_json_4xx(live_server):
+    token = api_token_create(role="operator", by="tests").token
+
+    with httpx.Client(base_url=live_server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as api:
+        in_a_path = api.get("/api/products/%00")
+        in_a_query = api.get("/api/orders?customer_id=%00")
+
+    assert in_a_path.status_code == 404 and in_a_path.json()["code"] == "not_found"
+    assert in_a_query.status_code == 400 and in_a_query.json()["code"] == "invalid_request"
 
 
 # Bodies without a Content-Length.
