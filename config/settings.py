@@ -145,6 +145,14 @@ OUTBOX_RETENTION_DAYS = env_number("OUTBOX_RETENTION_DAYS", 7, minimum=1)
 SAGA_PAYMENT_DEADLINE_S = env_number("SAGA_PAYMENT_DEADLINE_S", 30.0, minimum=0.1)
 SAGA_INVENTORY_DEADLINE_S = env_number("SAGA_INVENTORY_DEADLINE_S", 30.0, minimum=0.1)
 SAGA_SWEEP_INTERVAL_S = env_number("SAGA_SWEEP_INTERVAL_S", 5.0, minimum=0.1)
+# A compensation is sent again when it has not taken effect by its deadline, the wait doubling at each attempt
+# up to the cap; past the last attempt the saga is flagged for an operator and retried at the cap.
+SAGA_COMPENSATION_DEADLINE_S = env_number("SAGA_COMPENSATION_DEADLINE_S", 30.0, minimum=0.1)
+SAGA_COMPENSATION_BACKOFF_MAX_S = env_number("SAGA_COMPENSATION_BACKOFF_MAX_S", 600.0, minimum=0.1)
+SAGA_COMPENSATION_MAX_ATTEMPTS = int(env_number("SAGA_COMPENSATION_MAX_ATTEMPTS", 5, minimum=1, cast=int))
+if SAGA_COMPENSATION_BACKOFF_MAX_S < SAGA_COMPENSATION_DEADLINE_S:
+    raise ImproperlyConfigured(f"SAGA_COMPENSATION_BACKOFF_MAX_S ({SAGA_COMPENSATION_BACKOFF_MAX_S:g}) must be at "
+                               f"least SAGA_COMPENSATION_DEADLINE_S ({SAGA_COMPENSATION_DEADLINE_S:g})")
 
 ORDER_CURRENCY = env_str("ORDER_CURRENCY", "EUR")
 

@@ -99,7 +99,7 @@ class DatabaseCollector:
 
 def _saga_families() -> Iterator[Metric]:
     from saga.selectors import saga_counts
-    from saga.services import overdue_sagas
+    from saga.services import stuck_sagas
     from saga.transitions import State
 
     rows = [(state, reason, n) for (state, reason), n in saga_counts().items()]
@@ -118,8 +118,9 @@ def _saga_families() -> Iterator[Metric]:
             failed.add_metric([reason or "unknown"], n)
     for state, n in sorted(counts.items()):
         by_state.add_metric([state], n)
-    overdue = GaugeMetricFamily("sagaflow_sagas_overdue", "Sagas in a pending state past their deadline.")
-    overdue.add_metric([], overdue_sagas().count())
+    overdue = GaugeMetricFamily("sagaflow_sagas_overdue", "Sagas past the deadline of their state (any state, "
+                                "compensating included), or flagged after their last compensation attempt.")
+    overdue.add_metric([], stuck_sagas().count())
     yield from (started, completed, failed, cancelled, by_state, overdue)
 
 

@@ -1,11 +1,13 @@
-"""The sagas in the admin: filtered by state, by how long they have been in it, and stuck past their deadline;
-each with its timeline. Read-only: a saga changes only by the messages it applies."""
+"""The sagas in the admin: filtered by state, by how long they have been in it, stuck past their deadline, and
+compensating without effect; each with its timeline. Read-only: a saga changes only by the messages it applies,
+and by the one action that sends its compensation again through the saga's service."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
@@ -14,8 +16,9 @@ from django.utils.safestring import SafeString
 
 from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
 
+from config.errors import DomainError
 from saga.models import Saga
-from saga.services import overdue_sagas
+from saga.services import flagged_sagas, saga_retry_compensation, stuck_sagas
 from saga.timeline import saga_timeline
 
 
@@ -41,18 +44,40 @@ def render_timeline(order_id: str) -> SafeString:
 
 
 class StuckFilter(admin.SimpleListFilter):
+    """What the stuck_sagas health check counts, without its grace: past the deadline of their state (an ended
+    saga: stock still reserved past the time to ask its release again), or flagged."""
+
     title = "stuck"
     parameter_name = "stuck"
 
     def lookups(self, request, model_admin):
-        return [("yes", "past deadline"), ("no", "within deadline or final")]
+        return [("yes", "past deadline, or flagged"), ("no", "within deadline, or ended")]
 
     def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
-        overdue = overdue_sagas().values("pk")
+        overdue = stuck_sagas().values("pk")
         if self.value() == "yes":
             return queryset.filter(pk__in=overdue)
         if self.value() == "no":
             return queryset.exclude(pk__in=overdue)
+        return queryset
+
+
+class CompensationFilter(admin.SimpleListFilter):
+    """The sagas whose compensation (a refund, or the release of stock after the end) has been sent again, and
+    those flagged: sent as often as SAGA_COMPENSATION_MAX_ATTEMPTS allows, still without effect."""
+
+    title = "compensation"
+    parameter_name = "compensation"
+
+    def lookups(self, request, model_admin):
+        return [("retried", "compensating, sent again"),
+                ("flagged", f"flagged: {settings.SAGA_COMPENSATION_MAX_ATTEMPTS}+ attempts without effect")]
+
+    def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
+        if self.value() == "retried":
+            return queryset.filter(state="COMPENSATING", compensation_attempts__gt=1)
+        if self.value() == "flagged":
+            return queryset.filter(pk__in=flagged_sagas().values("pk"))
         return queryset
 
 
@@ -81,13 +106,31 @@ class StateAgeFilter(admin.SimpleListFilter):
 
 @admin.register(Saga)
 class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["order_link", "state", "failure_reason", "in_state_for", "deadline_at", "overdue", "created_at"]
-    list_filter = ["state", StuckFilter, StateAgeFilter, "failure_reason", "created_at"]
+    list_display = ["order_link", "state", "failure_reason", "in_state_for", "deadline_at", "overdue",
+                    "compensation_attempts", "created_at"]
+    list_filter = ["state", StuckFilter, CompensationFilter, StateAgeFilter, "failure_reason", "created_at"]
     search_fields = ["order_id", "customer_id"]
     ordering = ["-created_at"]
     fields = ["order_link", "state", "failure_reason", "failure_detail", "state_entered_at", "deadline_at",
-              "customer_id", "amount", "currency", "items", "created_at", "updated_at", "timeline"]
+              "compensation_attempts", "compensation_due_at", "customer_id", "amount", "currency", "items",
+              "created_at", "updated_at", "timeline"]
     readonly_fields = fields
+    actions = ["retry_compensation"]
+
+    def has_operate_permission(self, request) -> bool:
+        """Sending a compensation again changes what happens next, so viewing the sagas is not enough."""
+        return request.user.has_perm("saga.change_saga")
+
+    @admin.action(description="Send the compensation of the selected sagas again now (refund, or release of stock)",
+                  permissions=["operate"])
+    def retry_compensation(self, request, queryset: QuerySet[Saga]) -> None:
+        for saga in queryset:
+            try:
+                decision = saga_retry_compensation(order_id=str(saga.order_id), by=request.user.get_username())
+            except DomainError as error:
+                self.message_user(request, f"order {saga.order_id}: {error}", level=messages.WARNING)
+            else:
+                self.message_user(request, f"order {saga.order_id}: sent {', '.join(decision.emits)} again")
 
     @admin.display(description="order", ordering="order_id")
     def order_link(self, saga: Saga) -> SafeString:

@@ -17,7 +17,8 @@ from messaging.models import DeadLetter, InboxMessage, OutboxMessage
 from orders.models import Order
 from payments.models import Account, LedgerEntry, Payment
 from saga.models import Saga
-from saga.services import overdue_sagas
+from saga.services import ended_holding_stock, stuck_sagas, sweep_grace
+from saga.transitions import FINAL_STATES
 
 ZERO = Decimal("0.00")
 
@@ -42,10 +43,11 @@ def audit(*, settled: bool = False, now: datetime | None = None, since: datetime
     now = now or timezone.now()
     orders = Order.objects.all() if since is None else Order.objects.filter(created_at__gte=since)
     net = _captured_minus_refunded(orders)
+    releases = _stock_still_held(settled, now)
     return [
         *_orders_reach_an_end(settled, now, orders),
-        *_completed_orders_paid_and_committed(orders, net),
-        *_failed_orders_hold_nothing(orders, net),
+        *_completed_orders_paid_and_committed(orders, net, releases),
+        *_failed_orders_hold_nothing(orders, net, releases),
         *_money_is_conserved(),
         *_stock_is_conserved(orders),
         *_no_message_lost(settled, now, since),
@@ -64,12 +66,42 @@ def _orders_reach_an_end(settled: bool, now: datetime, orders):
         for order_id in pending.values_list("id", flat=True):
             yield Violation(1, f"order {order_id}", "still PENDING while the system is quiet")
         return
-    # Past the deadline by more than one sweep interval: the time the timeout sweep has to compensate it.
-    grace = timedelta(seconds=settings.SAGA_SWEEP_INTERVAL_S)
-    for saga in overdue_sagas(now=now - grace).filter(order_id__in=pending.values("id")):
-        yield Violation(1, f"order {saga.order_id}", f"PENDING past its deadline {saga.deadline_at.isoformat()}")
+    # Past the deadline by more than one sweep interval (the time the sweep has to act), or flagged.
+    stuck = stuck_sagas(now=now, grace=sweep_grace()).exclude(state__in=FINAL_STATES)
+    for saga in stuck.filter(order_id__in=pending.values("id")).order_by("state_entered_at"):
+        yield Violation(1, f"order {saga.order_id}", f"PENDING, its saga {_why_stuck(saga)}")
     for order_id in pending.exclude(id__in=Saga.objects.values("order_id")).values_list("id", flat=True):
         yield Violation(1, f"order {order_id}", "has no saga")
+
+
+def _why_stuck(saga: Saga) -> str:
+    if saga.compensation_flagged:
+        return (f"in {saga.state} has sent payment.refund {saga.compensation_attempts} times without an answer "
+                f"(flagged; the sweep sends it again every {settings.SAGA_COMPENSATION_BACKOFF_MAX_S:g}s)")
+    return f"in {saga.state} past its deadline {saga.deadline_at.isoformat()}"
+
+
+@dataclass(frozen=True)
+class _HeldAfterTheEnd:
+    """The ended orders whose stock is still reserved: how often the saga asked its release (or commit), and
+    those that may still be on their way (not settled only: ended moments ago, their answer not yet due)."""
+
+    attempts: dict[str, int]
+    on_their_way: frozenset[str]
+
+    def note(self, order_id: str) -> str:
+        asked = self.attempts.get(order_id)
+        return "" if asked is None else f" (the saga asked its release or commit {asked} times)"
+
+
+def _stock_still_held(settled: bool, now: datetime) -> _HeldAfterTheEnd:
+    held = ended_holding_stock()
+    attempts = {str(order_id): n for order_id, n in held.values_list("order_id", "compensation_attempts")}
+    if settled:
+        return _HeldAfterTheEnd(attempts, frozenset())
+    stuck = {str(order_id) for order_id in stuck_sagas(now=now, grace=sweep_grace()).filter(
+        state__in=FINAL_STATES).values_list("order_id", flat=True)}
+    return _HeldAfterTheEnd(attempts, frozenset(attempts.keys() - stuck))
 
 
 def _captured_minus_refunded(orders) -> dict[str, Decimal]:
@@ -88,7 +120,7 @@ def _reserved_lines(status: str, orders) -> dict[str, dict[str, int]]:
     return lines
 
 
-def _completed_orders_paid_and_committed(orders, net: dict[str, Decimal]):
+def _completed_orders_paid_and_committed(orders, net: dict[str, Decimal], releases: _HeldAfterTheEnd):
     committed = _reserved_lines(Reservation.Status.COMMITTED, orders)
     captured = defaultdict(list)
     payments = _of(orders, Payment.objects.filter(status=Payment.Status.CAPTURED), "order_id")
@@ -99,19 +131,20 @@ def _completed_orders_paid_and_committed(orders, net: dict[str, Decimal]):
         if captured[key] != [order.total] or net[key] != order.total:
             yield Violation(2, f"order {key}", f"total {order.total} but captured {captured[key]}, net {net[key]}")
         wanted = {line.sku: line.quantity for line in order.lines.all()}
-        if committed.get(key, {}) != wanted:
-            yield Violation(2, f"order {key}", f"lines {wanted} but committed {committed.get(key, {})}")
+        if committed.get(key, {}) != wanted and key not in releases.on_their_way:
+            yield Violation(2, f"order {key}",
+                            f"lines {wanted} but committed {committed.get(key, {})}{releases.note(key)}")
 
 
-def _failed_orders_hold_nothing(orders, net: dict[str, Decimal]):
+def _failed_orders_hold_nothing(orders, net: dict[str, Decimal], releases: _HeldAfterTheEnd):
     active = _reserved_lines(Reservation.Status.ACTIVE, orders)
     for order_id in orders.filter(status__in=[Order.Status.FAILED, Order.Status.CANCELLED]).values_list(
             "id", flat=True):
         key = str(order_id)
         if net.get(key, ZERO) != ZERO:
             yield Violation(3, f"order {key}", f"ended without success but {net[key]} is still captured")
-        if key in active:
-            yield Violation(3, f"order {key}", f"ended without success but holds {active[key]}")
+        if key in active and key not in releases.on_their_way:
+            yield Violation(3, f"order {key}", f"ended without success but holds {active[key]}{releases.note(key)}")
 
 
 def _money_is_conserved():

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import models
 
-from saga.transitions import State
+from saga.transitions import PENDING_STATES, State
 
 
 class Saga(models.Model):
@@ -23,6 +23,13 @@ class Saga(models.Model):
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=8)
     items = models.JSONField()
+    # Past the pending states the saga waits on what it sent, not on a deadline of the state: the refund while
+    # COMPENSATING, the release (or commit) of its stock once ended. These count the sends in the current
+    # state, and say when the sweep next looks whether the last one took effect, and sends it again if not.
+    # A plain integer with a database default: adding it neither scans the table (as a CHECK would) nor breaks
+    # the inserts of a process still running the previous release.
+    compensation_attempts = models.IntegerField(default=0, db_default=0)
+    compensation_due_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)  # the admin lists newest first
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -34,9 +41,17 @@ class Saga(models.Model):
 
     @property
     def deadline_at(self) -> datetime | None:
-        """When a pending saga times out, from the deadline that the settings give its state now."""
+        """When the sweep acts on a saga that has not moved: a pending one times out at the deadline that the
+        settings give its state now; a COMPENSATING one sends its refund again. None once it has ended."""
+        if self.state == State.COMPENSATING:
+            return self.compensation_due_at or self.state_entered_at
         seconds = state_deadline_s(self.state)
         return None if seconds is None else self.state_entered_at + timedelta(seconds=seconds)
+
+    @property
+    def compensation_flagged(self) -> bool:
+        """Compensating after the last attempt the settings allow: an operator should look."""
+        return self.state == State.COMPENSATING and compensation_flagged(self.compensation_attempts)
 
 
 def state_deadline_s(state: str) -> float | None:
@@ -44,6 +59,24 @@ def state_deadline_s(state: str) -> float | None:
         State.PAYMENT_PENDING: settings.SAGA_PAYMENT_DEADLINE_S,
         State.INVENTORY_PENDING: settings.SAGA_INVENTORY_DEADLINE_S,
     }.get(state)
+
+
+def compensation_wait_s(attempts: int) -> float:
+    """How long the saga waits for its `attempts`-th send to take effect: the compensation deadline, doubled
+    at each attempt after the first, up to the cap; at the cap once the saga is flagged."""
+    if compensation_flagged(attempts):
+        return settings.SAGA_COMPENSATION_BACKOFF_MAX_S
+    doubled = settings.SAGA_COMPENSATION_DEADLINE_S * 2 ** min(max(attempts - 1, 0), 64)
+    return min(doubled, settings.SAGA_COMPENSATION_BACKOFF_MAX_S)
+
+
+def compensation_flagged(attempts: int) -> bool:
+    return attempts >= settings.SAGA_COMPENSATION_MAX_ATTEMPTS
+
+
+def tracks_compensation(state: str) -> bool:
+    """Whether the saga, in `state`, waits on what it sent rather than on a deadline of the state."""
+    return state not in PENDING_STATES
 
 
 class SagaTransition(models.Model):

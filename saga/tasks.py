@@ -1,4 +1,5 @@
-"""The timeout sweep, run by Celery beat every SAGA_SWEEP_INTERVAL_S."""
+"""The sweep, run by Celery beat every SAGA_SWEEP_INTERVAL_S: times out pending sagas, sends a lost refund again,
+and asks again for stock an ended saga still holds (saga.services.saga_sweep_timeouts)."""
 
 from celery import shared_task
 

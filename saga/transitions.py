@@ -23,16 +23,20 @@ class State(StrEnum):
 FINAL_STATES = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
 PENDING_STATES = frozenset({State.PAYMENT_PENDING, State.INVENTORY_PENDING})
 
-# Messages the saga hears. The last two are not on the wire: the timeout sweep and the cancel API raise them.
+# Messages the saga hears. The last three are not on the wire: the sweep and the cancel API raise them.
 PAYMENT_PROCESSED = "payment.processed"
 PAYMENT_FAILED = "payment.failed"
 PAYMENT_REFUNDED = "payment.refunded"
 INVENTORY_RESERVED = "inventory.reserved"
 INVENTORY_RESERVATION_FAILED = "inventory.reservation_failed"
+# The sweep raises TIMEOUT when a saga is past the deadline of its state: a pending step did not answer, or
+# the refund of a compensation did not. It raises STOCK_HELD when a saga that ended still has stock reserved
+# for it past its deadline: the release (or the commit) that its end asked for was lost.
 TIMEOUT = "saga.timeout"
+STOCK_HELD = "saga.stock_held"
 CANCEL = "saga.cancel"
 INPUTS = (PAYMENT_PROCESSED, PAYMENT_FAILED, PAYMENT_REFUNDED, INVENTORY_RESERVED,
-          INVENTORY_RESERVATION_FAILED, TIMEOUT, CANCEL)
+          INVENTORY_RESERVATION_FAILED, TIMEOUT, STOCK_HELD, CANCEL)
 
 # Messages the saga emits.
 PAYMENT_PROCESS = "payment.process"
@@ -65,6 +69,10 @@ STAY = Transition(None, note="already applied or superseded: no effect")
 LATE_CHARGE = Transition(None, (PAYMENT_REFUND,), note="late charge: refund it")
 LATE_RESERVATION = Transition(None, (INVENTORY_RELEASE,), note="late reservation: release it")
 START_COMPENSATION = Transition(State.COMPENSATING, (PAYMENT_REFUND,), records_failure=True)
+# Repeating a compensation is safe: a repeated refund or release is a no-op at the participant.
+REFUND_AGAIN = Transition(None, (PAYMENT_REFUND,), note="no payment.refunded before the deadline: refund again")
+RELEASE_AGAIN = Transition(None, (INVENTORY_RELEASE,), note="stock still held after the end: release again")
+COMMIT_AGAIN = Transition(None, (ORDER_COMPLETED,), note="stock still held after completion: announce it again")
 
 TABLE: dict[tuple[State, str], Transition] = {
     (State.PAYMENT_PENDING, PAYMENT_PROCESSED): Transition(State.INVENTORY_PENDING, (INVENTORY_RESERVE,)),
@@ -74,6 +82,7 @@ TABLE: dict[tuple[State, str], Transition] = {
     (State.PAYMENT_PENDING, INVENTORY_RESERVATION_FAILED): STAY,
     # Payments refuses a later charge once it has seen the refund, so a refund here settles the payment.
     (State.PAYMENT_PENDING, TIMEOUT): START_COMPENSATION,
+    (State.PAYMENT_PENDING, STOCK_HELD): STAY,  # the sweep raises it for ended sagas only
     (State.PAYMENT_PENDING, CANCEL): START_COMPENSATION,
 
     (State.INVENTORY_PENDING, PAYMENT_PROCESSED): STAY,
@@ -83,6 +92,7 @@ TABLE: dict[tuple[State, str], Transition] = {
     (State.INVENTORY_PENDING, INVENTORY_RESERVATION_FAILED): START_COMPENSATION,
     # Inventory releases on order.failed, and refuses a later reservation for the order once it has.
     (State.INVENTORY_PENDING, TIMEOUT): START_COMPENSATION,
+    (State.INVENTORY_PENDING, STOCK_HELD): STAY,
     (State.INVENTORY_PENDING, CANCEL): START_COMPENSATION,
 
     # A repeated refund is a no-op at payments, so a charge seen while compensating is refunded again.
@@ -91,7 +101,9 @@ TABLE: dict[tuple[State, str], Transition] = {
     (State.COMPENSATING, PAYMENT_REFUNDED): Transition(FINISH_COMPENSATION, (ORDER_FAILED,)),
     (State.COMPENSATING, INVENTORY_RESERVED): STAY,  # order.failed, still to come, releases it
     (State.COMPENSATING, INVENTORY_RESERVATION_FAILED): STAY,
-    (State.COMPENSATING, TIMEOUT): STAY,
+    # The refund or its answer was lost (dead-lettered, or swallowed by a dead connection): send it again.
+    (State.COMPENSATING, TIMEOUT): REFUND_AGAIN,
+    (State.COMPENSATING, STOCK_HELD): STAY,  # order.failed, still to come, releases it
     (State.COMPENSATING, CANCEL): STAY,
 }
 
@@ -103,6 +115,7 @@ for _final in FINAL_STATES:
         (_final, INVENTORY_RESERVED): STAY if _final is State.COMPLETED else LATE_RESERVATION,
         (_final, INVENTORY_RESERVATION_FAILED): STAY,
         (_final, TIMEOUT): STAY,
+        (_final, STOCK_HELD): COMMIT_AGAIN if _final is State.COMPLETED else RELEASE_AGAIN,
         (_final, CANCEL): STAY,
     })
 

@@ -26,11 +26,13 @@ REFUNDED = t.PAYMENT_REFUNDED
 RESERVED = t.INVENTORY_RESERVED
 RES_FAILED = t.INVENTORY_RESERVATION_FAILED
 TIMEOUT = t.TIMEOUT
+STOCK_HELD = t.STOCK_HELD
 CANCEL = t.CANCEL
 
 NOTHING: tuple[str, ...] = ()
 REFUND = (t.PAYMENT_REFUND,)
 RELEASE = (t.INVENTORY_RELEASE,)
+COMMIT = (t.ORDER_COMPLETED,)
 
 # (state, message) -> (next state, messages emitted), written out by hand from DESIGN §1.
 # COMPENSATING + payment.refunded ends FAILED for any reason but `cancelled`; see the tests below.
@@ -42,6 +44,7 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (PP, RESERVED): (PP, NOTHING),
     (PP, RES_FAILED): (PP, NOTHING),
     (PP, TIMEOUT): (COMP, REFUND),
+    (PP, STOCK_HELD): (PP, NOTHING),
     (PP, CANCEL): (COMP, REFUND),
 
     (IP, PROCESSED): (IP, NOTHING),
@@ -50,6 +53,7 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (IP, RESERVED): (DONE, (t.ORDER_COMPLETED,)),
     (IP, RES_FAILED): (COMP, REFUND),
     (IP, TIMEOUT): (COMP, REFUND),
+    (IP, STOCK_HELD): (IP, NOTHING),
     (IP, CANCEL): (COMP, REFUND),
 
     # A charge that lands while compensating is refunded again (a repeated refund is a no-op at payments).
@@ -58,16 +62,20 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (COMP, REFUNDED): (FAILED, (t.ORDER_FAILED,)),
     (COMP, RESERVED): (COMP, NOTHING),
     (COMP, RES_FAILED): (COMP, NOTHING),
-    (COMP, TIMEOUT): (COMP, NOTHING),
+    # No payment.refunded before the deadline: the refund, or its answer, was lost. Refund again.
+    (COMP, TIMEOUT): (COMP, REFUND),
+    (COMP, STOCK_HELD): (COMP, NOTHING),
     (COMP, CANCEL): (COMP, NOTHING),
 
-    # Final states: repeats are no-ops, late money or stock is given back.
+    # Final states: repeats are no-ops, late money or stock is given back; stock still held long after the end
+    # (its release or commit was lost) is asked for again.
     (DONE, PROCESSED): (DONE, NOTHING),
     (DONE, PAY_FAILED): (DONE, NOTHING),
     (DONE, REFUNDED): (DONE, NOTHING),
     (DONE, RESERVED): (DONE, NOTHING),
     (DONE, RES_FAILED): (DONE, NOTHING),
     (DONE, TIMEOUT): (DONE, NOTHING),
+    (DONE, STOCK_HELD): (DONE, COMMIT),
     (DONE, CANCEL): (DONE, NOTHING),
 
     (FAILED, PROCESSED): (FAILED, REFUND),
@@ -76,6 +84,7 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (FAILED, RESERVED): (FAILED, RELEASE),
     (FAILED, RES_FAILED): (FAILED, NOTHING),
     (FAILED, TIMEOUT): (FAILED, NOTHING),
+    (FAILED, STOCK_HELD): (FAILED, RELEASE),
     (FAILED, CANCEL): (FAILED, NOTHING),
 
     (CANCELLED, PROCESSED): (CANCELLED, REFUND),
@@ -84,6 +93,7 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (CANCELLED, RESERVED): (CANCELLED, RELEASE),
     (CANCELLED, RES_FAILED): (CANCELLED, NOTHING),
     (CANCELLED, TIMEOUT): (CANCELLED, NOTHING),
+    (CANCELLED, STOCK_HELD): (CANCELLED, RELEASE),
     (CANCELLED, CANCEL): (CANCELLED, NOTHING),
 }
 
@@ -134,6 +144,43 @@ def _reachable_from(start: State) -> set[State]:
 def test_every_non_final_state_has_a_way_out_to_a_final_state(state):
     assert _reachable_from(state) & t.FINAL_STATES, f"{state} can never finish"
     assert any(t.TABLE[(state, m)].changes_state for m in t.INPUTS), f"{state} has no transition out"
+
+
+COMPENSATIONS = {t.PAYMENT_REFUND, t.INVENTORY_RELEASE}
+# What a participant answers to each message the saga sends, as far as the saga hears it.
+ANSWER_TO = {t.PAYMENT_REFUND: REFUNDED, t.INVENTORY_RESERVE: RESERVED}
+
+
+@pytest.mark.parametrize("state", sorted(set(State) - t.FINAL_STATES))
+def test_the_sweeps_timeout_moves_every_non_final_state_on_or_sends_its_compensation_again(state):
+    transition = t.TABLE[(state, TIMEOUT)]
+
+    assert transition.changes_state or set(transition.emits) & COMPENSATIONS, (
+        f"{state} stays put on {TIMEOUT} and sends nothing: a lost message leaves it there for ever")
+
+
+@pytest.mark.parametrize("state", sorted(set(State) - t.FINAL_STATES))
+def test_the_sweeps_timeouts_and_the_answer_to_the_last_send_finish_every_non_final_state(state):
+    # given a saga whose earlier messages were all lost: only the answer to its latest send arrives
+    reason = None
+    for _ in range(len(State)):
+        decision = t.decide(state, TIMEOUT, failure_reason=reason, message_reason="timeout")
+        state, reason = decision.to_state, decision.failure_reason
+        answers = [ANSWER_TO[key] for key in decision.emits[-1:] if key in ANSWER_TO]
+        for answer in answers:
+            state = t.decide(state, answer, failure_reason=reason).to_state
+        if state in t.FINAL_STATES:
+            break
+
+    # then the timeouts and that one answer finish it
+    assert state in t.FINAL_STATES
+
+
+@pytest.mark.parametrize(("state", "again"), [(DONE, COMMIT), (FAILED, RELEASE), (CANCELLED, RELEASE)])
+def test_stock_still_held_after_the_end_is_asked_for_again_and_nothing_else_changes(state, again):
+    decision = t.decide(state, STOCK_HELD, failure_reason="out_of_stock", message_reason="other")
+
+    assert (decision.to_state, decision.emits, decision.failure_reason) == (state, again, "out_of_stock")
 
 
 def test_every_state_is_reachable_from_the_start():
@@ -257,7 +304,7 @@ class TestHandlerCoverage:
             assert kind == "event"
             assert len(handlers) >= 1, f"event {routing_key} handled by nobody"
 
-    @pytest.mark.parametrize("routing_key", sorted(set(t.INPUTS) - {t.TIMEOUT, t.CANCEL}))
+    @pytest.mark.parametrize("routing_key", sorted(set(t.INPUTS) - {t.TIMEOUT, t.STOCK_HELD, t.CANCEL}))
     def test_every_reply_the_table_knows_reaches_the_saga(self, routing_key):
         assert "saga" in self._handlers_of(routing_key)
 
