@@ -26,7 +26,8 @@ Check = Callable[[Any], "str | None"]
 _FIELD_SCHEMAS: dict[Check, dict[str, Any]] = {}
 
 # Each schema's `title` is the field's type as the docs name it.
-UUID_SCHEMA: dict[str, Any] = {"title": "uuid", "type": "string", "format": "uuid"}
+UUID_SCHEMA: dict[str, Any] = {"title": "uuid", "description": "a UUID in its 8-4-4-4-12 hexadecimal form",
+                               "type": "string", "format": "uuid"}
 IDENTIFIER_SCHEMA: dict[str, Any] = {"title": "id", "description": f"1 to {MAX_ID_LENGTH} characters",
                                      "type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
 # The decimal literals producers write ("20.00", "0.5", "1E+2"). Python's Decimal, which the check uses, also
@@ -97,12 +98,12 @@ def _money(value: Any) -> str | None:
     return None
 
 
-@_described({**UUID_SCHEMA, "title": "uuid or null", "type": ["string", "null"]})
+@_described({**UUID_SCHEMA, "title": "uuid or null", "description": "a uuid, or null", "type": ["string", "null"]})
 def _optional_uuid(value: Any) -> str | None:
     return None if value is None else _uuid(value)
 
 
-@_described({"title": "items", "description": "one or more {sku, quantity}, quantity a positive integer",
+@_described({"title": "items", "description": "one or more {sku, quantity}: sku an id, quantity a positive integer",
              "type": "array", "minItems": 1, "items": ITEM_SCHEMA})
 def _items(value: Any) -> str | None:
     if not isinstance(value, list) or not value:
@@ -144,7 +145,8 @@ _CATALOGUE = [
     MessageType("payment.refund", "command", {"order_id": _uuid, "reason": _short_text},
                 producer="saga", summary="Refund the order's charge, if any; refuse any later charge for it."),
     MessageType("payment.refunded", "event", {"order_id": _uuid, "payment_id": _optional_uuid, "amount": _money},
-                producer="payments", summary="Nothing of the order stays charged (payment_id null: there was no charge to give back)."),
+                producer="payments",
+                summary="Nothing of the order stays charged (`payment_id` null: there was no charge to give back)."),
     MessageType("inventory.reserve", "command", {"order_id": _uuid, "items": _items},
                 producer="saga", summary="Reserve the order's items."),
     MessageType("inventory.reserved", "event", {"order_id": _uuid, "reservation_id": _uuid, "items": _items},

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from saga.transitions import CANCELLED_REASON, FINAL_STATES, TABLE, State, decide
 
+LABEL_SEPARATOR = "<br/>"
+
 # Why a compensating saga may be compensating, as the arrows name it: the saga's reason decides where it ends.
 _REASONS = ((CANCELLED_REASON, CANCELLED_REASON), ("failure", "not cancelled"))
 
@@ -63,9 +65,16 @@ def initial_states() -> list[State]:
 
 
 def mermaid() -> str:
-    """The diagram as Mermaid source (`stateDiagram-v2`), one arrow a line, ending with a newline."""
+    """The diagram as Mermaid source (`stateDiagram-v2`), ending with a newline.
+
+    One line for each pair of states, its arrows' labels joined by `<br/>`: Mermaid draws two arrows between
+    the same states (two loops, above all) on top of each other.
+    """
+    labels: dict[tuple[State, State], list[str]] = {}
+    for arrow in arrows():
+        labels.setdefault((arrow.from_state, arrow.to_state), []).append(arrow.label)
     lines = ["stateDiagram-v2"]
     lines += [f"    [*] --> {state.value}" for state in initial_states()]
-    lines += [f"    {a.from_state.value} --> {a.to_state.value}: {a.label}" for a in arrows()]
+    lines += [f"    {f.value} --> {t.value}: {LABEL_SEPARATOR.join(texts)}" for (f, t), texts in labels.items()]
     lines += [f"    {state.value} --> [*]" for state in State if state in FINAL_STATES]
     return "\n".join(lines) + "\n"

@@ -22,12 +22,13 @@ def parsed(source: str) -> list[tuple[str, str, set[str], str, set[str]]]:
     for line in lines[1:]:
         match = ARROW.match(line)
         assert match, line
-        source_state, target, label = match.groups()
-        messages, _, emitted = (label or "").partition(" / ")
-        condition = re.search(r" \[(.+)\]$", messages)
-        messages = messages[:condition.start()] if condition else messages
-        arrows.append((source_state, target, set(filter(None, messages.split(", "))),
-                       condition.group(1) if condition else "", set(filter(None, emitted.split(", ")))))
+        source_state, target, labels = match.groups()
+        for label in (labels or "").split(diagram.LABEL_SEPARATOR):
+            messages, _, emitted = label.partition(" / ")
+            condition = re.search(r" \[(.+)\]$", messages)
+            messages = messages[:condition.start()] if condition else messages
+            arrows.append((source_state, target, set(filter(None, messages.split(", "))),
+                           condition.group(1) if condition else "", set(filter(None, emitted.split(", ")))))
     return arrows
 
 
@@ -35,10 +36,12 @@ def arrows_from(state: str, to: str) -> list[tuple[set[str], str, set[str]]]:
     return [(m, c, e) for f, t_, m, c, e in parsed(diagram.mermaid()) if (f, t_) == (state, to)]
 
 
-def test_the_diagram_is_mermaid_state_diagram_source_with_every_state():
+def test_the_diagram_is_mermaid_state_diagram_source_with_every_state_and_one_line_for_each_pair():
     source = diagram.mermaid()
 
     assert source.startswith("stateDiagram-v2\n") and source.endswith("\n")
+    pairs = [line.split(":")[0] for line in source.splitlines()[1:]]
+    assert len(pairs) == len(set(pairs))
     named = {s for f, t_, *_ in parsed(source) for s in (f, t_)}
     assert named == {state.value for state in State} | {"[*]"}
 
