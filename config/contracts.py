@@ -59,22 +59,34 @@ class MessagesPageView(_PublicDocumentView):
 
 class MessageSchemaView(_PublicDocumentView):
     def get(self, request: HttpRequest) -> HttpResponse:
-        return _document(json.dumps(contracts.catalogue_schema(), indent=2), JSON_SCHEMA)
+        return _document(catalogue_schema_text(), JSON_SCHEMA)
 
 
 class AsyncApiView(_PublicDocumentView):
     def get(self, request: HttpRequest) -> HttpResponse:
         wanted = request.GET.get("format") or ("json" if "json" in request.headers.get("Accept", "") else "yaml")
-        if wanted not in {"yaml", "json"}:
+        if wanted not in ASYNCAPI_FORMATS:
             return json_error(400, "invalid_format", "format must be yaml or json.", {"format": wanted})
-        document = contracts.asyncapi()
-        if wanted == "json":
-            return _document(json.dumps(document, indent=2), ASYNCAPI_JSON)
-        return _document(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), ASYNCAPI_YAML)
+        return _document(asyncapi_text(wanted), ASYNCAPI_FORMATS[wanted])
 
 
 def _document(body: str, content_type: str) -> HttpResponse:
     return HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+
+
+ASYNCAPI_FORMATS = {"yaml": ASYNCAPI_YAML, "json": ASYNCAPI_JSON}
+
+
+def asyncapi_text(wanted: str = "yaml") -> str:
+    """The AsyncAPI document as text: "yaml" or "json"."""
+    document = contracts.asyncapi()
+    if wanted == "json":
+        return json.dumps(document, indent=2) + "\n"
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def catalogue_schema_text() -> str:
+    return json.dumps(contracts.catalogue_schema(), indent=2) + "\n"
 
 
 def inline_code(text: str) -> str:
@@ -121,7 +133,13 @@ MARKER = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)
 
 def readme_blocks() -> dict[str, str]:
     """What each generated block of the README holds, by name."""
-    return {"saga-diagram": f"```mermaid\n{diagram.mermaid()}```\n", "message-catalogue": catalogue_markdown()}
+    return {"saga-diagram": f"```mermaid\n{diagram.mermaid()}```\n\n{DIAGRAM_LEGEND}\n",
+            "message-catalogue": catalogue_markdown()}
+
+
+DIAGRAM_LEGEND = (
+    "Each arrow is `messages / messages emitted`; a loop is a reply that came too late, compensated. Any other "
+    "message\nchanges nothing. Drawn from `saga/transitions.py` by `saga/diagram.py`.")
 
 
 def catalogue_markdown() -> str:
