@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.decorators import method_decorator
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
-from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
@@ -158,7 +158,7 @@ def catalogue_markdown() -> str:
 def readme_rewritten(text: str) -> str:
     """`text` with every generated block filled in anew. Raises LookupError when a block is missing."""
     blocks = readme_blocks()
-    missing = set(blocks) - set(m.group(2) for m in MARKER.finditer(text))
+    missing = set(blocks) - {m.group(2) for m in MARKER.finditer(text)}
     if missing:
         raise LookupError(f"the README has no block {', '.join(sorted(missing))}")
     return MARKER.sub(lambda m: m.group(1) + blocks.get(m.group(2), m.group(3)) + m.group(4), text)

@@ -155,7 +155,7 @@ _CATALOGUE = [
                                                           "code": _short_text, "items": _items},
                 producer="inventory", summary="The items could not be reserved; `code` says why."),
     MessageType("inventory.release", "command", {"order_id": _uuid, "reason": _short_text},
-                producer="saga", summary="Give back the stock held for the order; refuse any later reservation for it."),
+                producer="saga", summary="Give back the stock held for the order; refuse any later reservation."),
     MessageType("inventory.released", "event", {"order_id": _uuid, "items": _optional_items},
                 producer="inventory", summary="The stock held for the order was given back; `items` says what."),
     MessageType("order.completed", "event", {"order_id": _uuid},

@@ -17,13 +17,11 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from kombu import Exchange, Queue
 
 from messaging import bus, topology
 from messaging.catalogue import CATALOGUE, SCHEMA_VERSION, MessageType, field_schema
 from messaging.envelope import ATTEMPT_HEADER
-from messaging.worker import DETAIL_HEADER, QUEUE_HEADER, REASON_HEADER, TRACEBACK_HEADER
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_VERSION = "3.0.0"
@@ -124,6 +122,9 @@ def envelope_headers_schema() -> dict[str, Any]:
 
 def dead_letter_headers_schema() -> dict[str, Any]:
     """The headers the worker adds to a message it dead-letters (the broker's own add `x-death` instead)."""
+    # Imported here: the web process has no other use for the worker's module.
+    from messaging.worker import DETAIL_HEADER, QUEUE_HEADER, REASON_HEADER, TRACEBACK_HEADER
+
     schema = envelope_headers_schema()
     schema["required"] = []
     schema["properties"].update({
@@ -155,7 +156,7 @@ def asyncapi() -> dict[str, Any]:
                 "outbox in the transaction of its change; a relay publishes them to the topic exchange, persistent "
                 "and confirmed. Each consumer queue is a quorum queue; a consumer applies a message once (its inbox "
                 "refuses a redelivery), retries a transient failure through delay queues, and dead-letters a "
-                "permanent one."),
+                "permanent one. With no BROKER_URL (the embedded mode) the same messages pass in-process instead."),
         },
         "defaultContentType": CONTENT_TYPE,
         "servers": {"rabbitmq": {

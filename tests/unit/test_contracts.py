@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +274,7 @@ def test_the_retry_delay_queues_and_the_dead_letters_are_documented_from_the_set
 def test_the_documented_envelope_is_what_the_relay_sends():
     row = OutboxMessage(routing_key="order.completed", payload={"order_id": ORDER}, headers={"version": 1},
                         correlation_id="corr-1", causation_id=str(uuid.uuid4()), order_id=ORDER)
-    row.created_at = datetime.now(timezone.utc)
+    row.created_at = datetime.now(UTC)
 
     sent = _amqp_message(row)
 
