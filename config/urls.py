@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path, re_path, register_converter
 
+from config.contracts import AsyncApiView, MessageSchemaView, MessagesPageView
 from config.views import DocsView, HealthView, ReadinessView, SchemaView, api_not_found, liveness, metrics
 from inventory.api import ProductDetailApi, ProductListCreateApi, ProductRestockApi
 from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi
@@ -38,6 +39,9 @@ api = [
     path("payments", PaymentListApi.as_view(), name="payments"),
     path("schema", SchemaView.as_view(), name="schema"),
     path("docs", DocsView.as_view(url_name="schema"), name="docs"),
+    path("messages", MessagesPageView.as_view(), name="messages"),
+    path("messages/schema", MessageSchemaView.as_view(), name="message-schema"),
+    path("asyncapi", AsyncApiView.as_view(), name="asyncapi"),
 ]
 
 urlpatterns = [
