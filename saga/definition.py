@@ -47,10 +47,17 @@ class CompensateByCommand:
 
 @dataclass(frozen=True)
 class ReleasedOnFailure:
-    """The step's participant undoes it when it hears the saga's failure event; a success reply that arrives
-    after the saga has failed is undone by `late_command`, which needs no reply."""
+    """The step's participant undoes it when it hears the saga's failure event (and settles it on the
+    completion event); a success reply that arrives after the saga has failed is undone by `late_command`,
+    which needs no reply.
+
+    `held_input`: the input the sweep raises for an ended saga whose participant still holds what the step
+    took, its end lost on the way. The saga asks again: the completion event once completed, `late_command`
+    once failed or cancelled. None: the saga has no such input.
+    """
 
     late_command: str
+    held_input: str | None = None
 
 
 Compensation = CompensateByCommand | ReleasedOnFailure
@@ -112,13 +119,19 @@ class SagaDefinition:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """Every message the saga hears: each step's replies, its compensation's reply, then its own two."""
+        """Every message the saga hears: each step's replies and its compensation's, then its own: the
+        timeout, the held inputs, the cancel."""
         replies = []
         for step in self.steps:
             replies += [step.success, *step.failures]
             if isinstance(step.compensation, CompensateByCommand):
                 replies.append(step.compensation.reply)
-        return (*replies, self.timeout, self.cancel)
+        return (*replies, self.timeout, *self.held_inputs, self.cancel)
+
+    @property
+    def held_inputs(self) -> tuple[str, ...]:
+        return tuple(step.compensation.held_input for step in self.steps
+                     if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input)
 
     @property
     def emitted(self) -> tuple[str, ...]:
@@ -154,9 +167,9 @@ def build_table(definition: SagaDefinition) -> dict[tuple[str, str], Transition]
     for index, step in enumerate(definition.steps):
         if isinstance(step.compensation, CompensateByCommand):
             table |= _row(definition, step.compensation.state, _compensating(definition, index))
-    table |= _row(definition, definition.completed_state, {})
+    table |= _row(definition, definition.completed_state, _held(definition, (definition.completed_event,)))
     for ended in (definition.failed_state, definition.cancelled_state):
-        table |= _row(definition, ended, _late_successes(definition.steps, released_too=True))
+        table |= _row(definition, ended, _late_successes(definition.steps, released_too=True) | _held(definition))
     return table
 
 
@@ -249,6 +262,17 @@ def _late_successes(steps: tuple[Step, ...], *, released_too: bool) -> dict[str,
         elif isinstance(step.compensation, ReleasedOnFailure) and released_too:
             moves[step.success] = Transition(None, (step.compensation.late_command,),
                                              note=f"late {step.success}: undo")
+    return moves
+
+
+def _held(definition: SagaDefinition, end: tuple[str, ...] | None = None) -> dict[str, Transition]:
+    """An ended saga whose participant still holds a step's work: send `end` again, or else the step's late
+    command. Before the end, the end still to come settles it."""
+    moves = {}
+    for step in definition.steps:
+        if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input:
+            again = end or (step.compensation.late_command,)
+            moves[step.compensation.held_input] = Transition(None, again, note=f"{step.name} still held: ask again")
     return moves
 
 

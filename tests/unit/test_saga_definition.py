@@ -36,17 +36,21 @@ SHIPPING = Step(name="shipping", command="shipping.dispatch", success="shipping.
 FOUR_STEPS = dataclasses.replace(ORDER_SAGA, steps=(FRAUD, PAYMENT, INVENTORY, SHIPPING))
 
 
-def _order_saga(*, resend_on_timeout: bool) -> SagaDefinition:
-    """ORDER_SAGA with its refund sent again, or not, on the compensating state's deadline."""
+def _order_saga(*, resend_on_timeout: bool, held_input: str | None) -> SagaDefinition:
+    """ORDER_SAGA with its refund sent again, or not, on the compensating state's deadline, and with the
+    sweep's input for stock held after the end, or without, whatever saga.steps says today."""
     payment, inventory = ORDER_SAGA.steps
     refund = dataclasses.replace(payment.compensation, resend_on_timeout=resend_on_timeout)
-    return dataclasses.replace(ORDER_SAGA, steps=(dataclasses.replace(payment, compensation=refund), inventory))
+    release = dataclasses.replace(inventory.compensation, held_input=held_input)
+    return dataclasses.replace(ORDER_SAGA, steps=(dataclasses.replace(payment, compensation=refund),
+                                                  dataclasses.replace(inventory, compensation=release)))
 
 
-ORDER_SAGA_RESENDING = _order_saga(resend_on_timeout=True)
+STOCK_HELD = "saga.stock_held"
+ORDER_SAGA_DRIVEN = _order_saga(resend_on_timeout=True, held_input=STOCK_HELD)
 
 # The product's two steps, with a shipment after them: inventory is still released on order.failed.
-ORDER_AND_SHIPPING = dataclasses.replace(ORDER_SAGA, steps=(*ORDER_SAGA_RESENDING.steps, dataclasses.replace(
+ORDER_AND_SHIPPING = dataclasses.replace(ORDER_SAGA, steps=(*ORDER_SAGA_DRIVEN.steps, dataclasses.replace(
     SHIPPING, compensation=dataclasses.replace(SHIPPING.compensation, state="COMPENSATING_SHIPPING"))))
 
 
@@ -55,7 +59,7 @@ def _command_compensations(definition: SagaDefinition) -> list[CompensateByComma
 
 
 DEFINITIONS = {"order": ORDER_SAGA, "four_steps": FOUR_STEPS, "order_and_shipping": ORDER_AND_SHIPPING,
-               "order_resending": ORDER_SAGA_RESENDING}
+               "order_driven": ORDER_SAGA_DRIVEN}
 # The definitions whose every compensation is sent again on its deadline: no state waits forever.
 RESENDING = {name: d for name, d in DEFINITIONS.items()
              if all(c.resend_on_timeout for c in _command_compensations(d))}
@@ -130,22 +134,35 @@ class TestTheOrderSagaGivesTodaysTable:
         assert set(ORDER_SAGA.emitted) == {t.PAYMENT_PROCESS, t.PAYMENT_REFUND, t.INVENTORY_RESERVE,
                                            t.INVENTORY_RELEASE, t.ORDER_COMPLETED, t.ORDER_FAILED}
 
-    def test_the_deadlines_name_the_settings_that_state_deadline_s_reads(self, settings):
+    def test_the_pending_deadlines_name_the_settings_that_state_deadline_s_reads(self, settings):
         from saga.models import state_deadline_s
 
         settings.SAGA_PAYMENT_DEADLINE_S, settings.SAGA_INVENTORY_DEADLINE_S = 11.0, 22.0
 
-        assert {state: getattr(settings, name) for state, name in ORDER_SAGA.deadlines.items()} == {
-            state: state_deadline_s(state) for state in t.State if state_deadline_s(state) is not None}
+        assert {state: getattr(settings, ORDER_SAGA.deadlines[state]) for state in ORDER_SAGA.pending_states} == {
+            state: state_deadline_s(state) for state in t.PENDING_STATES}
+        assert all(hasattr(settings, name) for name in ORDER_SAGA.deadlines.values())
 
     def test_resending_the_refund_on_timeout_changes_that_one_pair(self):
-        waiting, resending = (build_table(_order_saga(resend_on_timeout=flag)) for flag in (False, True))
+        waiting, resending = (build_table(_order_saga(resend_on_timeout=flag, held_input=None))
+                              for flag in (False, True))
 
         changed = {pair for pair in waiting if _cell(waiting[pair]) != _cell(resending[pair])}
 
         assert changed == {(t.State.COMPENSATING, t.TIMEOUT)}
         assert _cell(waiting[(t.State.COMPENSATING, t.TIMEOUT)]) == (None, (), False)
         assert _cell(resending[(t.State.COMPENSATING, t.TIMEOUT)]) == (None, (t.PAYMENT_REFUND,), False)
+
+    def test_the_stock_held_input_asks_an_ended_saga_for_its_release_or_commit_again(self):
+        without, held = (_order_saga(resend_on_timeout=False, held_input=h) for h in (None, STOCK_HELD))
+        table = build_table(held)
+
+        assert held.inputs == (*without.inputs[:-1], STOCK_HELD, without.inputs[-1])  # before saga.cancel
+        assert {pair: _cell(cell) for pair, cell in table.items() if pair[1] != STOCK_HELD} == {
+            pair: _cell(cell) for pair, cell in build_table(without).items()}
+        assert {state: table[(state, STOCK_HELD)].emits for state in held.states} == {
+            "PAYMENT_PENDING": (), "INVENTORY_PENDING": (), "COMPENSATING": (),  # the end still to come settles it
+            "COMPLETED": ("order.completed",), "FAILED": ("inventory.release",), "CANCELLED": ("inventory.release",)}
 
 
 class TestAFourStepSaga:
@@ -282,7 +299,7 @@ class TestInvariantsOfEveryGeneratedTable:
 
     def test_a_reply_applied_twice_has_no_second_effect(self, definition):
         table = build_table(definition)
-        replies = set(definition.inputs) - {definition.timeout, definition.cancel}
+        replies = set(definition.inputs) - {definition.timeout, definition.cancel, *definition.held_inputs}
 
         for (state, message), cell in table.items():
             if message in replies and cell.changes_state:
@@ -367,7 +384,8 @@ class TestDefinitionChecks:
 
 class TestStateDiagram:
     def test_a_one_step_saga_reads_as_its_table(self):
-        one = dataclasses.replace(ORDER_SAGA, steps=(ORDER_SAGA.steps[0],))
+        waiting = _order_saga(resend_on_timeout=False, held_input=None)
+        one = dataclasses.replace(waiting, steps=waiting.steps[:1])
 
         assert state_diagram(one) == (
             "stateDiagram-v2\n"
