@@ -10,7 +10,9 @@ compensating state every step before it has succeeded, so what remains to undo i
 
 `build_table()` gives every state × every input an entry, so a late or repeated reply is never dropped:
 a repeat is a no-op, and a late success that moved money or stock in a saga that is failing or has failed
-is undone by its step's compensation command.
+is undone by its step's compensation command. A compensation may be sent again on its state's deadline
+(`resend_on_timeout`), and an ended saga whose participant still holds a step's work asked again for it
+(`held_input`).
 """
 
 from __future__ import annotations
