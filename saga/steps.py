@@ -1,0 +1,54 @@
+"""The order saga's definition: take the payment, then reserve the stock. Pure.
+
+Payments undoes a charge on `payment.refund` and answers `payment.refunded`; inventory releases a
+reservation when it hears `order.failed`, and a reservation that lands after that on `inventory.release`.
+The deadlines name the settings that give them.
+"""
+
+from __future__ import annotations
+
+from saga.definition import CompensateByCommand, ReleasedOnFailure, SagaDefinition, Step
+
+# Whether the sweep drives a lost compensation to its end: a refund not answered by its deadline is sent
+# again, and an ended saga whose stock is still reserved asks its release (or, completed, its commit) again
+# through `saga.stock_held`. False is the table saga.transitions holds while the sweep does neither.
+RESEND_LOST_COMPENSATIONS = False
+
+PAYMENT = Step(
+    name="payment",
+    command="payment.process",
+    success="payment.processed",
+    failures=("payment.failed",),
+    pending_state="PAYMENT_PENDING",
+    deadline="SAGA_PAYMENT_DEADLINE_S",
+    # Payments refuses a later charge once it has seen the refund, so a refund settles the payment even when
+    # it overtakes the charge.
+    compensation=CompensateByCommand(
+        command="payment.refund", reply="payment.refunded", state="COMPENSATING",
+        resend_on_timeout=RESEND_LOST_COMPENSATIONS,
+        deadline="SAGA_COMPENSATION_DEADLINE_S" if RESEND_LOST_COMPENSATIONS else None),
+)
+
+INVENTORY = Step(
+    name="inventory",
+    command="inventory.reserve",
+    success="inventory.reserved",
+    failures=("inventory.reservation_failed",),
+    pending_state="INVENTORY_PENDING",
+    deadline="SAGA_INVENTORY_DEADLINE_S",
+    # Inventory refuses a later reservation for an order once it has released it.
+    compensation=ReleasedOnFailure(late_command="inventory.release",
+                                   held_input="saga.stock_held" if RESEND_LOST_COMPENSATIONS else None),
+)
+
+ORDER_SAGA = SagaDefinition(
+    steps=(PAYMENT, INVENTORY),
+    completed_event="order.completed",
+    failed_event="order.failed",
+    completed_state="COMPLETED",
+    failed_state="FAILED",
+    cancelled_state="CANCELLED",
+    timeout="saga.timeout",
+    cancel="saga.cancel",
+    cancelled_reason="cancelled",
+)
