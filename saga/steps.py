@@ -9,11 +9,6 @@ from __future__ import annotations
 
 from saga.definition import CompensateByCommand, ReleasedOnFailure, SagaDefinition, Step
 
-# Whether the sweep drives a lost compensation to its end: a refund not answered by its deadline is sent
-# again, and an ended saga whose stock is still reserved asks its release (or, completed, its commit) again
-# through `saga.stock_held`. False is the table saga.transitions holds while the sweep does neither.
-RESEND_LOST_COMPENSATIONS = False
-
 PAYMENT = Step(
     name="payment",
     command="payment.process",
@@ -25,8 +20,8 @@ PAYMENT = Step(
     # it overtakes the charge.
     compensation=CompensateByCommand(
         command="payment.refund", reply="payment.refunded", state="COMPENSATING",
-        resend_on_timeout=RESEND_LOST_COMPENSATIONS,
-        deadline="SAGA_COMPENSATION_DEADLINE_S" if RESEND_LOST_COMPENSATIONS else None),
+        # A refund not answered by its deadline is sent again: a lost refund cannot strand the saga.
+        resend_on_timeout=True, deadline="SAGA_COMPENSATION_DEADLINE_S"),
 )
 
 INVENTORY = Step(
@@ -37,8 +32,8 @@ INVENTORY = Step(
     pending_state="INVENTORY_PENDING",
     deadline="SAGA_INVENTORY_DEADLINE_S",
     # Inventory refuses a later reservation for an order once it has released it.
-    compensation=ReleasedOnFailure(late_command="inventory.release",
-                                   held_input="saga.stock_held" if RESEND_LOST_COMPENSATIONS else None),
+    # An ended saga whose stock is still reserved asks its release (completed: its commit) again.
+    compensation=ReleasedOnFailure(late_command="inventory.release", held_input="saga.stock_held"),
 )
 
 ORDER_SAGA = SagaDefinition(
