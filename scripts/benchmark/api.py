@@ -25,6 +25,8 @@ class Api:
 
     def __init__(self, deployment: Deployment):
         target = urllib.parse.urlsplit(deployment.base_url)
+        if not target.hostname:
+            raise RuntimeError(f"{deployment.base_url!r} is not a URL such as http://host:8000")
         self.host, self.port, self.secure = target.hostname, target.port, target.scheme == "https"
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if deployment.token:

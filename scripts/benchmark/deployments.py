@@ -112,6 +112,8 @@ class Deployment:
             time.sleep(0.3)
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if self.database_url is None:
+            raise RuntimeError("the deployment's database is not known: give --database-url")
         with pg_connect(self.database_url) as conn:
             return conn.execute(sql, params).fetchall()
 
@@ -148,6 +150,8 @@ class Deployment:
 
 class ProductionDeployment(Deployment):
     """PostgreSQL database, RabbitMQ vhost, gunicorn, Celery worker and beat, all made for this run."""
+
+    database_url: str  # always known: this run made the database
 
     def __init__(self, args: argparse.Namespace, run_id: str, log_dir: Path):
         self.args, self.log_dir = args, log_dir
@@ -219,7 +223,7 @@ class ProductionDeployment(Deployment):
                 return False
 
     def cpu_sample(self) -> dict[str, dict[int, int]]:
-        sample = super().cpu_sample()
+        sample = super().cpu_sample() or {}
         table = process_table()
         backends = [pid for (pid,) in self.query("SELECT pid FROM pg_stat_activity WHERE datname = %s "
                                                  "AND application_name <> %s", (self.db_name, BENCH_APP))]

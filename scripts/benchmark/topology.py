@@ -45,14 +45,15 @@ class Child:
         return self.popen is not None and self.popen.poll() is None
 
     def stop(self, timeout: float = 20.0) -> None:
-        if not self.alive():
+        popen = self.popen
+        if popen is None or popen.poll() is not None:
             return
-        os.killpg(self.pid, signal.SIGTERM)
+        os.killpg(popen.pid, signal.SIGTERM)
         try:
-            self.popen.wait(timeout)
+            popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.pid, signal.SIGKILL)
-            self.popen.wait(10)
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait(10)
 
     def tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
