@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast lint bench clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: install
 test-fast: install
 	SAGAFLOW_TEST_SERVICES=none $(BIN)/python -m pytest -p no:schemathesis -p no:hypothesispytest -p no:anyio \
 		tests/unit $(PYTEST_ARGS)
+
+# ruff (lint, then format) and mypy, with their settings in pyproject.toml. Not yet part of `make test`:
+# the code has not been formatted or type-checked with them so far.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
