@@ -2,6 +2,10 @@
 
 Loaded with `-p tests.plugin`, before pytest-django reads the settings, so the settings see this run's
 names. The services are required: when one cannot be reached, the run stops at once, loudly.
+
+`SAGAFLOW_TEST_SERVICES=none` (`make test-fast`) is the one exception: the settings get no DATABASE_URL and
+no BROKER_URL (the embedded SQLite settings), nothing is checked or created, and the run refuses, before
+any test runs, every test that is outside tests/unit or asks for a database.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -19,10 +24,30 @@ PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432"
 AMQP_SERVER = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
 TEST_DATABASE = f"sagaflow_test_{RUN_ID}"
 TEST_VHOST = f"sagaflow_test_{RUN_ID}"
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
+# pytest-django's fixtures that give a test a database, or a server that needs one.
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
+                     "live_server"}
+VHOST_CREATED = pytest.StashKey[bool]()
 
-os.environ["DATABASE_URL"] = f"{PG_SERVER}/postgres"
-os.environ["TEST_DATABASE_NAME"] = TEST_DATABASE
-os.environ["BROKER_URL"] = f"{AMQP_SERVER}/{TEST_VHOST}"
+
+def _services_mode() -> str:
+    mode = os.environ.get("SAGAFLOW_TEST_SERVICES", "") or "required"
+    if mode not in {"required", "none"}:
+        raise pytest.UsageError(f"SAGAFLOW_TEST_SERVICES must be 'required' or 'none', got {mode!r}")
+    return mode
+
+
+WITHOUT_SERVICES = _services_mode() == "none"
+
+if WITHOUT_SERVICES:
+    # Whatever the shell says, a run without services must not reach one.
+    for name in ("DATABASE_URL", "BROKER_URL", "TEST_DATABASE_NAME"):
+        os.environ.pop(name, None)
+else:
+    os.environ["DATABASE_URL"] = f"{PG_SERVER}/postgres"
+    os.environ["TEST_DATABASE_NAME"] = TEST_DATABASE
+    os.environ["BROKER_URL"] = f"{AMQP_SERVER}/{TEST_VHOST}"
 os.environ.setdefault("LOG_FORMAT", "text")
 os.environ.setdefault("LOG_LEVEL", "warning")
 os.environ.setdefault("MESSAGING_RETRY_BASE_S", "0.2")
@@ -66,10 +91,32 @@ def delete_vhost(name: str) -> None:
         print(f"warning: {error}")
 
 
+def needs_services(item: pytest.Item) -> bool:
+    """Whether a test needs PostgreSQL or RabbitMQ: it is outside tests/unit, or asks for a database."""
+    if not Path(item.path).resolve().is_relative_to(UNIT_TESTS):
+        return True
+    return item.get_closest_marker("django_db") is not None or bool(DATABASE_FIXTURES & set(item.fixturenames))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if WITHOUT_SERVICES:
+        return
     _check_postgres()
     add_vhost(TEST_VHOST)
+    config.stash[VHOST_CREATED] = True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not WITHOUT_SERVICES:
+        return
+    refused = [item.nodeid for item in items if needs_services(item)]
+    if refused:
+        shown = "\n  ".join(refused[:10]) + (f"\n  ... and {len(refused) - 10} more" if len(refused) > 10 else "")
+        raise pytest.UsageError("SAGAFLOW_TEST_SERVICES=none runs only tests that need no database and no "
+                                f"broker, and these do (run them with `make test`):\n  {shown}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    delete_vhost(TEST_VHOST)
+    # Not when the run stopped before making it: rabbitmqctl would only take seconds to say so.
+    if config.stash.get(VHOST_CREATED, False):
+        delete_vhost(TEST_VHOST)

@@ -1,0 +1,46 @@
+"""What the bench records of each order it places and of each phase, and what it knows of the saga."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+FINAL_STATUSES = {"COMPLETED", "FAILED", "CANCELLED"}
+# The messages of a completed saga, in the order they are sent.
+SAGA_PATH = ("payment.process", "payment.processed", "inventory.reserve", "inventory.reserved", "order.completed")
+
+
+@dataclass
+class OrderRecord:
+    """One order: client-side stamps of its POST, and what the poller and the final read-back said of it."""
+
+    customer_id: str
+    post_start: float = 0.0
+    post_end: float = 0.0
+    http_status: int = 0
+    error: str = ""
+    order_id: str = ""
+    observed_final: float | None = None
+    status: str = ""
+    final_stamp: float | None = None
+    failure_reason: str | None = None
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+
+@dataclass
+class Phase:
+    """One measured batch of orders, with its own product and customers."""
+
+    name: str
+    label: str
+    sku: str
+    orders: int
+    customers: list[str]
+    records: list[OrderRecord] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+    failure: str = ""
+    loadavg_start: str = ""
+
+    def customer(self, index: int) -> str:
+        return self.customers[index % len(self.customers)]
