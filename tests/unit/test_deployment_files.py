@@ -1,4 +1,5 @@
-"""The deployment files name only things that exist: Dockerfile, docker-compose.yml, .dockerignore, `make run`.
+"""The deployment files name only things that exist: Dockerfile, docker-compose.yml and the Prometheus and
+Grafana files of deploy/ it mounts, .dockerignore, `make run`.
 
 Docker is not needed: the files are parsed and every command, module, path and URL they name is checked
 against the project. No database either.
@@ -358,3 +359,127 @@ def test_a_malformed_process_count_stops_gunicorn_with_the_variable_named():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "WEB_THREADS must be a int, got 'many'" in done.stderr
+
+
+# --- Prometheus and Grafana (docker-compose.yml and deploy/) ---------------------------------------------------
+
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+
+
+def bind_mounts(name: str) -> dict[str, Path]:
+    """{path in the container: path here} of a service's bind mounts (`./host:/container[:ro]`)."""
+    mounts = {}
+    for volume in service(name).get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            mounts[target] = ROOT / source
+    return mounts
+
+
+def host_path(name: str, container_path: str) -> Path:
+    """Where a path inside a service's container comes from here, through its bind mounts."""
+    for target, source in bind_mounts(name).items():
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return source / os.path.relpath(container_path, target)
+    raise AssertionError(f"{container_path} is not mounted into {name}")
+
+
+def interpolated(value: str) -> str:
+    """A compose value as compose gives it when the variables are not set: `${NAME:-default}` is the default."""
+    return re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", value)
+
+
+def scrape_config() -> dict[str, dict]:
+    return {job["job_name"]: job for job in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]}
+
+
+def published(name: str) -> dict[int, str]:
+    """{container port: host address} of a service's published ports (`[address:]host:container`)."""
+    ports = {}
+    for port in service(name)["ports"]:
+        *address, _host, container = str(port).split(":")
+        ports[int(container)] = address[0] if address else "0.0.0.0"
+    return ports
+
+
+@pytest.mark.parametrize("name, image", [("prometheus", "prom/prometheus"), ("grafana", "grafana/grafana")])
+def test_prometheus_and_grafana_run_official_images_at_a_pinned_version(name, image):
+    repository, _, tag = service(name)["image"].partition(":")
+    assert repository == image
+    assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: pin a version, not {tag or 'latest'}"
+
+
+@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+def test_every_monitoring_volume_is_a_path_of_the_project_or_a_declared_volume(name):
+    declared = set(compose()["volumes"])
+    for volume in service(name)["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
+        else:
+            assert source in declared, f"{name} uses the volume {source}, which is not declared"
+
+
+def test_prometheus_runs_the_config_and_the_rules_of_deploy():
+    flags = dict(flag.removeprefix("--").split("=", 1) for flag in service("prometheus")["command"])
+    config_in_container = flags["config.file"]
+    assert host_path("prometheus", config_in_container) == PROMETHEUS_CONFIG
+    for rules in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["rule_files"]:
+        in_container = os.path.join(os.path.dirname(config_in_container), rules)
+        assert host_path("prometheus", in_container) == ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+def test_prometheus_scrapes_the_web_by_its_service_name_on_the_port_it_serves_metrics():
+    job = scrape_config()["sagaflow-web"]
+    (target,) = [target for group in job["static_configs"] for target in group["targets"]]
+    host, port = target.split(":")
+    assert host == "web" and int(port) == int(service("web")["environment"]["PORT"])
+    assert resolve(job.get("metrics_path", "/metrics")).url_name == "metrics"
+    allowed = interpolated(service("web")["environment"]["ALLOWED_HOSTS"]).split(",")
+    assert host in allowed, "Django would answer Prometheus 400: the host it scrapes by is not allowed"
+
+
+def test_prometheus_scrapes_every_worker_replica_on_its_metrics_port():
+    worker = service("worker")
+    port = int(worker["environment"]["METRICS_WORKER_PORT"])
+    assert port > 0, "a worker serves no metrics without METRICS_WORKER_PORT"
+    assert str(port) in [str(exposed) for exposed in worker.get("expose", [])]
+    (discovery,) = scrape_config()["sagaflow-worker"]["dns_sd_configs"]
+    # The service name resolves to every container of the service: each replica is one target.
+    assert (discovery["names"], discovery["type"], discovery["port"]) == (["worker"], "A", port)
+    serving = {name for name, spec in compose()["services"].items()
+               if int(spec.get("environment", {}).get("METRICS_WORKER_PORT", 0) or 0)}
+    assert serving == {"worker"}, "every service with a metrics port is scraped"
+
+
+def test_grafana_reads_the_compose_prometheus_and_loads_the_dashboard_by_itself():
+    provisioning = host_path("grafana", "/etc/grafana/provisioning/datasources")
+    (datasource,) = yaml.safe_load((provisioning / "prometheus.yml").read_text())["datasources"]
+    url = urlsplit(datasource["url"])
+    assert (datasource["type"], url.hostname, url.port) == ("prometheus", "prometheus", 9090)
+    assert datasource["isDefault"], "the dashboard's data source variable picks the default"
+    scrape_interval = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["global"]["scrape_interval"]
+    assert datasource["jsonData"]["timeInterval"] == scrape_interval
+
+    providers = host_path("grafana", "/etc/grafana/provisioning/dashboards") / "sagaflow.yml"
+    (provider,) = yaml.safe_load(providers.read_text())["providers"]
+    assert provider["type"] == "file"
+    assert host_path("grafana", provider["options"]["path"]) == GRAFANA / "dashboards"
+    assert (GRAFANA / "dashboards" / "sagaflow.json").is_file()
+    home = service("grafana")["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert host_path("grafana", home) == GRAFANA / "dashboards" / "sagaflow.json"
+
+
+def test_grafana_and_prometheus_listen_on_3000_and_9090_of_this_machine_only():
+    # Prometheus has no login, and Grafana's anonymous viewer sees every figure.
+    assert published("grafana") == {3000: "127.0.0.1"}
+    assert published("prometheus") == {9090: "127.0.0.1"}
+    assert service("grafana")["depends_on"]["prometheus"]
+
+
+def test_grafana_shows_the_dashboards_to_anyone_and_takes_its_admin_password_from_the_environment():
+    env = service("grafana")["environment"]
+    assert (env["GF_AUTH_ANONYMOUS_ENABLED"], env["GF_AUTH_ANONYMOUS_ORG_ROLE"]) == ("true", "Viewer")
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD")
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
