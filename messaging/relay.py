@@ -152,7 +152,7 @@ class RefusedRows:
 
     def __init__(self) -> None:
         self._rows: dict[int, tuple[int, float]] = {}  # id: (refusals, held until)
-        self.last_claimed = self.last_refused = 0
+        self.last_refused = 0  # of the last pass
 
     def record(self, *, claimed: list[int], confirmed: list[int]) -> None:
         """What became of the rows of one pass: those not confirmed were refused."""
@@ -164,7 +164,7 @@ class RefusedRows:
             count = self._rows.get(pk, (0, 0.0))[0] + 1
             self._rows[pk] = (count, now + doubling(settings.OUTBOX_REFUSED_BACKOFF_S,
                                                     settings.OUTBOX_REFUSED_BACKOFF_MAX_S, count))
-        self.last_claimed, self.last_refused = len(claimed), len(refused)
+        self.last_refused = len(refused)
 
     def held(self) -> list[int]:
         """The rows held back now."""
@@ -173,11 +173,6 @@ class RefusedRows:
         forgotten = now - settings.OUTBOX_REFUSED_BACKOFF_MAX_S
         self._rows = {pk: entry for pk, entry in self._rows.items() if entry[1] > forgotten}
         return [pk for pk, (_, until) in self._rows.items() if until > now]
-
-    def next_release(self) -> float | None:
-        """When the first row held back now is let go (time.monotonic()), or None when none is held."""
-        now = time.monotonic()
-        return min((until for _, until in self._rows.values() if until > now), default=None)
 
 
 # The relay's statements are written out: it runs them for every batch, and building them through the ORM
@@ -271,16 +266,13 @@ class Relay:
         """Publish the rows no notification named to this relay: committed while it was reconnecting, or left by
         a relay that died. Returns when to sweep next (time.monotonic())."""
         refusals = self.refusals
-        # A full batch may have left rows behind, a partial one took all there were; after a refusal the rows
-        # behind wait for the next sweep rather than be offered to a broker that refuses.
+        # A full batch may have left rows behind, a partial one took all there were. After a refusal the rows
+        # behind wait for the next sweep rather than be offered at once to a broker that refuses; that sweep skips
+        # the rows held back, so that rows for another queue are not stuck behind them.
         while (relay_once(publisher, refusals=refusals) >= settings.OUTBOX_BATCH_SIZE and not refusals.last_refused
                and not self.stop.is_set()):
             pass
-        next_sweep = time.monotonic() + settings.OUTBOX_SWEEP_INTERVAL_S
-        if refusals.last_claimed and refusals.last_refused == refusals.last_claimed:
-            # Everything refused: no other row is offered before the first of these is let go.
-            next_sweep = max(next_sweep, refusals.next_release() or next_sweep)
-        return next_sweep
+        return time.monotonic() + settings.OUTBOX_SWEEP_INTERVAL_S
 
 
 class _Listener:
