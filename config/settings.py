@@ -94,18 +94,57 @@ SECURE_HSTS_SECONDS = int(env_number("SECURE_HSTS_SECONDS", 31_536_000 if SECURE
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# Bounded waits on PostgreSQL: a server that is down, silent or stuck is noticed, instead of a thread waiting on
+# it for ever. 0 turns each off.
+DATABASE_CONNECT_TIMEOUT_S = int(env_number("DATABASE_CONNECT_TIMEOUT_S", 5, cast=int))
+DATABASE_STATEMENT_TIMEOUT_S = env_number("DATABASE_STATEMENT_TIMEOUT_S", 30.0)
+DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S = env_number("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S", 60.0)
+DATABASE_KEEPALIVES_IDLE_S = int(env_number("DATABASE_KEEPALIVES_IDLE_S", 10, minimum=1, cast=int))
+DATABASE_KEEPALIVES_INTERVAL_S = int(env_number("DATABASE_KEEPALIVES_INTERVAL_S", 5, minimum=1, cast=int))
+DATABASE_KEEPALIVES_COUNT = int(env_number("DATABASE_KEEPALIVES_COUNT", 3, minimum=1, cast=int))
+# How long the client waits for any answer before it gives the connection up (config/postgresql/base.py): a
+# little longer than the server takes to cancel a statement itself, so that a slow statement gets the server's
+# own error. None (no statement timeout) waits for ever.
+DATABASE_ANSWER_TIMEOUT_S = DATABASE_STATEMENT_TIMEOUT_S + 5.0 if DATABASE_STATEMENT_TIMEOUT_S else None
+
+
+def postgresql_options(url_options: dict) -> dict:
+    """The connection options of PostgreSQL: the bounded waits above, under those of the URL's query string,
+    which win (its `options`, e.g. `-c lock_timeout=100`, comes after ours and overrides the same setting)."""
+    dead_after_s = DATABASE_KEEPALIVES_IDLE_S + DATABASE_KEEPALIVES_INTERVAL_S * DATABASE_KEEPALIVES_COUNT
+    server = " ".join(f"-c {name}={int(seconds * 1000)}" for name, seconds in (
+        ("statement_timeout", DATABASE_STATEMENT_TIMEOUT_S),
+        ("idle_in_transaction_session_timeout", DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S)) if seconds)
+    ours = {
+        # Parameters travel apart from the SQL, and psycopg prepares a statement run often on a connection: no
+        # quoting of every value into the query text, which cost the worker about 8% of its CPU (5 of 5
+        # interleaved bench runs faster, median +6% sagas/s). Behind PgBouncer in transaction mode, turn
+        # psycopg's prepared statements off ("prepare_threshold": None).
+        "server_side_binding": True,
+        "connect_timeout": DATABASE_CONNECT_TIMEOUT_S,
+        # A peer that is gone (a host down, a partition) is noticed by the kernel: idle, by keepalives; with
+        # data unacknowledged, by the user timeout, which is given the same bound.
+        "keepalives": 1,
+        "keepalives_idle": DATABASE_KEEPALIVES_IDLE_S,
+        "keepalives_interval": DATABASE_KEEPALIVES_INTERVAL_S,
+        "keepalives_count": DATABASE_KEEPALIVES_COUNT,
+        "tcp_user_timeout": dead_after_s * 1000,
+    }
+    merged = {**ours, **url_options}
+    if server:
+        # Behind PgBouncer, add `options` to its ignore_startup_parameters, or set these on the role instead.
+        merged["options"] = f"{server} {url_options['options']}" if url_options.get("options") else server
+    return merged
+
+
 if DATABASE_URL:
     try:
         DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)}
-        if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-            # Parameters travel apart from the SQL, and psycopg prepares a statement run often on a connection:
-            # no quoting of every value into the query text, which cost the worker about 8% of its CPU (5 of 5
-            # interleaved bench runs faster, median +6% sagas/s). Options in the URL's query string are kept.
-            # Behind PgBouncer in transaction mode, turn psycopg's prepared statements off ("prepare_threshold":
-            # None).
-            DATABASES["default"].setdefault("OPTIONS", {}).setdefault("server_side_binding", True)
     except Exception as error:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {error}") from None
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "config.postgresql"
+        DATABASES["default"]["OPTIONS"] = postgresql_options(DATABASES["default"].get("OPTIONS", {}))
 else:
     DATABASES = {
         "default": {
@@ -138,6 +177,14 @@ MESSAGING_PREFETCH = int(env_number("MESSAGING_PREFETCH", 50, minimum=1, cast=in
 MESSAGING_CONSUMER_BATCH = int(env_number("MESSAGING_CONSUMER_BATCH", 3, minimum=1, cast=int))
 OUTBOX_SWEEP_INTERVAL_S = env_number("OUTBOX_SWEEP_INTERVAL_S", 2.0, minimum=0.05)
 OUTBOX_BATCH_SIZE = int(env_number("OUTBOX_BATCH_SIZE", 200, minimum=1, cast=int))
+# A row the broker refused (a nack: a length limit with reject-publish, an alarm) is held back this long, twice
+# as long at each refusal after that, up to the maximum.
+OUTBOX_REFUSED_BACKOFF_S = env_number("OUTBOX_REFUSED_BACKOFF_S", 1.0, minimum=0.01)
+OUTBOX_REFUSED_BACKOFF_MAX_S = env_number("OUTBOX_REFUSED_BACKOFF_MAX_S", 60.0, minimum=0.01)
+# Every broker connection: AMQP heartbeats (a connection that hears nothing for two of them is dead), and a
+# bound on every other wait for the broker (connecting, a confirm, a close).
+MESSAGING_BROKER_HEARTBEAT_S = env_number("MESSAGING_BROKER_HEARTBEAT_S", 10.0, minimum=1)
+MESSAGING_BROKER_TIMEOUT_S = env_number("MESSAGING_BROKER_TIMEOUT_S", 5.0, minimum=0.1)
 MESSAGING_INPROCESS_AUTOSTART = env_bool("MESSAGING_INPROCESS_AUTOSTART", True)
 INBOX_RETENTION_DAYS = env_number("INBOX_RETENTION_DAYS", 7, minimum=1)
 OUTBOX_RETENTION_DAYS = env_number("OUTBOX_RETENTION_DAYS", 7, minimum=1)
@@ -302,6 +349,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_HEARTBEAT = MESSAGING_BROKER_HEARTBEAT_S
+CELERY_BROKER_CONNECTION_TIMEOUT = MESSAGING_BROKER_TIMEOUT_S
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Threads, not prefork: the worker's consumers and relay are threads of one process.
 CELERY_WORKER_POOL = "threads"

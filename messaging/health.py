@@ -17,7 +17,7 @@ from django.utils import timezone
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable
 
-from messaging.heartbeat import live_loops, required_loops
+from messaging.heartbeat import live_loops, required_loops, stuck_loops
 from messaging.models import DeadLetter, OutboxMessage
 
 
@@ -31,11 +31,12 @@ class Broker(HealthCheck):
     def run(self) -> None:
         if settings.MESSAGING_TRANSPORT == "inprocess":
             return
-        from kombu import Connection
+        from messaging.broker import connected
 
         try:
-            with Connection(settings.BROKER_URL, connect_timeout=2) as broker:
-                broker.ensure_connection(max_retries=1)
+            # One attempt, its handshake and its close bounded: within the check's own timeout.
+            with connected(timeout=1.5):
+                pass
         except Exception as error:  # noqa: BLE001
             raise ServiceUnavailable(f"broker unreachable: {type(error).__name__}") from error
 
@@ -94,16 +95,24 @@ class DeadLetters(_DatabaseCheck):
 
 @dataclasses.dataclass
 class Worker(_DatabaseCheck):
-    """Every consumer (and the dead-letter store) has beaten in the last HEALTH_WORKER_MAX_SILENCE_S, in some
-    worker; in the embedded mode, the in-process dispatcher has."""
+    """Every consumer, the dead-letter store and the relay have beaten in the last HEALTH_WORKER_MAX_SILENCE_S, in
+    some worker (in the embedded mode, the in-process dispatcher has), and no worker that beats for some of its
+    loops has others silent that long: those threads are wedged, and what they hold does not move."""
 
     name = "worker"
 
     def probe(self) -> None:
         silence = settings.HEALTH_WORKER_MAX_SILENCE_S
+        problems = []
         missing = sorted(required_loops() - live_loops(within_s=silence))
         if missing:
-            raise ServiceUnavailable(f"no heartbeat in the last {silence:g}s from: {', '.join(missing)}")
+            problems.append(f"no heartbeat in the last {silence:g}s from: {', '.join(missing)}")
+        stuck = stuck_loops(within_s=silence)
+        if stuck:
+            problems.append(f"silent for {silence:g}s in a live worker: "
+                            + "; ".join(f"{', '.join(loops)} in {worker}" for worker, loops in sorted(stuck.items())))
+        if problems:
+            raise ServiceUnavailable("; ".join(problems))
 
 
 @dataclasses.dataclass

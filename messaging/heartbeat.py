@@ -1,8 +1,10 @@
 """Heartbeats: each delivery loop says, every WORKER_HEARTBEAT_INTERVAL_S, that it is still going round.
 
-A consumer thread of a Celery worker beats from its drain loop, so a thread that died or hangs stops beating
-even while its process lives on; so does each worker's relay, between its passes. In the embedded mode the
-in-process dispatcher beats as "inprocess". The health check reads the rows back (`live_loops`).
+A beat means progress on connections that live: a consumer thread of a Celery worker beats from its drain loop
+once its broker connection has passed its heartbeat check, and each worker's relay beats between its passes
+once its broker connection has. A thread that died, hangs, or goes round on a dead connection stops beating
+even while its process lives on. In the embedded mode the in-process dispatcher beats as "inprocess". The health
+check reads the rows back (`live_loops`, `stuck_loops`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,17 @@ def live_loops(*, within_s: float) -> set[str]:
     """The loops that some process has beaten for in the last `within_s` seconds."""
     since = timezone.now() - timedelta(seconds=within_s)
     return set(WorkerHeartbeat.objects.filter(beat_at__gte=since).values_list("loop", flat=True))
+
+
+def stuck_loops(*, within_s: float) -> dict[str, list[str]]:
+    """worker: its loops silent for `within_s` seconds while another loop of the same process has beaten within
+    them. The process lives, so these threads are wedged: blocked, or going round on a dead connection."""
+    since = timezone.now() - timedelta(seconds=within_s)
+    beats: dict[str, list[tuple[str, bool]]] = {}
+    for worker, loop, beat_at in WorkerHeartbeat.objects.values_list("worker", "loop", "beat_at"):
+        beats.setdefault(worker, []).append((loop, beat_at >= since))
+    return {worker: sorted(loop for loop, live in loops if not live) for worker, loops in beats.items()
+            if any(live for _, live in loops) and not all(live for _, live in loops)}
 
 
 def required_loops() -> set[str]:

@@ -3,6 +3,9 @@
 Rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED`, so several relays share the work and a row is never
 published by two at once. The relay sleeps on PostgreSQL `LISTEN`, woken by the `NOTIFY` that the outbox's insert
 trigger sends at commit naming the row, and sweeps every OUTBOX_SWEEP_INTERVAL_S as the safety net.
+
+A row the broker refuses (a nack) is held back, longer at each refusal (RefusedRows): the relay never sweeps
+again at once for it, and the rows that notifications name go on being published while it waits.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from kombu import Connection
 
 from config import sql
 from messaging import topology
+from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, doubling, log_lost, tick_s
 from messaging.heartbeat import RELAY, Heartbeat
 from messaging.models import OutboxMessage
 from messaging.outbox import NOTIFY_CHANNEL
@@ -28,11 +32,6 @@ logger = logging.getLogger(__name__)
 
 
 CONFIRM_TIMEOUT_S = 10.0
-
-
-def broker_connection() -> Connection:
-    """A connection whose publishes each wait for the broker's confirm (a nack raises)."""
-    return Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}, heartbeat=0)
 
 
 class ConfirmingPublisher:
@@ -80,11 +79,25 @@ class ConfirmingPublisher:
             if remaining <= 0:
                 raise TimeoutError(f"the broker did not confirm {len(self.pending)} messages")
             try:
-                self.connection.drain_events(timeout=remaining)
+                self.connection.drain_events(timeout=min(remaining, tick_s()))
             except socket.timeout:
-                continue
+                pass
+            # A broker gone silent is noticed by its missing heartbeats before the deadline.
+            self.connection.heartbeat_tick(rate=HEARTBEAT_RATE)
         confirmed = [row for tag, row in sent.items() if tag not in self.refused]
         return confirmed, len(self.refused)
+
+    def keep_alive(self) -> None:
+        """Read what has arrived (the broker's heartbeats) without waiting, and send ours when it is due.
+
+        Raises once nothing has come from the broker for two heartbeats: the connection is dead.
+        """
+        try:
+            for _ in range(100):
+                self.connection.drain_events(timeout=0)
+        except (socket.timeout, BlockingIOError):
+            pass
+        self.connection.heartbeat_tick(rate=HEARTBEAT_RATE)
 
 
 def _amqp_message(row: OutboxMessage) -> amqp.Message:
@@ -99,30 +112,67 @@ def _amqp_message(row: OutboxMessage) -> amqp.Message:
     )
 
 
-def relay_once(publisher: ConfirmingPublisher, batch_size: int | None = None, ids: list[int] | None = None) -> int:
+def relay_once(publisher: ConfirmingPublisher, batch_size: int | None = None, ids: list[int] | None = None,
+               refusals: RefusedRows | None = None) -> int:
     """Claim a batch of unpublished rows (only those of `ids`, when given), publish them, mark published those
     the broker confirmed.
 
     Returns how many were claimed. Rows not confirmed stay unpublished (and are unlocked) for the next pass;
-    a broker failure is raised after the confirmed rows are marked.
+    a broker failure is raised after the confirmed rows are marked. With `refusals`, a sweep (no `ids`) skips
+    the rows it holds back, and it learns which rows the broker refused.
     """
-    failure: Exception | None = None
     with transaction.atomic():
-        rows = claim(batch_size or settings.OUTBOX_BATCH_SIZE, ids)
-        if not rows:
-            return 0
-        confirmed: list[OutboxMessage] = []
-        try:
-            confirmed, refused = publisher.publish(rows)
-            if refused:
-                logger.error("the broker refused %s of %s messages; they stay in the outbox", refused, len(rows))
-        except Exception as error:  # noqa: BLE001 - raised after the commit below
-            failure = error
+        held = refusals.held() if refusals is not None and not ids else []
+        rows = claim(batch_size or settings.OUTBOX_BATCH_SIZE, ids, skip=held)
+        confirmed, failure = _published(publisher, rows) if rows else ([], None)
         if confirmed:
             _mark_published([row.pk for row in confirmed])
     if failure is not None:
         raise failure
+    if refusals is not None:
+        refusals.record(claimed=[row.pk for row in rows], confirmed=[row.pk for row in confirmed])
     return len(rows)
+
+
+def _published(publisher: ConfirmingPublisher,
+               rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], Exception | None]:
+    """The rows the broker confirmed, and the failure that kept it from confirming the others, if any."""
+    try:
+        confirmed, refused = publisher.publish(rows)
+    except Exception as error:  # noqa: BLE001 - the caller raises it once the confirmed rows are marked
+        return [], error
+    if refused:
+        logger.error("the broker refused %s of %s messages; they stay in the outbox", refused, len(rows))
+    return confirmed, None
+
+
+class RefusedRows:
+    """The outbox rows the broker refused, each held back for OUTBOX_REFUSED_BACKOFF_S, then twice as long at
+    each refusal after that, up to OUTBOX_REFUSED_BACKOFF_MAX_S. A relay's own: not shared between threads."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, tuple[int, float]] = {}  # id: (refusals, held until)
+        self.last_refused = 0  # of the last pass
+
+    def record(self, *, claimed: list[int], confirmed: list[int]) -> None:
+        """What became of the rows of one pass: those not confirmed were refused."""
+        now = time.monotonic()
+        refused = set(claimed) - set(confirmed)
+        for pk in confirmed:
+            self._rows.pop(pk, None)
+        for pk in refused:
+            count = self._rows.get(pk, (0, 0.0))[0] + 1
+            self._rows[pk] = (count, now + doubling(settings.OUTBOX_REFUSED_BACKOFF_S,
+                                                    settings.OUTBOX_REFUSED_BACKOFF_MAX_S, count))
+        self.last_refused = len(refused)
+
+    def held(self) -> list[int]:
+        """The rows held back now."""
+        now = time.monotonic()
+        # A row not retried for a whole maximum backoff after its hold ended was published by another relay.
+        forgotten = now - settings.OUTBOX_REFUSED_BACKOFF_MAX_S
+        self._rows = {pk: entry for pk, entry in self._rows.items() if entry[1] > forgotten}
+        return [pk for pk, (_, until) in self._rows.items() if until > now]
 
 
 # The relay's statements are written out: it runs them for every batch, and building them through the ORM
@@ -133,17 +183,26 @@ _TABLE = OutboxMessage._meta.db_table
 _FIELDS = tuple(field.attname for field in OutboxMessage._meta.concrete_fields)
 
 
-def claim(batch_size: int, ids: list[int] | None = None) -> list[OutboxMessage]:
-    """Lock up to `batch_size` unpublished rows, oldest first, skipping rows another relay holds. Must run in a
-    transaction. With `ids`, only those rows: found through the primary key, where a scan of the unpublished
-    rows also walks the entries of rows published since the last vacuum."""
+def claim(batch_size: int, ids: list[int] | None = None, skip: list[int] | None = None) -> list[OutboxMessage]:
+    """Lock up to `batch_size` unpublished rows, oldest first, skipping rows another relay holds and those of
+    `skip`. Must run in a transaction. With `ids`, only those rows: found through the primary key, where a scan
+    of the unpublished rows also walks the entries of rows published since the last vacuum."""
     if ids:
         params, limit = ids[:batch_size], None
         where = f"id IN ({sql.placeholders(params)}) AND published_at IS NULL ORDER BY id"
     else:
         params, limit, where = [], batch_size, "published_at IS NULL ORDER BY created_at, id"
+        if skip:
+            params, where = _skipping(skip, where)
     rows = sql.select(OutboxMessage, _FIELDS, where, params, limit=limit, lock=True, skip_locked=True)
     return [sql.loaded(OutboxMessage, **values) for values in rows]
+
+
+def _skipping(skip: list[int], where: str) -> tuple[list, str]:
+    # One array parameter on PostgreSQL: the statement stays the same however many rows are skipped.
+    if connection.vendor == "postgresql":
+        return [skip], f"NOT (id = ANY(%s)) AND {where}"
+    return list(skip), f"id NOT IN ({sql.placeholders(skip)}) AND {where}"
 
 
 def _mark_published(ids: list[int]) -> None:
@@ -154,28 +213,33 @@ def _mark_published(ids: list[int]) -> None:
 class Relay:
     """The relay loop of one worker process, run in a thread until `stop` is set."""
 
-    def __init__(self, stop: threading.Event):
+    def __init__(self, stop: threading.Event, publisher: type[ConfirmingPublisher] = ConfirmingPublisher):
         self.stop = stop
+        self.publisher = publisher
+        self.heartbeat = Heartbeat(RELAY)
+        self.refusals = RefusedRows()
 
     def run(self) -> None:
+        reconnect = Reconnect()
         while not self.stop.is_set():
             try:
-                with Connection(settings.BROKER_URL, heartbeat=0) as broker:
-                    broker.ensure_connection(max_retries=3)
+                with connected() as broker:
                     topology.declare_all(broker.default_channel)
-                    self._loop(ConfirmingPublisher(broker))
-            except Exception:  # noqa: BLE001 - reconnect to whatever failed, database or broker
-                logger.exception("relay pass failed; reconnecting")
+                    publisher = self.publisher(broker)
+                    reconnect.connected()
+                    self.serve(publisher)
+            except Exception as error:  # noqa: BLE001 - reconnect to whatever failed, database or broker
+                delay = reconnect.delay()
+                log_lost("the relay", error, delay)
                 connection.close()
-                self.stop.wait(1.0)
+                self.stop.wait(delay)
 
-    def _loop(self, publisher: ConfirmingPublisher) -> None:
+    def serve(self, publisher: ConfirmingPublisher) -> None:
+        """Relay through `publisher` until stopped; raises when the database or the broker fails."""
         listener = _Listener()
-        heartbeat = Heartbeat(RELAY)
         next_connection_check = next_sweep = 0.0
         try:
             while not self.stop.is_set():
-                heartbeat.beat()
                 now = time.monotonic()
                 if now >= next_connection_check:
                     # Drops a database connection past its age or broken. Once a second, not at every wake-up:
@@ -183,19 +247,32 @@ class Relay:
                     close_old_connections()
                     next_connection_check = now + 1.0
                 if now >= next_sweep:
-                    # Rows no notification named to this relay: committed while it was reconnecting, or left by a
-                    # relay that died. A full batch may have left rows behind; a partial one took all there were.
-                    while relay_once(publisher) >= settings.OUTBOX_BATCH_SIZE and not self.stop.is_set():
-                        pass
-                    next_sweep = time.monotonic() + settings.OUTBOX_SWEEP_INTERVAL_S
-                notified = listener.wait(min(next_sweep - time.monotonic(), settings.WORKER_HEARTBEAT_INTERVAL_S))
+                    listener.probe()
+                    next_sweep = self._sweep(publisher)
+                # Not longer than a tick: the broker's heartbeats must be read and answered meanwhile.
+                notified = listener.wait(min(next_sweep - time.monotonic(), tick_s()))
                 if notified is None:
                     next_sweep = 0.0
-                    continue
-                for start in range(0, len(notified), settings.OUTBOX_BATCH_SIZE):
-                    relay_once(publisher, ids=notified[start:start + settings.OUTBOX_BATCH_SIZE])
+                for start in range(0, len(notified or []), settings.OUTBOX_BATCH_SIZE):
+                    relay_once(publisher, ids=notified[start:start + settings.OUTBOX_BATCH_SIZE],
+                               refusals=self.refusals)
+                # The relay beats between its passes, once both of its connections have answered.
+                publisher.keep_alive()
+                self.heartbeat.beat()
         finally:
             listener.close()
+
+    def _sweep(self, publisher: ConfirmingPublisher) -> float:
+        """Publish the rows no notification named to this relay: committed while it was reconnecting, or left by
+        a relay that died. Returns when to sweep next (time.monotonic())."""
+        refusals = self.refusals
+        # A full batch may have left rows behind, a partial one took all there were. After a refusal the rows
+        # behind wait for the next sweep rather than be offered at once to a broker that refuses; that sweep skips
+        # the rows held back, so that rows for another queue are not stuck behind them.
+        while (relay_once(publisher, refusals=refusals) >= settings.OUTBOX_BATCH_SIZE and not refusals.last_refused
+               and not self.stop.is_set()):
+            pass
+        return time.monotonic() + settings.OUTBOX_SWEEP_INTERVAL_S
 
 
 class _Listener:
@@ -204,13 +281,19 @@ class _Listener:
     def __init__(self) -> None:
         self.conn = None
         if connection.vendor == "postgresql":
-            import psycopg
+            from config.postgresql.base import AnswerBoundConnection
 
             params = connection.get_connection_params()
             params.pop("cursor_factory", None)
             params.pop("context", None)
-            self.conn = psycopg.connect(**params, autocommit=True)
+            # With the timeouts and keepalives of the settings, and a bound on each wait for an answer.
+            self.conn = AnswerBoundConnection.connect(**params, autocommit=True)
             self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def probe(self) -> None:
+        """Raises when the listening connection no longer answers: a silent one would never be woken."""
+        if self.conn is not None:
+            self.conn.execute("SELECT 1")
 
     def wait(self, timeout: float) -> list[int] | None:
         """The ids of the outbox rows committed since the last call, waiting up to `timeout` for the first.

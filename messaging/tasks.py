@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.conf import settings
-from kombu import Connection
 
 from messaging import retention
-from messaging.relay import ConfirmingPublisher, relay_once
+from messaging.broker import connected
+from messaging.relay import ConfirmingPublisher, RefusedRows, relay_once
 
 logger = logging.getLogger(__name__)
 
@@ -18,10 +17,13 @@ logger = logging.getLogger(__name__)
 def sweep_outbox() -> int:
     """Publish anything the relays left behind (a relay that died mid-batch, a lost NOTIFY)."""
     total = 0
-    with Connection(settings.BROKER_URL, heartbeat=0) as broker:
+    refusals = RefusedRows()
+    with connected() as broker:
         publisher = ConfirmingPublisher(broker)
-        while count := relay_once(publisher):
-            total += count
+        while count := relay_once(publisher, refusals=refusals):
+            total += count - refusals.last_refused
+            if refusals.last_refused:
+                break  # the broker refuses: the relays try these again later, with backoff
     if total:
         logger.info("outbox sweep published %s messages", total)
     return total

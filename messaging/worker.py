@@ -25,12 +25,13 @@ from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 
 from messaging import bus, metrics, topology
+from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, log_lost, tick_s
 from messaging.consumers import Verdict, drop_broken_connection, handle_delivery
 from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
 from messaging.errors import is_transient
 from messaging.envelope import ATTEMPT_HEADER
 from messaging.heartbeat import DEAD_LETTERS, Heartbeat
-from messaging.relay import Relay, broker_connection
+from messaging.relay import Relay
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ REASON_HEADER = "x-sagaflow-reason"
 DETAIL_HEADER = "x-sagaflow-detail"
 QUEUE_HEADER = "x-sagaflow-queue"
 TRACEBACK_HEADER = "x-sagaflow-traceback"
+# How long a stopping worker waits for its threads, all together. One that is still in a wait by then is left
+# behind, as when the process is killed: what it had not acked is delivered again.
+STOP_TIMEOUT_S = 3.0
 
 
 class _BrokerThread(threading.Thread):
@@ -63,28 +67,34 @@ class _BrokerThread(threading.Thread):
         """Called on each new broker connection: deliveries of the last one will come again."""
 
     def run(self) -> None:
+        reconnect = Reconnect()
         while not self.stop.is_set():
             self.reset()
             try:
-                with broker_connection() as broker:
-                    broker.ensure_connection(max_retries=3)
-                    topology.declare_all(broker.default_channel)
-                    self.producer = Producer(broker.channel())
-                    channel = broker.channel()
-                    channel.basic_qos(0, settings.MESSAGING_PREFETCH, False)
-                    with Consumer(channel, queues=[self.queue()], auto_declare=False,
-                                  on_message=lambda message: self._safely(self.on_message, message)):
-                        logger.info("consuming %s", self.queue_name)
-                        self._drain(broker)
-            except Exception:  # noqa: BLE001 - a lost broker or database: reconnect
-                logger.exception("consumer of %s lost its connection; reconnecting", self.queue_name)
+                with connected(confirm=True) as broker:
+                    self._consume(broker)
+                    reconnect.connected()
+                    self._drain(broker)
+            except Exception as error:  # noqa: BLE001 - a lost broker or database: reconnect
+                delay = reconnect.delay()
+                log_lost(f"consumer of {self.queue_name}", error, delay)
                 connection.close()
-                self.stop.wait(1.0)
+                self.stop.wait(delay)
+
+    def _consume(self, broker: Connection) -> None:
+        topology.declare_all(broker.default_channel)
+        self.producer = Producer(broker.channel())
+        channel = broker.channel()
+        channel.basic_qos(0, settings.MESSAGING_PREFETCH, False)
+        # Not cancelled on the way out: closing or dropping the connection ends the consumer on the broker's
+        # side, and a cancel would wait on a connection that may be dead.
+        Consumer(channel, queues=[self.queue()], auto_declare=False,
+                 on_message=lambda message: self._safely(self.on_message, message)).consume()
+        logger.info("consuming %s", self.queue_name)
 
     def _drain(self, broker: Connection) -> None:
         next_connection_check = 0.0
         while not self.stop.is_set():
-            self.heartbeat.beat()
             if time.monotonic() >= next_connection_check:
                 # Drops a database connection past its age or broken; once a second, not a query per message.
                 close_old_connections()
@@ -92,9 +102,13 @@ class _BrokerThread(threading.Thread):
             # Whatever was received so far, also while the consumer started or a publish waited for its confirm.
             self.after_deliveries(broker)
             try:
-                broker.drain_events(timeout=1.0)
+                broker.drain_events(timeout=tick_s())
             except socket.timeout:
-                broker.heartbeat_check()
+                pass
+            # Raises once the broker has been silent for two heartbeats. Only then does the loop beat: a beat
+            # says that it goes round on a connection that lives.
+            broker.heartbeat_check(rate=HEARTBEAT_RATE)
+            self.heartbeat.beat()
 
     def _safely(self, settle: Callable[[Message], None], message: Message) -> None:
         try:
@@ -285,10 +299,15 @@ class MessagingRuntime:
             thread.start()
         self.metrics_server = metrics.serve_worker_metrics()
 
-    def shutdown(self, timeout: float = 10.0) -> None:
+    def shutdown(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop every thread, waiting `timeout` seconds in all, whatever state their connections are in."""
         self.stop.set()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+        deadline = time.monotonic() + timeout
         for thread in self.threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        left = [thread.name for thread in self.threads if thread.is_alive()]
+        if left:
+            logger.warning("%s did not stop within %gs; the worker exits without them", ", ".join(left), timeout)
 

@@ -1,0 +1,41 @@
+"""Django's PostgreSQL backend, with a bound on every wait for the server's answer.
+
+libpq has no timeout for an answer of its own. A server, or a proxy or load balancer in front of it, that keeps
+the TCP connection open but never answers would keep a thread waiting for ever: TCP keepalives see a peer that
+acknowledges, and statement_timeout is the server's, which is the one not answering. Past
+DATABASE_ANSWER_TIMEOUT_S the wait gives up, the connection is closed (what it was in the middle of is
+unknown), and the caller gets an OperationalError, which Django handles as a lost connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db.backends.postgresql import base
+
+
+class AnswerBoundConnection(psycopg.Connection):
+    """A psycopg connection whose every wait for the server ends within DATABASE_ANSWER_TIMEOUT_S."""
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        bound = settings.DATABASE_ANSWER_TIMEOUT_S if timeout is None else None
+        try:
+            return super().wait(gen, interval=interval, timeout=bound or timeout)
+        except psycopg.errors._WaitTimeout:
+            if not bound:
+                raise
+            self.close()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {bound:g}s (DATABASE_ANSWER_TIMEOUT_S); "
+                "the connection is closed") from None
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def get_new_connection(self, conn_params: dict[str, Any]) -> psycopg.Connection:
+        connection = super().get_new_connection(conn_params)
+        # Django connects through psycopg.connect and offers no way to name the class; this one only adds the
+        # bound to `wait`, and has the same layout.
+        connection.__class__ = AnswerBoundConnection
+        return connection
