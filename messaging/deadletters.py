@@ -221,9 +221,14 @@ def _text(value: Any) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def dead_letter_label(letter: DeadLetter) -> str:
+    """How an operator's report names a letter: "dead letter 12 (payment.process <message id>)"."""
+    return f"dead letter {letter.pk} ({letter.routing_key} {letter.message_id})"
+
+
 class ReplayRefusedError(Exception):
     def __init__(self, letter: DeadLetter, why: str):
-        super().__init__(f"dead letter {letter.pk} ({letter.routing_key} {letter.message_id}): {why}")
+        super().__init__(f"{dead_letter_label(letter)}: {why}")
         self.why = why
 
 
