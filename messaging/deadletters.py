@@ -56,8 +56,8 @@ class FailedDelivery:
 
 
 def dead_letter_record(failed: FailedDelivery) -> DeadLetter:
-    """Store a failed delivery, whatever it holds. A second failure of the same message in the same queue
-    updates its row. Idempotent per (message_id, queue) while the row has not been replayed.
+    """Store a failed delivery, whatever it holds. A second failure of the same message (same id and body) in
+    the same queue updates its row: idempotent per (message_id, queue, body) while the row is not replayed.
 
     Raises only when the database cannot take it now (the caller keeps the message and tries again later): a
     letter that cannot be stored whole is stored minimal instead, with why under UNSTORABLE in its headers.
@@ -143,7 +143,8 @@ def _stored(columns: dict[str, Any]) -> DeadLetter:
     with transaction.atomic():
         existing = (
             DeadLetter.objects.select_for_update()
-            .filter(message_id=columns["message_id"], queue=columns["queue"], replayed_at__isnull=True)
+            .filter(message_id=columns["message_id"], queue=columns["queue"], replayed_at__isnull=True,
+                    body=columns["body"])  # another message that took the same id is a letter of its own
             .first()
         )
         if existing is None:
