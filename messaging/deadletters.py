@@ -113,8 +113,9 @@ def _columns(failed: FailedDelivery) -> dict[str, Any]:
     headers = json_safe(failed.headers) if isinstance(failed.headers, dict) else {"headers": json_safe(failed.headers)}
     upstream = headers.get(ORIGINAL)
     if original or isinstance(upstream, dict):
-        # What the consumer kept is closer to the source than what the dead-letter queue received.
-        headers[ORIGINAL] = {**original, **(upstream if isinstance(upstream, dict) else {})}
+        # The consumer's, when the letter came through the dead-letter queue; this store's own win over them
+        # (they agree, but a message may carry a header of that name of its own).
+        headers[ORIGINAL] = {**(upstream if isinstance(upstream, dict) else {}), **original}
     return {
         **identity, "body": storable_body(failed.body), "headers": headers,
         "detail": _text(failed.detail)[:_MAX_DETAIL], "traceback": _text(_summary_of(failed))[-_MAX_TRACEBACK:],

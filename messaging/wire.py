@@ -1,4 +1,4 @@
-"""What py-amqp decodes off the wire, made tolerant of what a foreign publisher may send.
+"""What py-amqp and kombu decode off the wire, made tolerant of what a foreign publisher may send.
 
 py-amqp decodes a delivery's short strings (its properties: message_id, type, correlation_id…, and the routing
 key) as strict UTF-8, and a value it cannot decode raises inside `drain_events`, before any consumer code
@@ -9,7 +9,9 @@ dead-letter queue, which has no such limit, would stop for good). RabbitMQ passe
 `install()` wraps the two decoders: what they decode still comes out as before; only when they raise is the
 frame decoded again with a short string that is not UTF-8 kept as bytes (as py-amqp already does for header
 values) and a headers table that cannot be decoded kept whole, base64-encoded, under UNDECODABLE_HEADERS.
-The consumer then sees a message it can dead-letter with its reason.
+kombu, for its part, decompresses a body whose headers hold `compression`, and a value it cannot apply
+(any such header on a body that was never compressed) raises in `drain_events` too: the body is then left as
+it came. The consumer then sees a message it can dead-letter with its reason.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import base64
 from struct import unpack_from
 from typing import Any, Callable
 
+import kombu.message
 from amqp import abstract_channel, serialization
 from amqp.spec import Basic
 
@@ -45,6 +48,7 @@ def install() -> None:
     strict_arguments = abstract_channel.loads
     serialization.PROPERTY_CLASSES[Basic.CLASS_ID] = _falling_back(strict_properties, tolerant_properties)
     abstract_channel.loads = _falling_back(strict_arguments, tolerant_arguments)
+    kombu.message.decompress = _falling_back(kombu.message.decompress, _as_it_came)
     _installed = True
 
 
@@ -56,6 +60,10 @@ def _falling_back(strict: Callable, tolerant: Callable) -> Callable:
             return tolerant(*args)
 
     return decode
+
+
+def _as_it_came(body: bytes, compression: Any) -> bytes:
+    return body
 
 
 def tolerant_properties(buf: bytes, offset: int) -> tuple[dict[str, Any], int]:

@@ -198,12 +198,14 @@ class ConsumerThread(_BrokerThread):
         originals = originals_of(failure)
         if originals:
             headers[ORIGINAL] = originals
+        else:
+            headers.pop(ORIGINAL, None)  # ours, like the other x-sagaflow- headers, never the message's own
         frame_max = getattr(getattr(self.producer.channel, "connection", None), "frame_max", 0) or 131072
         if not wire.fits_one_frame(headers, frame_max):
             dead_letter_record(failure)
             return
         self.producer.publish(
-            message.body, exchange=topology.DEAD_LETTER_EXCHANGE, routing_key=clean_id(failure.routing_key),
+            _body_bytes(message), exchange=topology.DEAD_LETTER_EXCHANGE, routing_key=clean_id(failure.routing_key),
             headers=headers, retry=False, **{**_copied_properties(message), "message_id": letter_message_id(failure)},
         )
 
@@ -262,6 +264,17 @@ def _failure_from(message: Message) -> FailedDelivery:
         attempts=attempt_number(headers.get(ATTEMPT_HEADER) or headers.get("x-delivery-count")),
         traceback_text=traceback_text if isinstance(traceback_text, str) else printable(traceback_text),
     )
+
+
+def _body_bytes(message: Message) -> bytes:
+    """The body as bytes to send again: py-amqp hands over text when the message names a content_encoding it
+    knows (and "" for an empty body), and kombu would encode text with that property, whatever it holds."""
+    if not isinstance(message.body, str):
+        return message.body
+    try:
+        return message.body.encode(message.content_encoding or "utf-8")
+    except Exception:  # noqa: BLE001 - an encoding that decodes but does not encode, or none at all
+        return message.body.encode("utf-8", "surrogatepass")
 
 
 def _copied_properties(message: Message) -> dict[str, Any]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 import threading
 import uuid
 
 import pytest
 from django.conf import settings
-from kombu import Connection, Producer
+from kombu import Connection, Consumer, Producer, Queue
 
 from messaging import topology
 from messaging.consumers import handle_delivery, store_dead_letter
@@ -204,9 +205,19 @@ class Broker:
         self.channel.basic_publish(amqp.Message(body, **properties), exchange="", routing_key=queue)
 
     def take(self, queue: str):
-        raw = wait_for(lambda: self.channel.basic_get(queue), timeout=10, interval=0.02,
-                       message=f"a message in {queue}")
-        return self.channel.message_to_python(raw)
+        """The next message of `queue`, received as a consumer thread receives it: kombu's Consumer, which
+        decodes it (and raises, in drain_events, on what it cannot decode)."""
+        received = []
+        with Consumer(self.connection.channel(), queues=[Queue(queue, no_declare=True)], auto_declare=False,
+                      on_message=received.append):
+            wait_for(lambda: self._drained() or received, timeout=10, message=f"a message in {queue}")
+        return received[0]
+
+    def _drained(self) -> None:
+        try:
+            self.connection.drain_events(timeout=0.05)
+        except socket.timeout:
+            pass
 
     def through_the_consumer(self, queue: str) -> None:
         self.consumers[queue].on_one(self.take(queue))
@@ -227,18 +238,26 @@ def broker():
     {"type": b"\xc3"},
     {"message_id": "m" * 255, "type": "t" * 255, "correlation_id": "c\n" * 127},
     {"timestamp": 2**63, "content_type": b"\xff", "content_encoding": b"\xfe"},
-], ids=["message-id-not-utf8", "correlation-id-not-utf8", "type-not-utf8", "longest-shortstrs", "odd-rest"])
+    {"content_encoding": "s" * 255, "body": b""},
+    {"content_encoding": "latin-1", "body": b"\xff{}"},
+    {"application_headers": {"compression": "application/x-gzip"}},
+    {"application_headers": {"compression": b"\xff"}},
+], ids=["message-id-not-utf8", "correlation-id-not-utf8", "type-not-utf8", "longest-shortstrs", "odd-rest",
+        "empty-body-unknown-encoding", "body-decoded-by-py-amqp", "compression-of-nothing", "unknown-compression"])
 def test_properties_of_any_bytes_reach_the_dead_letters_through_the_broker(broker, properties, caplog):
     marker = uuid.uuid4().hex
-    broker.publish("saga", VALID_BODY, application_headers={"x-marker": marker},
+    body = properties.pop("body", VALID_BODY)
+    headers = {**properties.pop("application_headers", {}), "x-marker": marker}
+    broker.publish("saga", body, application_headers=headers,
                    **{"message_id": str(uuid.uuid4()), "type": "payment.failed", **properties})
 
     broker.through_the_consumer("saga")
     broker.store_what_reached_the_dead_letters()
 
     [letter] = letters(headers__contains={"x-marker": marker})
-    assert letter.queue == "saga" and letter.reason in {"invalid_envelope", "handler_error", "unknown_type"}
-    assert letter.body == VALID_BODY.decode()
+    assert letter.queue == "saga" and letter.reason in {"invalid_envelope", "handler_error", "unknown_type",
+                                                         "undecodable_body", "invalid_payload"}
+    assert letter.body in {body.decode("utf-8", "replace"), body.decode("latin-1")}
     assert "dropped" not in caplog.text
 
 
