@@ -1,11 +1,16 @@
+import logging
+
 from django.contrib import admin, messages
 from django.utils import timezone
 
 from config.admin_mixins import LargeTableMixin, ReadOnlyAdmin
 
-from messaging.deadletters import ReplayRefusedError, dead_letter_discard, dead_letter_replay
+from messaging.correlation import printable
+from messaging.deadletters import ReplayRefusedError, dead_letter_discard, dead_letter_label, dead_letter_replay
 
 from messaging.models import DeadLetter, InboxMessage, OutboxMessage, WorkerHeartbeat
+
+logger = logging.getLogger(__name__)
 
 
 class PublishedFilter(admin.SimpleListFilter):
@@ -59,13 +64,21 @@ class DeadLetterAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Replay the selected dead letters (once each)", permissions=["operate"])
     def replay(self, request, queryset):
+        """Replays each letter it can; says which it refused and why, and names those whose replay failed."""
+        failed = []
         for letter in queryset:
             try:
                 dead_letter_replay(letter=letter, by=request.user.get_username())
             except ReplayRefusedError as error:
                 self.message_user(request, str(error), level=messages.WARNING)
+            except Exception as error:  # noqa: BLE001 - the others are still replayed, and the page still answers
+                logger.exception("replay of dead letter %s failed", letter.pk)
+                failed.append(f"{dead_letter_label(letter)}: {type(error).__name__}: {printable(error)}")
             else:
                 self.message_user(request, f"replayed dead letter {letter.pk}")
+        if failed:
+            self.message_user(request, f"could not replay {len(failed)} dead letter(s): " + "; ".join(failed),
+                              level=messages.ERROR)
 
     @admin.action(description="Discard the selected dead letters", permissions=["operate"])
     def discard(self, request, queryset):

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class MessagingConfig(AppConfig):
     name = "messaging"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from messaging import wire
+
+        # Before any broker connection: a property that is not UTF-8 must not crash a consumer (see wire.py).
+        wire.install()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import cache
+from functools import cache, partial
 from typing import Callable
 
 from django.db import connection, transaction
@@ -52,43 +52,48 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
 
     Raises a PermanentMessageError (dead-letter it) or any other exception (classify it, maybe retry).
     The caller acks only after this returns and the transaction is committed. `in_batch`: the caller's
-    transaction holds several messages and is rolled back whole if one fails, so no savepoint is taken.
+    transaction holds several messages and is rolled back whole if one fails, so no savepoint is taken, and
+    the message is counted and logged when that transaction commits: never for an attempt rolled back.
     """
     handler = registry().get(consumer, {}).get(envelope.routing_key)
     if handler is None:
         raise UnknownMessageTypeError(envelope.routing_key)
     validate_payload(envelope.routing_key, envelope.payload)
     order_id = envelope.order_id or str(envelope.payload.get("order_id", ""))
+    context = {"correlation_id": envelope.correlation_id or correlation.new_id(),
+               "causation_id": envelope.causation_id or None, "message_id": envelope.message_id,
+               "order_id": order_id or None, "saga_state": None}
     started = time.perf_counter()
-    with correlation.bound(
-        correlation_id=envelope.correlation_id or correlation.new_id(),
-        causation_id=envelope.causation_id or None,
-        message_id=envelope.message_id,
-        order_id=order_id or None,
-        saga_state=None,
-    ):
-        outcome = "failed"
+    with correlation.bound(**context):
         try:
             with transaction.atomic(savepoint=not in_batch):
                 fresh = _record_in_inbox(consumer, envelope)
                 if fresh:
                     handler(envelope)
-            outcome = PROCESSED if fresh else DUPLICATE
-        finally:
+        except Exception:
             # A failure in a batch is not counted: the delivery is handed over again alone, and counted there.
-            if not (in_batch and outcome == "failed"):
-                metrics.handled(consumer, envelope.routing_key, outcome, time.perf_counter() - started)
+            if not in_batch:
+                metrics.handled(consumer, envelope.routing_key, "failed", time.perf_counter() - started)
+            raise
+    outcome = PROCESSED if fresh else DUPLICATE
+    report = partial(_report, consumer, envelope, outcome, time.perf_counter() - started, context)
+    if in_batch:
+        transaction.on_commit(report, robust=True)
+    else:
+        report()
+    return outcome
+
+
+def _report(consumer: str, envelope: Envelope, outcome: str, seconds: float, context: dict) -> None:
+    """Count and log one message applied, in the context it was handled in."""
+    metrics.handled(consumer, envelope.routing_key, outcome, seconds)
+    with correlation.bound(**context):
         if outcome == DUPLICATE:
             logger.info("duplicate %s skipped by %s", envelope.routing_key, consumer)
-            return DUPLICATE
-        logger.info(
-            "handled %s in %s",
-            envelope.routing_key,
-            consumer,
-            extra={"consumer": consumer, "message_type": envelope.routing_key,
-                   "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
-        )
-    return PROCESSED
+            return
+        logger.info("handled %s in %s", envelope.routing_key, consumer,
+                    extra={"consumer": consumer, "message_type": envelope.routing_key,
+                           "duration_ms": round(seconds * 1000, 2)})
 
 
 def _record_in_inbox(consumer: str, envelope: Envelope) -> bool:

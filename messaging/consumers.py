@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from messaging import bus, metrics
+from messaging.correlation import printable
 from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
 from messaging.envelope import Envelope, decode
 from messaging.errors import PermanentMessageError, is_transient
@@ -41,59 +42,75 @@ def handle_delivery(
     consumer: str, body: bytes | str, properties: dict[str, Any], headers: dict[str, Any], routing_key: str,
     *, in_batch: bool = False,
 ) -> Verdict:
-    """Handle one delivery for `consumer` and say what the transport must do with it. Never raises.
+    """Handle one delivery for `consumer` and say what the transport must do with it. Never raises: whatever
+    the body, the headers or the properties hold, the verdict is "ack", "retry" or "dead_letter" with a reason.
 
     `in_batch`: in the caller's transaction, with others (see `bus.dispatch`). A delivery that would not be
     acked then gets "alone", with nothing logged or counted: the caller rolls the batch back and hands it over
     again alone, and that attempt classifies, logs and counts its failure."""
-    raw = storable_body(body)
-    message_id = str(properties.get("message_id") or "")
-    headers = {**(headers or {}), "correlation_id": str(properties.get("correlation_id") or "")}
+    try:
+        return _verdict(consumer, body, properties, headers, routing_key, in_batch=in_batch)
+    except Exception as error:  # noqa: BLE001 - even classifying failed: the delivery is still a dead letter
+        if in_batch:
+            return ALONE
+        logger.error("a delivery to %s could not be classified; dead-lettered as it is", consumer, exc_info=error)
+        wrapped = PermanentMessageError("unclassified", f"{type(error).__name__}: {printable(error)}")
+        message_id = properties.get("message_id") if isinstance(properties, dict) else None
+        return _dead(consumer, message_id, routing_key, body, {}, wrapped, attempts=1, cause=error)
+
+
+def _verdict(consumer: str, body: bytes | str, properties: dict[str, Any], headers: dict[str, Any],
+             routing_key: str, *, in_batch: bool) -> Verdict:
+    properties = properties if isinstance(properties, dict) else {}
+    headers = headers if isinstance(headers, dict) else {}
+    # What a dead letter keeps: the headers, and the correlation id as it came (cleaned for the envelope only).
+    stored_headers = {**headers, "correlation_id": properties.get("correlation_id") or ""}
     try:
         envelope = decode(body, properties, headers, routing_key)
     except PermanentMessageError as error:
         if in_batch:
             return ALONE
-        return _dead(consumer, message_id, routing_key, raw, headers, error, attempts=1)
+        return _dead(consumer, properties.get("message_id"), properties.get("type") or routing_key, body,
+                     stored_headers, error, attempts=1)
     try:
         bus.dispatch(consumer, envelope, in_batch=in_batch)
         return Verdict("ack", envelope)
     except Exception as error:  # noqa: BLE001 - every failure is classed, none may kill the consumer
         if in_batch:
             return ALONE
-        return _classified(consumer, envelope, raw, headers, error)
+        return _classified(consumer, envelope, body, stored_headers, error)
 
 
-def _classified(consumer: str, envelope: Envelope, raw: str, headers: dict[str, Any],
+def _classified(consumer: str, envelope: Envelope, body: bytes | str, headers: dict[str, Any],
                 error: Exception) -> Verdict:
     """What to do with a delivery whose handling raised `error`: dead-letter it or retry it later."""
     if isinstance(error, PermanentMessageError):
-        return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, error, envelope.attempt)
+        return _dead(consumer, envelope.message_id, envelope.routing_key, body, headers, error, envelope.attempt)
     if not is_transient(error):
         logger.error("handler of %s failed permanently", envelope.routing_key, exc_info=error)
         wrapped = PermanentMessageError("handler_error", f"{type(error).__name__}: {error}")
         wrapped.__cause__ = error
-        return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
+        return _dead(consumer, envelope.message_id, envelope.routing_key, body, headers, wrapped,
                      envelope.attempt, error)
     drop_broken_connection()
     if envelope.attempt >= settings.MESSAGING_MAX_ATTEMPTS:
         wrapped = PermanentMessageError("retries_exhausted", f"{type(error).__name__}: {error}")
-        return _dead(consumer, envelope.message_id, envelope.routing_key, raw, headers, wrapped,
+        return _dead(consumer, envelope.message_id, envelope.routing_key, body, headers, wrapped,
                      envelope.attempt, error)
     delay = retry_delay_s(envelope.attempt)
     metrics.RETRIES.labels(consumer, envelope.routing_key).inc()
     logger.warning("transient failure of %s (attempt %s), retry in %.2fs: %s",
-                   envelope.routing_key, envelope.attempt, delay, error)
+                   envelope.routing_key, envelope.attempt, delay, printable(error))
     return Verdict("retry", envelope, delay_s=delay)
 
 
-def _dead(consumer: str, message_id: str, routing_key: str, raw: str, headers: dict[str, Any],
+def _dead(consumer: str, message_id: Any, routing_key: Any, body: bytes | str, headers: dict[str, Any],
           error: PermanentMessageError, attempts: int, cause: BaseException | None = None) -> Verdict:
+    """A dead-letter verdict. The ids, type and headers go as they came: the store cuts what does not fit."""
     metrics.DEAD_LETTERED.labels(consumer, error.reason).inc()
     failure = FailedDelivery(
-        message_id=message_id or "(none)", routing_key=routing_key, queue=consumer, body=raw,
-        headers=dict(headers or {}), reason=error.reason, detail=error.detail, attempts=attempts,
-        error=cause or error,
+        message_id=message_id, routing_key=routing_key, queue=consumer, body=storable_body(body),
+        headers=dict(headers), reason=error.reason, detail=error.detail, attempts=attempts, error=cause or error,
     )
     return Verdict("dead_letter", failure=failure)
 

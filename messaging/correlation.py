@@ -11,7 +11,7 @@ import logging
 import re
 import uuid
 from contextvars import ContextVar
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from django.http import HttpRequest, HttpResponse
 
@@ -46,6 +46,46 @@ def bound(**values: str | None) -> Iterator[None]:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+MAX_ID_LENGTH = 128  # the outbox's correlation_id and causation_id columns; well inside AMQP's 255 bytes
+_ESCAPES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def printable(value: Any) -> str:
+    """`value` as text that stays on one log line: whatever is not printable (newlines, control and format
+    characters, lone surrogates) is backslash-escaped; bytes that are not UTF-8 are escaped too."""
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "backslashreplace")
+    else:
+        text = value if isinstance(value, str) else _text_of(value)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def clean_id(value: Any, *, limit: int = MAX_ID_LENGTH) -> str:
+    """An id from outside (an AMQP property or header) made safe where it enters: printable ASCII only, the
+    rest escaped, at most `limit` characters, so that it can neither forge a log line nor overflow a column
+    or an AMQP property when it is copied onto the messages it causes. None and "" give ""."""
+    if value is None:
+        return ""
+    text = printable(value).encode("ascii", "backslashreplace").decode("ascii")
+    return text[:limit]
+
+
+def _text_of(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a value too deep or too odd for str() is named by its type
+        return f"<{type(value).__name__}>"
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if code in _ESCAPES:
+        return _ESCAPES[code]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class CorrelationIdMiddleware:

@@ -1,26 +1,51 @@
-"""Dead letters: store what could not be handled, and replay it through the outbox."""
+"""Dead letters: store what could not be handled, and replay it through the outbox.
+
+A dead letter is never dropped for what it holds. A value that does not fit its column (an id, a type, a queue
+or a reason too long, not text, or with characters that are not printable) is cut down or escaped there, and
+the original is kept in the letter's headers under ORIGINAL. A message without an id is stored under one
+derived from its content (`letter_message_id`). Headers are made storable as JSON, a body that is not UTF-8
+text is kept in base64, and a letter that still cannot be stored is stored minimal, saying why.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import logging
+import math
 import traceback as tb
+import uuid
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from config.services import audit_record
+from messaging.correlation import clean_id, printable
+from messaging.envelope import MAX_ORDER_ID_LENGTH, attempt_number, usable_message_id
+from messaging.errors import is_transient
 from messaging.models import DeadLetter
 
 logger = logging.getLogger(__name__)
 
+ORIGINAL = "x-sagaflow-original"
+UNSTORABLE = "x-sagaflow-unstorable"
+# Headers that change each time the same message is dead-lettered again: left out of its fingerprint.
+_VOLATILE_HEADERS = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-", "x-sagaflow-", "x-attempt")
+_FINGERPRINT_NAMESPACE = uuid.UUID("5b1f3c1e-4f0e-4d6a-9a43-6f0d1c8e2a17")
+_MAX_HEADER_DEPTH = 16
+_MAX_DETAIL = 2000
+_MAX_TRACEBACK = 8000
+
 
 @dataclass(frozen=True)
 class FailedDelivery:
-    message_id: str
-    routing_key: str
-    queue: str
+    message_id: Any  # as it came: "" or None when the message had none
+    routing_key: Any
+    queue: Any
     body: str
     headers: dict[str, Any]
     reason: str
@@ -31,77 +56,181 @@ class FailedDelivery:
 
 
 def dead_letter_record(failed: FailedDelivery) -> DeadLetter:
-    """Store a failed delivery. A second failure of the same message in the same queue updates its row.
+    """Store a failed delivery, whatever it holds. A second failure of the same message (same id and body) in
+    the same queue updates its row: idempotent per (message_id, queue, body) while the row is not replayed.
 
-    Idempotent per (message_id, queue) while the row has not been replayed.
+    Raises only when the database cannot take it now (the caller keeps the message and tries again later): a
+    letter that cannot be stored whole is stored minimal instead, with why under UNSTORABLE in its headers.
     """
-    now = timezone.now()
-    summary = failed.traceback_text or (
-        "".join(tb.format_exception(failed.error, limit=8))[-4000:] if failed.error else ""
-    )
-    with transaction.atomic():
-        existing = (
-            DeadLetter.objects.select_for_update()
-            .filter(message_id=failed.message_id, queue=failed.queue, replayed_at__isnull=True)
-            .first()
-        )
-        if existing is not None:
-            existing.attempts = max(existing.attempts, failed.attempts)
-            existing.last_failed_at = now
-            existing.reason = _json_safe(failed.reason)[:100]
-            existing.detail, existing.traceback = _json_safe(failed.detail)[:2000], _json_safe(summary)
-            existing.save(update_fields=["attempts", "last_failed_at", "reason", "detail", "traceback"])
-            return existing
-        letter = DeadLetter.objects.create(
-            message_id=failed.message_id,
-            routing_key=failed.routing_key,
-            queue=failed.queue,
-            body=failed.body,
-            headers=_json_safe(failed.headers),
-            reason=_json_safe(failed.reason)[:100],
-            detail=_json_safe(failed.detail)[:2000],
-            traceback=_json_safe(summary),
-            attempts=failed.attempts,
-            first_failed_at=now,
-            last_failed_at=now,
-        )
+    columns = _columns(failed)
+    try:
+        letter = _stored(columns)
+    except Exception as error:  # noqa: BLE001 - anything but an outage: store what surely fits
+        if is_transient(error):
+            raise
+        letter = _stored(_minimal(columns, error))
     logger.warning(
-        "dead-lettered %s from %s: %s %s", failed.routing_key, failed.queue, failed.reason, failed.detail,
-        extra={"message_id": failed.message_id, "reason": failed.reason},
+        "dead-lettered %s from %s: %s %s", letter.routing_key, letter.queue, letter.reason,
+        printable(letter.detail)[:500], extra={"message_id": letter.message_id, "reason": letter.reason},
     )
     return letter
 
 
-def storable_body(body: bytes | str) -> str:
+def letter_message_id(failed: FailedDelivery) -> str:
+    """The id a dead letter is stored under: its message's own when that can be one; when it is too long or
+    not printable text, one derived from it (cut, and a hash of the whole); when it has none, a UUID derived
+    from the message's queue, type, body and headers, so the same message is stored once and two different
+    ones twice. Such a UUID can be replayed: a message without an id was never applied by any consumer."""
+    if usable_message_id(failed.message_id):
+        return failed.message_id
+    if failed.message_id in (None, "", b""):
+        return str(uuid.uuid5(_FINGERPRINT_NAMESPACE, _fingerprint(failed)))
+    text = printable(failed.message_id)
+    digest = hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()[:16]
+    return f"{text[:100]}~{digest}"
+
+
+def originals_of(failed: FailedDelivery) -> dict[str, Any]:
+    """The original of every id, type, queue or reason of `failed` that its dead letter stores changed."""
+    return _identity(failed)[1]
+
+
+def _identity(failed: FailedDelivery) -> tuple[dict[str, str], dict[str, Any]]:
+    """The message_id, routing_key, queue and reason columns of the letter of `failed`, and the originals of
+    those that had to be changed to fit."""
+    original: dict[str, Any] = {}
+    message_id = letter_message_id(failed)
+    if message_id != failed.message_id:
+        original["message_id"] = None if failed.message_id in (None, "", b"") else json_safe(failed.message_id)
+    columns = {"message_id": message_id}
+    for name in ("routing_key", "queue", "reason"):
+        columns[name] = _fitted(getattr(failed, name), 100, name, original)
+    return columns, original
+
+
+def _columns(failed: FailedDelivery) -> dict[str, Any]:
+    identity, original = _identity(failed)
+    headers = json_safe(failed.headers) if isinstance(failed.headers, dict) else {"headers": json_safe(failed.headers)}
+    upstream = headers.get(ORIGINAL)
+    if original or isinstance(upstream, dict):
+        # The consumer's, when the letter came through the dead-letter queue; this store's own win over them
+        # (they agree, but a message may carry a header of that name of its own).
+        headers[ORIGINAL] = {**(upstream if isinstance(upstream, dict) else {}), **original}
+    return {
+        **identity, "body": storable_body(failed.body), "headers": headers,
+        "detail": _text(failed.detail)[:_MAX_DETAIL], "traceback": _text(_summary_of(failed))[-_MAX_TRACEBACK:],
+        "attempts": attempt_number(failed.attempts),
+    }
+
+
+def _fitted(value: Any, limit: int, name: str, original: dict[str, Any]) -> str:
+    """`value` as it fits a column of `limit` characters; the original kept in `original` when it changed."""
+    text = printable(value)
+    if text != value or len(text) > limit:
+        original[name] = json_safe(value)
+    return text[:limit]
+
+
+def _minimal(columns: dict[str, Any], error: Exception) -> dict[str, Any]:
+    why = printable(f"{type(error).__name__}: {error}")[:_MAX_DETAIL]
+    logger.error("dead letter %s stored without its headers: %s", columns["message_id"], why)
+    kept = {ORIGINAL: columns["headers"].get(ORIGINAL, {})}
+    return {**columns, "headers": {**kept, UNSTORABLE: why}, "detail": columns["detail"][:_MAX_DETAIL],
+            "traceback": ""}
+
+
+def _stored(columns: dict[str, Any]) -> DeadLetter:
+    now = timezone.now()
+    with transaction.atomic():
+        existing = (
+            DeadLetter.objects.select_for_update()
+            .filter(message_id=columns["message_id"], queue=columns["queue"], replayed_at__isnull=True,
+                    body=columns["body"])  # another message that took the same id is a letter of its own
+            .first()
+        )
+        if existing is None:
+            return DeadLetter.objects.create(**columns, first_failed_at=now, last_failed_at=now)
+        existing.attempts = max(existing.attempts, columns["attempts"])
+        existing.last_failed_at = now
+        existing.reason, existing.detail = columns["reason"], columns["detail"]
+        existing.traceback = columns["traceback"]
+        existing.save(update_fields=["attempts", "last_failed_at", "reason", "detail", "traceback"])
+        return existing
+
+
+def _summary_of(failed: FailedDelivery) -> str:
+    if failed.traceback_text or failed.error is None:
+        return failed.traceback_text if isinstance(failed.traceback_text, str) else printable(failed.traceback_text)
+    try:
+        return "".join(tb.format_exception(failed.error, limit=8))[-4000:]
+    except Exception:  # noqa: BLE001 - a summary is a help, never a reason not to store
+        return f"{type(failed.error).__name__} (its traceback could not be formatted)"
+
+
+def _fingerprint(failed: FailedDelivery) -> str:
+    headers = failed.headers if isinstance(failed.headers, dict) else {}
+    stable = {key: value for key, value in headers.items()
+              if not (isinstance(key, str) and key.startswith(_VOLATILE_HEADERS))}
+    parts = [printable(failed.queue), printable(failed.routing_key), storable_body(failed.body), json_safe(stable)]
+    return json.dumps(parts, sort_keys=True)
+
+
+def storable_body(body: Any) -> str:
     """The body as text a database can hold: UTF-8 text as is, anything else base64 with a prefix."""
     if isinstance(body, str):
         body = body.encode("utf-8", "surrogatepass")
+    elif not isinstance(body, (bytes, bytearray, memoryview)):
+        body = printable(body).encode()
+    body = bytes(body)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = None
     if text is None or "\x00" in text:
-        import base64
-
         return "base64:" + base64.b64encode(body).decode()
     return text
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (int, float, bool)) or value is None:
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """`value` as JSON that PostgreSQL's jsonb takes: text without NUL or lone surrogates, finite numbers,
+    bytes as text (base64 when not UTF-8), and what nests deeper than a few levels as its text."""
+    if isinstance(value, bool) or value is None:
         return value
-    return str(value)
+    if isinstance(value, int):
+        return value if -2**63 <= value < 2**63 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return storable_body(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (dict, list, tuple)) and depth >= _MAX_HEADER_DEPTH:
+        return _text(printable(value))
+    if isinstance(value, dict):
+        return {_text(key if isinstance(key, str) else json_safe(key, depth + 1)): json_safe(item, depth + 1)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item, depth + 1) for item in value]
+    return _text(printable(value))
+
+
+def _text(value: Any) -> str:
+    """Text a PostgreSQL text or jsonb value can hold: no NUL, and lone surrogates escaped."""
+    text = value if isinstance(value, str) else printable(value)
+    text = text.replace("\x00", "\ufffd")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def dead_letter_label(letter: DeadLetter) -> str:
+    """How an operator's report names a letter: "dead letter 12 (payment.process <message id>)"."""
+    return f"dead letter {letter.pk} ({letter.routing_key} {letter.message_id})"
 
 
 class ReplayRefusedError(Exception):
     def __init__(self, letter: DeadLetter, why: str):
-        super().__init__(f"dead letter {letter.pk} ({letter.routing_key} {letter.message_id}): {why}")
+        super().__init__(f"{dead_letter_label(letter)}: {why}")
         self.why = why
 
 
@@ -119,26 +248,55 @@ class ReplayPlan:
 
 
 def dead_letter_plan(letter: DeadLetter, *, force: bool = False) -> ReplayPlan:
-    """What a replay of `letter` would do, without doing it."""
+    """What a replay of `letter` would do, without doing it: replay it, or refuse, saying why."""
     from messaging.models import InboxMessage
 
     duplicate = InboxMessage.objects.filter(consumer=letter.queue, message_id=letter.message_id).exists()
+    why_not = _why_not_replayable(letter, force=force)
+    if why_not:
+        return ReplayPlan(letter, "refuse", why_not, duplicate)
+    return ReplayPlan(letter, "replay", _replay_note(letter), duplicate)
+
+
+def _why_not_replayable(letter: DeadLetter, *, force: bool) -> str:
+    from messaging import bus
+
     if letter.discarded_at is not None and not force:
-        return ReplayPlan(letter, "refuse", "discarded; use --force to replay anyway", duplicate)
+        return "discarded; use --force to replay anyway"
     if letter.replayed_at is not None and not force:
-        return ReplayPlan(letter, "refuse", f"already replayed at {letter.replayed_at:%Y-%m-%d %H:%M:%S} by "
-                                            f"{letter.replayed_by or '?'}; use --force to replay again", duplicate)
+        return (f"already replayed at {letter.replayed_at:%Y-%m-%d %H:%M:%S} by {letter.replayed_by or '?'}; "
+                "use --force to replay again")
+    if letter.queue not in bus.consumers():
+        return f"{letter.queue!r} is not the queue of a consumer, so there is nowhere to send it"
+    if letter.routing_key not in bus.registry()[letter.queue]:
+        return f"{letter.queue} has no handler for {letter.routing_key!r}: it would only be dead-lettered again"
+    if not _is_uuid(letter.message_id):
+        return (f"its message_id {letter.message_id!r} is not a UUID: a replay keeps the message's id, by which "
+                "the inbox guards its effects, and the outbox sends UUIDs only")
     if _payload_of(letter) is None:
-        return ReplayPlan(letter, "refuse", "the body is not a JSON object and can never be handled", duplicate)
-    return ReplayPlan(letter, "replay", "", duplicate)
+        return "the body is not a JSON object and can never be handled"
+    return ""
+
+
+def _replay_note(letter: DeadLetter) -> str:
+    original = letter.headers.get(ORIGINAL) if isinstance(letter.headers, dict) else None
+    if isinstance(original, dict) and "message_id" in original and original["message_id"] is None:
+        return "its message had no id: it is replayed under the one it was stored with"
+    return ""
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def _payload_of(letter: DeadLetter) -> dict | None:
-    import json
-
     try:
         payload = json.loads(letter.body)
-    except ValueError:
+    except Exception:  # noqa: BLE001 - not JSON, or too deep (RecursionError): not a payload either way
         return None
     return payload if isinstance(payload, dict) else None
 
@@ -146,8 +304,9 @@ def _payload_of(letter: DeadLetter) -> dict | None:
 def dead_letter_replay(*, letter: DeadLetter, by: str, force: bool = False) -> ReplayPlan:
     """Send a dead letter back to its queue through the outbox, with its original message id.
 
-    Refuses a second replay unless `force`. Records when and by whom, and writes the audit log in the same
-    transaction. Raises ReplayRefusedError.
+    Refuses a second replay unless `force`, and a letter that cannot be replayed (`dead_letter_plan`), by
+    raising ReplayRefusedError with why. Records when and by whom, and writes the audit log in the same
+    transaction: whatever else it raises leaves the letter as it was.
     """
     from messaging.outbox import republish
 
@@ -156,10 +315,11 @@ def dead_letter_replay(*, letter: DeadLetter, by: str, force: bool = False) -> R
         plan = dead_letter_plan(letter, force=force)
         if plan.action != "replay":
             raise ReplayRefusedError(letter, plan.why)
-        headers = letter.headers or {}
+        headers = letter.headers if isinstance(letter.headers, dict) else {}
         republish(message_id=letter.message_id, routing_key=letter.routing_key, payload=_payload_of(letter),
-                  target_queue=letter.queue, correlation_id=str(headers.get("correlation_id", "")),
-                  causation_id=str(headers.get("causation_id", "")), order_id=str(headers.get("order_id", "")))
+                  target_queue=letter.queue, correlation_id=clean_id(headers.get("correlation_id")),
+                  causation_id=clean_id(headers.get("causation_id")),
+                  order_id=clean_id(headers.get("order_id"), limit=MAX_ORDER_ID_LENGTH))
         letter.replayed_at = timezone.now()
         letter.replayed_by = by[:150]
         letter.replay_count += 1

@@ -19,6 +19,13 @@ class UndecodableBodyError(PermanentMessageError):
         super().__init__("undecodable_body", detail)
 
 
+class InvalidEnvelopeError(PermanentMessageError):
+    """An AMQP property the consumer relies on is missing or unusable (the message_id, the type)."""
+
+    def __init__(self, detail: str):
+        super().__init__("invalid_envelope", detail)
+
+
 class UnknownMessageTypeError(PermanentMessageError):
     def __init__(self, routing_key: str):
         super().__init__("unknown_type", f"no handler for {routing_key!r} here")

@@ -24,12 +24,14 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 
-from messaging import bus, metrics, topology
+from messaging import bus, metrics, topology, wire
 from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, log_lost, tick_s
 from messaging.consumers import Verdict, drop_broken_connection, handle_delivery
-from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
+from messaging.correlation import clean_id, printable
+from messaging.deadletters import (ORIGINAL, FailedDelivery, dead_letter_record, letter_message_id, originals_of,
+                                   storable_body)
 from messaging.errors import is_transient
-from messaging.envelope import ATTEMPT_HEADER
+from messaging.envelope import ATTEMPT_HEADER, attempt_number
 from messaging.heartbeat import DEAD_LETTERS, Heartbeat
 from messaging.relay import Relay
 
@@ -195,20 +197,30 @@ class ConsumerThread(_BrokerThread):
 
     def _send_to_dead_letters(self, message: Message, verdict: Verdict) -> None:
         # Through the broker rather than straight to the database, so a dead letter is kept even while the
-        # database is down; the dead-letter thread stores it.
+        # database is down; the dead-letter thread stores it. Under the id it is stored with, the original id
+        # (if it changed) in ORIGINAL. Headers the broker would not take again are stored here and now.
         assert verdict.failure is not None and self.producer is not None
         failure = verdict.failure
         headers = {
-            **(message.headers or {}),
+            **(message.headers if isinstance(message.headers, dict) else {}),
             REASON_HEADER: failure.reason,
             DETAIL_HEADER: failure.detail[:1000],
             QUEUE_HEADER: self.queue_name,
             TRACEBACK_HEADER: _summary(failure.error),
             ATTEMPT_HEADER: failure.attempts,
         }
+        originals = originals_of(failure)
+        if originals:
+            headers[ORIGINAL] = originals
+        else:
+            headers.pop(ORIGINAL, None)  # ours, like the other x-sagaflow- headers, never the message's own
+        frame_max = getattr(getattr(self.producer.channel, "connection", None), "frame_max", 0) or 131072
+        if not wire.fits_one_frame(headers, frame_max):
+            dead_letter_record(failure)
+            return
         self.producer.publish(
-            message.body, exchange=topology.DEAD_LETTER_EXCHANGE, routing_key=failure.routing_key,
-            headers=headers, retry=False, **_copied_properties(message),
+            _body_bytes(message), exchange=topology.DEAD_LETTER_EXCHANGE, routing_key=clean_id(failure.routing_key),
+            headers=headers, retry=False, **{**_copied_properties(message), "message_id": letter_message_id(failure)},
         )
 
 
@@ -223,8 +235,10 @@ class DeadLetterThread(_BrokerThread):
             dead_letter_record(_failure_from(message))
         except Exception as error:  # noqa: BLE001
             if not is_transient(error):
-                # Storing can never succeed; dropping it silently would lose it, so say so loudly.
-                logger.critical("dead letter cannot be stored and is dropped: %r", message.body[:2000])
+                # The last resort, for what even a minimal letter cannot hold: dropping it silently would lose
+                # it, so say so loudly.
+                logger.critical("dead letter cannot be stored and is dropped: %s", printable(message.body[:2000]),
+                                exc_info=error)
                 message.ack()
                 return
             logger.exception("could not store a dead letter; it stays queued")
@@ -241,27 +255,40 @@ def _handled(consumer: str, message: Message, *, in_batch: bool = False) -> Verd
 
 
 def _failure_from(message: Message) -> FailedDelivery:
-    properties = dict(message.properties)
-    headers = {**(message.headers or {}), "correlation_id": str(properties.get("correlation_id") or "")}
-    deaths = headers.get("x-death") or []
-    first_death = deaths[0] if deaths else {}
-    reason = headers.pop(REASON_HEADER, None)
+    """The failed delivery a message of the dead-letter queue stands for: ours (with our headers) or the
+    broker's (with its x-death), whatever its properties and headers hold. The store cuts what does not fit."""
+    properties = message.properties if isinstance(message.properties, dict) else {}
+    headers = dict(message.headers) if isinstance(message.headers, dict) else {}
+    reason, queue = headers.pop(REASON_HEADER, None), headers.pop(QUEUE_HEADER, None)
+    detail, traceback_text = headers.pop(DETAIL_HEADER, ""), headers.pop(TRACEBACK_HEADER, "")
+    deaths = headers.get("x-death")
+    first_death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
     if reason is None:
         # Dead-lettered by the broker: over the delivery limit, or rejected.
-        broker_reason = str(first_death.get("reason", headers.get("x-first-death-reason", "rejected")))
-        reason = "delivery_limit" if broker_reason == "delivery_limit" else f"broker_{broker_reason}"
-    queue = headers.pop(QUEUE_HEADER, None) or first_death.get("queue") or headers.get("x-first-death-queue", "")
+        broker_reason = first_death.get("reason", headers.get("x-first-death-reason", "rejected"))
+        reason = "delivery_limit" if broker_reason == "delivery_limit" else f"broker_{printable(broker_reason)}"
     return FailedDelivery(
-        message_id=str(properties.get("message_id") or "(none)"),
-        routing_key=str(properties.get("type") or message.delivery_info.get("routing_key", "")),
-        queue=str(queue),
+        message_id=properties.get("message_id"),
+        routing_key=properties.get("type") or message.delivery_info.get("routing_key", ""),
+        queue=queue or first_death.get("queue") or headers.get("x-first-death-queue", ""),
         body=storable_body(message.body),
-        headers={k: v for k, v in headers.items() if k not in {DETAIL_HEADER, TRACEBACK_HEADER}},
-        reason=str(reason),
-        detail=str(headers.get(DETAIL_HEADER, "")),
-        attempts=int(headers.get(ATTEMPT_HEADER) or headers.get("x-delivery-count") or 1),
-        traceback_text=str(headers.get(TRACEBACK_HEADER, "")),
+        headers={**headers, "correlation_id": properties.get("correlation_id") or ""},
+        reason=printable(reason),
+        detail=detail if isinstance(detail, str) else printable(detail),
+        attempts=attempt_number(headers.get(ATTEMPT_HEADER) or headers.get("x-delivery-count")),
+        traceback_text=traceback_text if isinstance(traceback_text, str) else printable(traceback_text),
     )
+
+
+def _body_bytes(message: Message) -> bytes:
+    """The body as bytes to send again: py-amqp hands over text when the message names a content_encoding it
+    knows (and "" for an empty body), and kombu would encode text with that property, whatever it holds."""
+    if not isinstance(message.body, str):
+        return message.body
+    try:
+        return message.body.encode(message.content_encoding or "utf-8")
+    except Exception:  # noqa: BLE001 - an encoding that decodes but does not encode, or none at all
+        return message.body.encode("utf-8", "surrogatepass")
 
 
 def _copied_properties(message: Message) -> dict[str, Any]:
@@ -276,7 +303,10 @@ def _summary(error: BaseException | None) -> str:
         return ""
     import traceback
 
-    return "".join(traceback.format_exception(error, limit=6))[-1500:]
+    try:
+        return "".join(traceback.format_exception(error, limit=6))[-1500:]
+    except Exception:  # noqa: BLE001 - a summary is a help, never a reason not to dead-letter
+        return type(error).__name__
 
 
 class MessagingRuntime:

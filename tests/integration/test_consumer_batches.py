@@ -1,5 +1,6 @@
 """A consumer thread's batch that fails, at a message or at its commit: nothing of it is kept, each message is
-then handled alone, the good ones applied once and the failing one dead-lettered, logged and counted once.
+then handled alone, the good ones applied, counted and logged once and the failing one dead-lettered, logged
+and counted once.
 Real PostgreSQL and RabbitMQ; the deliveries are plain objects with what a kombu message carries."""
 
 from __future__ import annotations
@@ -111,12 +112,19 @@ def test_a_batch_whose_commit_fails_is_rolled_back_and_each_message_handled_alon
     assert dead_letters == 1
 
 
-def test_a_message_that_fails_in_a_batch_is_logged_and_counted_once_when_handled_alone(caplog):
+def reply_and_orphan() -> tuple[str, Delivery, Delivery]:
+    """For the saga consumer: the payment.processed of an order, and a payment.failed of an order no saga has
+    (its handler fails permanently). Returns the order's id and the two deliveries."""
     order_id, _, payment = awaiting_payment()
     bus.dispatch("payments", payment)
     reply = delivery_of(outbox(order_id, "payment.processed")[0])
     orphan = delivery_of(OutboxMessage(message_id=uuid.uuid4(), routing_key="payment.failed", payload={
         "order_id": str(uuid.uuid4()), "code": "declined", "reason": "no saga has this order"}))
+    return order_id, reply, orphan
+
+
+def test_a_message_that_fails_in_a_batch_is_logged_and_counted_once_when_handled_alone(caplog):
+    order_id, reply, orphan = reply_and_orphan()
     dead_before = sample("sagaflow_messages_dead_lettered_total", consumer="saga", reason="handler_error")
 
     dead_letters = settle("saga", reply, orphan)
@@ -128,3 +136,35 @@ def test_a_message_that_fails_in_a_batch_is_logged_and_counted_once_when_handled
     # the reply, rolled back with the batch and then applied alone, moved the saga once
     assert saga_of(order_id).state == "INVENTORY_PENDING"
     assert SagaTransition.objects.filter(saga_id=order_id, message_type="payment.processed").count() == 1
+
+
+def test_the_messages_of_a_rolled_back_batch_that_succeed_alone_are_counted_and_logged_once(caplog):
+    _, reply, orphan = reply_and_orphan()
+    labels = {"consumer": "saga", "message_type": "payment.processed"}
+    handled_before = sample("sagaflow_messages_handled_total", **labels, outcome="processed")
+    timed_before = sample("sagaflow_handler_duration_seconds_count", **labels)
+    caplog.set_level("INFO", logger="messaging.bus")
+
+    settle("saga", reply, orphan)
+
+    # the reply was handled in the batch, rolled back with it, then handled alone: only that attempt counts
+    assert sample("sagaflow_messages_handled_total", **labels, outcome="processed") == handled_before + 1
+    assert sample("sagaflow_handler_duration_seconds_count", **labels) == timed_before + 1
+    assert caplog.text.count("handled payment.processed in saga") == 1
+
+
+def test_a_batch_that_commits_counts_and_logs_each_of_its_messages_once(caplog):
+    replies = []
+    for _ in range(2):
+        order_id, _, payment = awaiting_payment()
+        bus.dispatch("payments", payment)
+        replies.append(delivery_of(outbox(order_id, "payment.processed")[0]))
+    labels = {"consumer": "saga", "message_type": "payment.processed"}
+    handled_before = sample("sagaflow_messages_handled_total", **labels, outcome="processed")
+    caplog.set_level("INFO", logger="messaging.bus")
+
+    settle("saga", *replies)
+
+    assert [delivery.acked for delivery in replies] == [[True], [True]]
+    assert sample("sagaflow_messages_handled_total", **labels, outcome="processed") == handled_before + 2
+    assert caplog.text.count("handled payment.processed in saga") == 2

@@ -9,7 +9,7 @@ import pytest
 
 from messaging.catalogue import CATALOGUE, validate_payload
 from messaging.envelope import decode
-from messaging.errors import InvalidPayloadError, UndecodableBodyError, UnknownMessageTypeError
+from messaging.errors import InvalidEnvelopeError, InvalidPayloadError, UndecodableBodyError, UnknownMessageTypeError
 from messaging.models import OutboxMessage
 
 ORDER = str(uuid.uuid4())
@@ -176,7 +176,7 @@ def test_decode_refuses_a_body_that_is_not_utf8():
     {**PROPERTIES, "message_id": 1234},
 ])
 def test_decode_refuses_a_message_without_a_message_id(properties):
-    with pytest.raises(UndecodableBodyError) as caught:
+    with pytest.raises(InvalidEnvelopeError) as caught:
         decode(b"{}", properties, HEADERS, "order.completed")
 
     assert "message_id" in str(caught.value)
