@@ -193,6 +193,10 @@ class Broker:
         self.connection = connection
         topology.declare_all(connection.default_channel)
         self.channel = connection.channel()
+        # The run's vhost is shared with earlier tests (test_consumer_batches dead-letters through it): start
+        # from empty queues, so that what this test takes is what it sent.
+        for queue in ("payments", "saga", topology.DEAD_LETTER_QUEUE):
+            self.channel.queue_purge(queue)
         self.consumers = {name: ConsumerThread(name, threading.Event()) for name in ("payments", "saga")}
         for consumer in self.consumers.values():
             consumer.producer = Producer(connection.channel())
