@@ -12,6 +12,9 @@ import time
 from functools import cache
 from typing import Callable
 
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -31,12 +34,24 @@ DUPLICATE = "duplicate"
 
 @cache
 def registry() -> dict[str, dict[str, Handler]]:
-    """consumer name (also its queue's name) -> routing key -> handler."""
-    from inventory.handlers import HANDLERS as inventory_handlers
-    from payments.handlers import HANDLERS as payments_handlers
-    from saga.handlers import HANDLERS as saga_handlers
+    """consumer name (also its queue's name) -> routing key -> handler.
 
-    return {"payments": payments_handlers, "inventory": inventory_handlers, "saga": saga_handlers}
+    Each installed app that consumes messages says so on its AppConfig: `consumer`, the name, and
+    `handlers()`, what it handles. Found at the first call, as the admin finds each app's admin module, and
+    again after a test changes the settings (the apps installed, the saga in use).
+    """
+    found: dict[str, dict[str, Handler]] = {}
+    for app in apps.get_app_configs():
+        consumer = getattr(app, "consumer", None)
+        if consumer is None:
+            continue
+        if consumer in found:
+            raise ImproperlyConfigured(f"two installed apps name the consumer {consumer!r}, {app.label} the second")
+        found[consumer] = dict(app.handlers())
+    return found
+
+
+setting_changed.connect(lambda **kwargs: registry.cache_clear(), weak=False, dispatch_uid="messaging.bus.registry")
 
 
 def consumers() -> list[str]:

@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString
 from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
 
 from config.errors import DomainError
+from saga import registry
 from saga.models import Saga
 from saga.services import flagged_sagas, saga_retry_compensation, stuck_sagas
 from saga.timeline import saga_timeline
@@ -75,7 +76,8 @@ class CompensationFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
         if self.value() == "retried":
-            return queryset.filter(state="COMPENSATING", compensation_attempts__gt=1)
+            compensating = registry.definition().compensating_states
+            return queryset.filter(state__in=compensating, compensation_attempts__gt=1)
         if self.value() == "flagged":
             return queryset.filter(pk__in=flagged_sagas().values("pk"))
         return queryset
