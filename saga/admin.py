@@ -44,6 +44,20 @@ def render_timeline(order_id: str) -> SafeString:
     )
 
 
+class StateFilter(admin.SimpleListFilter):
+    """The states of the saga definition in use, in its order. The parameter is the one Django's filter of a
+    field with choices used, so that links kept from before still work."""
+
+    title = "state"
+    parameter_name = "state__exact"
+
+    def lookups(self, request, model_admin):
+        return [(state, state) for state in registry.definition().states]
+
+    def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
+        return queryset.filter(state=self.value()) if self.value() else queryset
+
+
 class StuckFilter(admin.SimpleListFilter):
     """What the stuck_sagas health check counts, without its grace: past the deadline of their state (an ended
     saga: stock still reserved past the time to ask its release again), or flagged."""
@@ -110,7 +124,7 @@ class StateAgeFilter(admin.SimpleListFilter):
 class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["order_link", "state", "failure_reason", "in_state_for", "deadline_at", "overdue",
                     "compensation_attempts", "created_at"]
-    list_filter = ["state", StuckFilter, CompensationFilter, StateAgeFilter, "failure_reason", "created_at"]
+    list_filter = [StateFilter, StuckFilter, CompensationFilter, StateAgeFilter, "failure_reason", "created_at"]
     search_fields = ["order_id", "customer_id"]
     ordering = ["-created_at"]
     fields = ["order_link", "state", "failure_reason", "failure_detail", "state_entered_at", "deadline_at",

@@ -8,14 +8,13 @@ from django.conf import settings
 from django.db import models
 
 from saga import registry
-from saga.transitions import State
 
 
 class Saga(models.Model):
-    StateChoices = models.TextChoices("StateChoices", [(s.value, s.value) for s in State])
-
     order_id = models.UUIDField(primary_key=True)
-    state = models.CharField(max_length=32, choices=StateChoices.choices, db_index=True)
+    # A state of the saga definition in use (saga.registry): no choices, so that a step added to the
+    # definition needs no migration.
+    state = models.CharField(max_length=32, db_index=True)
     state_entered_at = models.DateTimeField(db_index=True)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     # The readable text of the failure, as the failing participant (or the saga itself) wrote it.
