@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from functools import cache
-from typing import Callable
+from collections.abc import Mapping
+from typing import Callable, Protocol, runtime_checkable
 
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
@@ -28,6 +29,18 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope], None]
 
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    """An installed app that consumes messages, as its AppConfig says: the name of its consumer (also its
+    queue's), and what it handles."""
+
+    consumer: str
+
+    def handlers(self) -> Mapping[str, Handler]: ...
+
+
 PROCESSED = "processed"
 DUPLICATE = "duplicate"
 
@@ -36,18 +49,18 @@ DUPLICATE = "duplicate"
 def registry() -> dict[str, dict[str, Handler]]:
     """consumer name (also its queue's name) -> routing key -> handler.
 
-    Each installed app that consumes messages says so on its AppConfig: `consumer`, the name, and
-    `handlers()`, what it handles. Found at the first call, as the admin finds each app's admin module, and
+    Each installed app that consumes messages says so on its AppConfig (`Consumer`): `consumer`, the name,
+    and `handlers()`, what it handles. Found at the first call, as the admin finds each app's admin module, and
     again after a test changes the settings (the apps installed, the saga in use).
     """
     found: dict[str, dict[str, Handler]] = {}
     for app in apps.get_app_configs():
-        consumer = getattr(app, "consumer", None)
-        if consumer is None:
+        if not isinstance(app, Consumer):
             continue
-        if consumer in found:
-            raise ImproperlyConfigured(f"two installed apps name the consumer {consumer!r}, {app.label} the second")
-        found[consumer] = dict(app.handlers())
+        if app.consumer in found:
+            raise ImproperlyConfigured(f"two installed apps name the consumer {app.consumer!r}: {app.label} and "
+                                       "another")
+        found[app.consumer] = dict(app.handlers())
     return found
 
 

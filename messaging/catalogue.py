@@ -166,6 +166,10 @@ _CATALOGUE = [
                 producer="saga", summary="The order failed or was cancelled, after any compensation."),
 ]
 
+# The field checks, by the name their schemas give their type, for the message types an app adds.
+FIELD_CHECKS: dict[str, Check] = {"uuid": _uuid, "text": _short_text, "id": _identifier, "decimal": _money,
+                                  "items": _items}
+
 # Every message type known: the product's above, and those the installed apps add (`discover`).
 CATALOGUE: dict[str, MessageType] = {m.routing_key: m for m in _CATALOGUE}
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig
@@ -14,7 +15,7 @@ class PaymentsConfig(AppConfig):
     # The name of its consumer, also its queue's: it handles the messages handlers() gives.
     consumer = "payments"
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> Mapping[str, Handler]:
         from payments.handlers import HANDLERS
 
         return HANDLERS

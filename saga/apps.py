@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from django.apps import AppConfig
@@ -14,7 +15,7 @@ class SagaConfig(AppConfig):
     # The saga's consumer (its queue's name): it hears the participants' replies.
     consumer = "saga"
 
-    def handlers(self) -> dict[str, Handler]:
+    def handlers(self) -> Mapping[str, Handler]:
         """The replies of the saga definition in use (saga.registry.definition())."""
         from saga import registry
         from saga.handlers import handlers
