@@ -88,7 +88,11 @@ def _load(chosen: str | SagaDefinition) -> SagaDefinition:
     try:
         found.table  # noqa: B018 - builds and checks the table now, not at the first message
     except DefinitionError as error:
-        raise ImproperlyConfigured(f"SAGA_DEFINITION {chosen!r}: {error}") from None
+        named = f" {chosen!r}" if isinstance(chosen, str) else ""
+        raise ImproperlyConfigured(f"SAGA_DEFINITION{named}: {error}") from None
+    for state, deadline in found.deadlines.items():
+        if isinstance(deadline, str) and not hasattr(settings, deadline):
+            raise ImproperlyConfigured(f"{deadline}, the deadline of the saga's state {state}, is not a setting")
     return found
 
 

@@ -1,8 +1,8 @@
 """The saga's transition table (DESIGN §1), read as a table of expectations, and the table's own invariants.
 
 The expectations are written out by hand; the table is generated from the order saga's steps (saga.steps).
-`saga.transitions` is pure: no database here. Only the handler-coverage test needs Django's settings, because
-`messaging.bus.registry()` imports the apps' handlers.
+`saga.transitions` is pure: no database here. Only the handler-coverage test needs Django's apps, because
+`messaging.bus.registry()` reads the handlers each installed app gives.
 """
 
 from __future__ import annotations
@@ -294,7 +294,7 @@ class TestHandlerCoverage:
 
     @pytest.fixture(autouse=True)
     def _registry(self, settings):
-        # bus.registry() imports the apps' handlers, which need Django configured; no database is touched.
+        # bus.registry() reads the installed apps' handlers, which needs Django set up; no database is touched.
         from messaging import bus
 
         self.registry = bus.registry()
