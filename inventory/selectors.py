@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db.models import QuerySet
 
 from config import sql
-from inventory.models import Product
+from inventory.models import Product, Reservation
 
 
 def product_list() -> QuerySet[Product]:
@@ -23,3 +23,12 @@ def product_prices(*, skus: list[str]) -> dict[str, Decimal]:
     # Written out: every order placed asks it.
     rows = sql.select(Product, ["sku", "price"], f"sku IN ({sql.placeholders(skus)})", skus) if skus else []
     return {row["sku"]: row["price"] for row in rows}
+
+
+def orders_holding_stock(order_id: str | None = None) -> QuerySet:
+    """The ids of the orders that still have stock reserved (`order_id`: that order, if it does): for the
+    saga's sweep, which asks again an ended order's release (or commit) that was lost."""
+    held = Reservation.objects.filter(status=Reservation.Status.ACTIVE)
+    if order_id is not None:
+        held = held.filter(order_id=order_id)
+    return held.values("order_id")

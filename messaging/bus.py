@@ -10,8 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from functools import cache, partial
-from typing import Callable
+from collections.abc import Mapping
+from typing import Callable, Protocol, runtime_checkable
 
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -25,18 +29,42 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope], None]
 
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    """An installed app that consumes messages, as its AppConfig says: the name of its consumer (also its
+    queue's), and what it handles."""
+
+    consumer: str
+
+    def handlers(self) -> Mapping[str, Handler]: ...
+
+
 PROCESSED = "processed"
 DUPLICATE = "duplicate"
 
 
 @cache
 def registry() -> dict[str, dict[str, Handler]]:
-    """consumer name (also its queue's name) -> routing key -> handler."""
-    from inventory.handlers import HANDLERS as inventory_handlers
-    from payments.handlers import HANDLERS as payments_handlers
-    from saga.handlers import HANDLERS as saga_handlers
+    """consumer name (also its queue's name) -> routing key -> handler.
 
-    return {"payments": payments_handlers, "inventory": inventory_handlers, "saga": saga_handlers}
+    Each installed app that consumes messages says so on its AppConfig (`Consumer`): `consumer`, the name,
+    and `handlers()`, what it handles. Found at the first call, as the admin finds each app's admin module, and
+    again after a test changes the settings (the apps installed, the saga in use).
+    """
+    found: dict[str, dict[str, Handler]] = {}
+    for app in apps.get_app_configs():
+        if not isinstance(app, Consumer):
+            continue
+        if app.consumer in found:
+            raise ImproperlyConfigured(f"two installed apps name the consumer {app.consumer!r}: {app.label} and "
+                                       "another")
+        found[app.consumer] = dict(app.handlers())
+    return found
+
+
+setting_changed.connect(lambda **kwargs: registry.cache_clear(), weak=False, dispatch_uid="messaging.bus.registry")
 
 
 def consumers() -> list[str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
+from django.core.signals import setting_changed
+
 from messaging.errors import InvalidPayloadError, UnknownMessageTypeError
 
 SCHEMA_VERSION = 1
@@ -164,7 +166,43 @@ _CATALOGUE = [
                 producer="saga", summary="The order failed or was cancelled, after any compensation."),
 ]
 
+# The field checks, by the name their schemas give their type, for the message types an app adds.
+FIELD_CHECKS: dict[str, Check] = {"uuid": _uuid, "text": _short_text, "id": _identifier, "decimal": _money,
+                                  "items": _items}
+
+# Every message type known: the product's above, and those the installed apps add (`discover`).
 CATALOGUE: dict[str, MessageType] = {m.routing_key: m for m in _CATALOGUE}
+
+
+def register(*message_types: MessageType) -> None:
+    """Add message types to the catalogue: their payloads are validated and published as the product's are.
+    Raises ValueError for a routing key the catalogue has with another definition; the same one is a no-op."""
+    for message_type in message_types:
+        known = CATALOGUE.setdefault(message_type.routing_key, message_type)
+        if known != message_type:
+            raise ValueError(f"{message_type.routing_key} is in the message catalogue already, defined otherwise")
+
+
+def discover() -> None:
+    """Make the catalogue the product's message types and those each installed app adds: what its AppConfig's
+    `message_types()` returns. Run once the apps are ready, and again when a test changes INSTALLED_APPS (in
+    place: `CATALOGUE` is imported by name)."""
+    from django.apps import apps
+
+    CATALOGUE.clear()
+    register(*_CATALOGUE)
+    for app in apps.get_app_configs():
+        given = getattr(app, "message_types", None)
+        if given is not None:
+            register(*given())
+
+
+def _installed_apps_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "INSTALLED_APPS":
+        discover()
+
+
+setting_changed.connect(_installed_apps_changed, dispatch_uid="messaging.catalogue.discover")
 
 
 def validate_payload(routing_key: str, payload: Any) -> dict:

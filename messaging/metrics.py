@@ -98,23 +98,24 @@ class DatabaseCollector:
 
 
 def _saga_families() -> Iterator[Metric]:
+    from saga import registry
     from saga.selectors import saga_counts
     from saga.services import stuck_sagas
-    from saga.transitions import State
 
+    definition = registry.definition()
     rows = [(state, reason, n) for (state, reason), n in saga_counts().items()]
     started = CounterMetricFamily("sagaflow_sagas_started", "Sagas started (one per order placed).")
     started.add_metric([], sum(n for _, _, n in rows))
     completed = CounterMetricFamily("sagaflow_sagas_completed", "Sagas that completed.")
-    completed.add_metric([], sum(n for state, _, n in rows if state == State.COMPLETED))
+    completed.add_metric([], sum(n for state, _, n in rows if state == definition.completed_state))
     failed = CounterMetricFamily("sagaflow_sagas_failed", "Sagas that failed, by reason.", labels=["reason"])
     cancelled = CounterMetricFamily("sagaflow_sagas_cancelled", "Sagas cancelled on request.")
-    cancelled.add_metric([], sum(n for state, _, n in rows if state == State.CANCELLED))
+    cancelled.add_metric([], sum(n for state, _, n in rows if state == definition.cancelled_state))
     by_state = GaugeMetricFamily("sagaflow_sagas", "Sagas in each state now.", labels=["state"])
-    counts = {state.value: 0 for state in State}
+    counts = dict.fromkeys(definition.states, 0)
     for state, reason, n in rows:
         counts[state] = counts.get(state, 0) + n
-        if state == State.FAILED:
+        if state == definition.failed_state:
             failed.add_metric([reason or "unknown"], n)
     for state, n in sorted(counts.items()):
         by_state.add_metric([state], n)

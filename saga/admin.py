@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString
 from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
 
 from config.errors import DomainError
+from saga import registry
 from saga.models import Saga
 from saga.services import flagged_sagas, saga_retry_compensation, stuck_sagas
 from saga.timeline import saga_timeline
@@ -41,6 +42,20 @@ def render_timeline(order_id: str) -> SafeString:
         "<th>what</th><th>detail</th></tr></thead><tbody>{}</tbody></table>",
         rows,
     )
+
+
+class StateFilter(admin.SimpleListFilter):
+    """The states of the saga definition in use, in its order. The parameter is the one Django's filter of a
+    field with choices used, so that links kept from before still work."""
+
+    title = "state"
+    parameter_name = "state__exact"
+
+    def lookups(self, request, model_admin):
+        return [(state, state) for state in registry.definition().states]
+
+    def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
+        return queryset.filter(state=self.value()) if self.value() else queryset
 
 
 class StuckFilter(admin.SimpleListFilter):
@@ -75,7 +90,8 @@ class CompensationFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
         if self.value() == "retried":
-            return queryset.filter(state="COMPENSATING", compensation_attempts__gt=1)
+            compensating = registry.definition().compensating_states
+            return queryset.filter(state__in=compensating, compensation_attempts__gt=1)
         if self.value() == "flagged":
             return queryset.filter(pk__in=flagged_sagas().values("pk"))
         return queryset
@@ -108,7 +124,7 @@ class StateAgeFilter(admin.SimpleListFilter):
 class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["order_link", "state", "failure_reason", "in_state_for", "deadline_at", "overdue",
                     "compensation_attempts", "created_at"]
-    list_filter = ["state", StuckFilter, CompensationFilter, StateAgeFilter, "failure_reason", "created_at"]
+    list_filter = [StateFilter, StuckFilter, CompensationFilter, StateAgeFilter, "failure_reason", "created_at"]
     search_fields = ["order_id", "customer_id"]
     ordering = ["-created_at"]
     fields = ["order_link", "state", "failure_reason", "failure_detail", "state_entered_at", "deadline_at",

@@ -17,8 +17,8 @@ from messaging.models import DeadLetter, InboxMessage, OutboxMessage
 from orders.models import Order
 from payments.models import Account, LedgerEntry, Payment
 from saga.models import Saga
-from saga.services import ended_holding_stock, stuck_sagas, sweep_grace
-from saga.transitions import FINAL_STATES
+from saga.services import ended_holding, stuck_sagas, sweep_grace
+from saga.transitions import FINAL_STATES, INVENTORY_RELEASE
 
 ZERO = Decimal("0.00")
 
@@ -95,7 +95,7 @@ class _HeldAfterTheEnd:
 
 
 def _stock_still_held(settled: bool, now: datetime) -> _HeldAfterTheEnd:
-    held = ended_holding_stock()
+    held = ended_holding(INVENTORY_RELEASE)
     attempts = {str(order_id): n for order_id, n in held.values_list("order_id", "compensation_attempts")}
     if settled:
         return _HeldAfterTheEnd(attempts, frozenset())

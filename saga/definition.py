@@ -18,13 +18,46 @@ is undone by its step's compensation command. A compensation may be sent again o
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-# The table's cells are the product table's: FINISH_COMPENSATION leads from a compensating state to the
-# cancelled state when the saga's reason is the cancel's, else to the failed one.
-from saga.transitions import FINISH_COMPENSATION, STAY, Transition
+from functools import cached_property
 
 # The name of a setting that gives seconds, or seconds. Resolved outside this module, where settings live.
 Deadline = str | float
+
+# Where a compensating state leads once its compensation is done: to the cancelled state when the saga's
+# reason is the cancel's, else to the failed one (`resolve`).
+FINISH_COMPENSATION = "FINISH_COMPENSATION"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One cell of the table: where the saga goes, what it sends, and whether the message's failure reason
+    becomes the saga's."""
+
+    to_state: str | None  # None: stay in the current state
+    emits: tuple[str, ...] = ()
+    records_failure: bool = False
+    note: str = ""
+
+    @property
+    def changes_state(self) -> bool:
+        return self.to_state is not None
+
+
+STAY = Transition(None, note="already applied or superseded: no effect")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What applying one message does: the states before and after, what to send, the saga's failure reason."""
+
+    from_state: str
+    to_state: str
+    emits: tuple[str, ...]
+    failure_reason: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.from_state != self.to_state
 
 
 class DefinitionError(ValueError):
@@ -95,47 +128,51 @@ class SagaDefinition:
     cancel: str
     cancelled_reason: str
 
-    @property
+    @cached_property
     def start_state(self) -> str:
         return self.steps[0].pending_state
 
-    @property
+    @cached_property
     def first_command(self) -> str:
         return self.steps[0].command
 
-    @property
+    @cached_property
     def pending_states(self) -> tuple[str, ...]:
         return tuple(step.pending_state for step in self.steps)
 
-    @property
+    @cached_property
     def compensating_states(self) -> tuple[str, ...]:
         return tuple(compensation.state for compensation in _commands(self.steps))
 
-    @property
+    @cached_property
     def final_states(self) -> tuple[str, ...]:
         return self.completed_state, self.failed_state, self.cancelled_state
 
-    @property
+    @cached_property
     def states(self) -> tuple[str, ...]:
         return self.pending_states + self.compensating_states + self.final_states
 
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        """Every message the saga hears: each step's replies and its compensation's, then its own: the
-        timeout, the held inputs, the cancel."""
+    @cached_property
+    def replies(self) -> tuple[str, ...]:
+        """The messages the saga hears on the wire: each step's replies, and its compensation's."""
         replies = []
         for step in self.steps:
             replies += [step.success, *step.failures]
             if isinstance(step.compensation, CompensateByCommand):
                 replies.append(step.compensation.reply)
-        return (*replies, self.timeout, *self.held_inputs, self.cancel)
+        return tuple(replies)
 
-    @property
+    @cached_property
+    def inputs(self) -> tuple[str, ...]:
+        """Every message the saga hears: the replies, then its own: the timeout, the held inputs, the cancel."""
+        return (*self.replies, self.timeout, *self.held_inputs, self.cancel)
+
+    @cached_property
     def held_inputs(self) -> tuple[str, ...]:
         return tuple(step.compensation.held_input for step in self.steps
                      if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input)
 
-    @property
+    @cached_property
     def emitted(self) -> tuple[str, ...]:
         """Every message the saga may send: the steps' commands and compensations, and its final events."""
         sent = []
@@ -147,7 +184,12 @@ class SagaDefinition:
                 sent.append(step.compensation.late_command)
         return (*sent, self.completed_event, self.failed_event)
 
-    @property
+    @cached_property
+    def resending_states(self) -> tuple[str, ...]:
+        """The compensating states whose compensation is sent again on their deadline."""
+        return tuple(c.state for c in _commands(self.steps) if c.resend_on_timeout)
+
+    @cached_property
     def deadlines(self) -> dict[str, Deadline]:
         """The states the timeout sweep watches, and how long a saga may stay in each."""
         found: dict[str, Deadline] = {step.pending_state: step.deadline for step in self.steps}
@@ -155,6 +197,12 @@ class SagaDefinition:
             if compensation.deadline is not None:
                 found[compensation.state] = compensation.deadline
         return found
+
+
+    @cached_property
+    def table(self) -> dict[tuple[str, str], Transition]:
+        """`build_table(self)`, built once."""
+        return build_table(self)
 
 
 def build_table(definition: SagaDefinition) -> dict[tuple[str, str], Transition]:
@@ -189,6 +237,19 @@ def check(definition: SagaDefinition) -> None:
         raise DefinitionError(f"both heard and sent by the saga: {', '.join(both)}")
     if FINISH_COMPENSATION in definition.states:
         raise DefinitionError(f"{FINISH_COMPENSATION} is reserved")
+
+
+def decide(definition: SagaDefinition, state: str, message_type: str, *, failure_reason: str | None = None,
+           message_reason: str | None = None) -> Decision:
+    """What the saga of `definition` does with `message_type` in `state`.
+
+    `failure_reason` is the saga's current one; `message_reason` the one the message carries (a failure
+    code, `timeout` or the cancel's). Raises KeyError for a state or a message the definition does not have.
+    """
+    transition = definition.table[(state, message_type)]
+    to_state, reason = resolve(definition, state, transition, failure_reason=failure_reason,
+                               message_reason=message_reason)
+    return Decision(state, to_state, transition.emits, reason)
 
 
 def resolve(definition: SagaDefinition, state: str, transition: Transition, *, failure_reason: str | None,

@@ -54,8 +54,8 @@ def _outcomes(state: State, message: str) -> list[tuple[State, tuple[str, ...], 
                 for reason, name in _REASONS]
     if len({(d.to_state, d.emits) for d, _ in outcomes}) == 1:
         decision = outcomes[0][0]
-        return [(decision.to_state, decision.emits, "")]
-    return [(d.to_state, d.emits, name) for d, name in outcomes]
+        return [(State(decision.to_state), decision.emits, "")]
+    return [(State(d.to_state), d.emits, name) for d, name in outcomes]
 
 
 def initial_states() -> list[State]:

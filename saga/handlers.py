@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from messaging.bus import Handler
 from messaging.envelope import Envelope
-from saga import transitions as t
+from saga.definition import SagaDefinition
 from saga.services import saga_handle_reply
 
 
@@ -12,10 +13,6 @@ def handle_reply(message: Envelope) -> None:
                       message_id=message.message_id, payload=message.payload)
 
 
-HANDLERS = {
-    t.PAYMENT_PROCESSED: handle_reply,
-    t.PAYMENT_FAILED: handle_reply,
-    t.PAYMENT_REFUNDED: handle_reply,
-    t.INVENTORY_RESERVED: handle_reply,
-    t.INVENTORY_RESERVATION_FAILED: handle_reply,
-}
+def handlers(definition: SagaDefinition) -> dict[str, Handler]:
+    """What the saga's consumer handles: every success, failure and compensation reply of every step."""
+    return dict.fromkeys(definition.replies, handle_reply)

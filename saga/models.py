@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import models
 
-from saga.transitions import PENDING_STATES, State
+from saga import registry
 
 
 class Saga(models.Model):
-    StateChoices = models.TextChoices("StateChoices", [(s.value, s.value) for s in State])
-
     order_id = models.UUIDField(primary_key=True)
-    state = models.CharField(max_length=32, choices=StateChoices.choices, db_index=True)
+    # A state of the saga definition in use (saga.registry): no choices, so that a step added to the
+    # definition needs no migration.
+    state = models.CharField(max_length=32, db_index=True)
     state_entered_at = models.DateTimeField(db_index=True)
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     # The readable text of the failure, as the failing participant (or the saga itself) wrote it.
@@ -42,31 +42,36 @@ class Saga(models.Model):
     @property
     def deadline_at(self) -> datetime | None:
         """When the sweep acts on a saga that has not moved: a pending one times out at the deadline that the
-        settings give its state now; a COMPENSATING one sends its refund again. None once it has ended."""
-        if self.state == State.COMPENSATING:
+        settings give its state now; a compensating one sends its compensation again (the order saga: its
+        refund). None once it has ended, or in a state the sweep does not watch."""
+        definition = registry.definition()
+        if self.state in definition.resending_states:
             return self.compensation_due_at or self.state_entered_at
-        seconds = state_deadline_s(self.state)
+        seconds = state_deadline_s(self.state) if self.state in definition.pending_states else None
         return None if seconds is None else self.state_entered_at + timedelta(seconds=seconds)
 
     @property
     def compensation_flagged(self) -> bool:
         """Compensating after the last attempt the settings allow: an operator should look."""
-        return self.state == State.COMPENSATING and compensation_flagged(self.compensation_attempts)
+        compensating = self.state in registry.definition().compensating_states
+        return compensating and compensation_flagged(self.compensation_attempts)
 
 
 def state_deadline_s(state: str) -> float | None:
-    return {
-        State.PAYMENT_PENDING: settings.SAGA_PAYMENT_DEADLINE_S,
-        State.INVENTORY_PENDING: settings.SAGA_INVENTORY_DEADLINE_S,
-    }.get(state)
+    """How long a saga may stay in `state`, in seconds: the deadline the definition in use gives the state, a
+    setting's value when it names one. None: the state has none (the ends)."""
+    deadline = registry.definition().deadlines.get(state)
+    return float(getattr(settings, deadline)) if isinstance(deadline, str) else deadline
 
 
-def compensation_wait_s(attempts: int) -> float:
-    """How long the saga waits for its `attempts`-th send to take effect: the compensation deadline, doubled
-    at each attempt after the first, up to the cap; at the cap once the saga is flagged."""
+def compensation_wait_s(attempts: int, *, state: str | None = None) -> float:
+    """How long the saga waits, in `state`, for its `attempts`-th send to take effect: the state's deadline
+    (SAGA_COMPENSATION_DEADLINE_S for a state without one, as the ends), doubled at each attempt after the
+    first, up to the cap; at the cap once the saga is flagged."""
     if compensation_flagged(attempts):
         return settings.SAGA_COMPENSATION_BACKOFF_MAX_S
-    doubled = settings.SAGA_COMPENSATION_DEADLINE_S * 2 ** min(max(attempts - 1, 0), 64)
+    base = (state_deadline_s(state) if state else None) or settings.SAGA_COMPENSATION_DEADLINE_S
+    doubled = base * 2 ** min(max(attempts - 1, 0), 64)
     return min(doubled, settings.SAGA_COMPENSATION_BACKOFF_MAX_S)
 
 
@@ -76,7 +81,7 @@ def compensation_flagged(attempts: int) -> bool:
 
 def tracks_compensation(state: str) -> bool:
     """Whether the saga, in `state`, waits on what it sent rather than on a deadline of the state."""
-    return state not in PENDING_STATES
+    return state not in registry.definition().pending_states
 
 
 class SagaTransition(models.Model):

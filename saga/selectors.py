@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
+from saga import registry
 from saga.models import Saga, SagaTransition
-from saga.transitions import FINAL_STATES, State
 
 
 def saga_history(*, order_id: str) -> QuerySet[SagaTransition]:
@@ -24,7 +24,11 @@ def saga_state_and_history(*, order_id: str) -> tuple[str, list[SagaTransition]]
     return (history[-1].to_state, history) if history else None
 
 
-OPEN_STATES = sorted(set(State) - FINAL_STATES)
+def _open_states() -> list[str]:
+    definition = registry.definition()
+    return sorted(set(definition.states) - set(definition.final_states))
+
+
 # Older than this, a saga's row has long been committed: no transaction that wrote one is still open.
 SETTLED_AFTER = timedelta(minutes=1)
 
@@ -52,17 +56,17 @@ class _SagaTally:
             self._settle()
             recent = Saga.objects.all()
             if self._watermark is not None:
-                recent = recent.filter(Q(created_at__gte=self._watermark) | Q(state__in=OPEN_STATES))
+                recent = recent.filter(Q(created_at__gte=self._watermark) | Q(state__in=_open_states()))
             return dict(self._settled + _by_state_and_reason(recent))
 
     def _settle(self) -> None:
-        oldest_open = Saga.objects.filter(state__in=OPEN_STATES).aggregate(oldest=Min("created_at"))["oldest"]
+        oldest_open = Saga.objects.filter(state__in=_open_states()).aggregate(oldest=Min("created_at"))["oldest"]
         watermark = timezone.now() - SETTLED_AFTER
         if oldest_open is not None:
             watermark = min(watermark, oldest_open)
         if self._watermark is not None and watermark <= self._watermark:
             return
-        newly_settled = Saga.objects.filter(created_at__lt=watermark, state__in=FINAL_STATES)
+        newly_settled = Saga.objects.filter(created_at__lt=watermark, state__in=registry.definition().final_states)
         if self._watermark is not None:
             newly_settled = newly_settled.filter(created_at__gte=self._watermark)
         self._settled.update(_by_state_and_reason(newly_settled))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +20,8 @@ from config.errors import ConflictError, NotFoundError
 from config.services import audit_record
 from messaging import correlation
 from messaging.outbox import publish
-from saga import transitions as t
+from saga import registry
+from saga.definition import Decision, ReleasedOnFailure, SagaDefinition, decide
 from saga.models import (
     Saga, SagaTransition, compensation_flagged, compensation_wait_s, state_deadline_s, tracks_compensation,
 )
@@ -39,29 +42,34 @@ class OrderNotCancellableError(ConflictError):
 
 def saga_start(*, order_id: str, customer_id: str, amount: Decimal, currency: str,
                items: list[dict[str, Any]], cause_message_id: str = "") -> tuple[Saga, SagaTransition]:
-    """Create the saga in PAYMENT_PENDING and emit `payment.process`. Must run in the order's transaction.
+    """Create the saga in its first step's pending state and emit that step's command (the order saga:
+    PAYMENT_PENDING, `payment.process`). Must run in the order's transaction.
 
     Returns the saga and the first step of its timeline."""
+    definition = registry.definition()
     saga = sql.insert(Saga(
-        order_id=order_id, state=t.State.PAYMENT_PENDING, state_entered_at=timezone.now(),
+        order_id=order_id, state=definition.start_state, state_entered_at=timezone.now(),
         customer_id=customer_id, amount=amount, currency=currency, items=items,
     ))
-    _emit(saga, t.PAYMENT_PROCESS)
+    _emit(saga, definition.first_command)
     first_step = sql.insert(SagaTransition(
         saga=saga, from_state="", to_state=saga.state, message_type="order.created", message_id=cause_message_id,
-        emitted=[t.PAYMENT_PROCESS]))
+        emitted=[definition.first_command]))
     return saga, first_step
 
 
+# The reason the sweep gives the inputs it raises.
+TIMEOUT_REASON = "timeout"
+
 # The texts of the failures the saga itself decides; a participant's failure comes with its own text.
 OWN_FAILURE_DETAIL = {
-    "timeout": "a step did not answer before its deadline; any payment was refunded",
-    t.CANCELLED_REASON: "the order was cancelled; any payment was refunded",
+    TIMEOUT_REASON: "a step did not answer before its deadline; any payment was refunded",
+    "cancelled": "the order was cancelled; any payment was refunded",
 }
 
 
 def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
-               message_reason: str | None = None, message_detail: str | None = None) -> t.Decision:
+               message_reason: str | None = None, message_detail: str | None = None) -> Decision:
     """Apply one message to the saga of `order_id`: lock, decide, save, log, emit. Must run in a transaction.
 
     `message_reason` is the failure code a message carries, `message_detail` its readable text. Safe to
@@ -73,9 +81,10 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
     saga = sql.loaded(Saga, order_id=order_id, **found)
     # Log lines carry the saga's state: the one found until the decision, then the one it moves to.
     correlation.saga_state.set(saga.state)
-    decision = t.decide(saga.state, message_type, failure_reason=saga.failure_reason or None,
-                        message_reason=message_reason)
-    correlation.saga_state.set(decision.to_state.value)
+    definition = registry.definition()
+    decision = decide(definition, saga.state, message_type, failure_reason=saga.failure_reason or None,
+                      message_reason=message_reason)
+    correlation.saga_state.set(decision.to_state)
     if not decision.changed and not decision.emits:
         logger.info("%s ignored by saga in %s: already applied or superseded", message_type, saga.state)
         return decision
@@ -90,15 +99,15 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
     if _track_compensation(saga, decision, now) or decision.changed:
         sql.update(saga, _SAVED_FIELDS if decision.changed else _TRACKING_FIELDS)
     if not decision.changed:
-        _log_repeat(saga, message_type, decision)
+        _log_repeat(definition, saga, message_type, decision)
     for routing_key in decision.emits:
         _emit(saga, routing_key)
     sql.insert(SagaTransition(saga_id=order_id, from_state=decision.from_state, to_state=decision.to_state,
                               message_type=message_type, message_id=message_id, emitted=list(decision.emits)))
-    if decision.changed and decision.to_state in t.FINAL_STATES:
+    if decision.changed and decision.to_state in definition.final_states:
         from orders.services import order_finish
 
-        order_finish(order_id=order_id, status=decision.to_state.value, failure_reason=saga.failure_reason,
+        order_finish(order_id=order_id, status=decision.to_state, failure_reason=saga.failure_reason,
                      failure_detail=saga.failure_detail)
     return decision
 
@@ -110,69 +119,57 @@ _TRACKING_FIELDS = ("compensation_attempts", "compensation_due_at")
 _SAVED_FIELDS = ("state", "failure_reason", "failure_detail", "state_entered_at", *_TRACKING_FIELDS)
 
 
-def _track_compensation(saga: Saga, decision: t.Decision, now: datetime) -> bool:
+def _track_compensation(saga: Saga, decision: Decision, now: datetime) -> bool:
     """Count what the saga sends past its pending states, and set when the sweep next looks whether it took
     effect. A change of state starts the count again. Returns whether anything was counted."""
     if not decision.emits or not tracks_compensation(decision.to_state):
         return False
     saga.compensation_attempts = (0 if decision.changed else saga.compensation_attempts) + 1
-    saga.compensation_due_at = now + timedelta(seconds=compensation_wait_s(saga.compensation_attempts))
+    saga.compensation_due_at = now + timedelta(
+        seconds=compensation_wait_s(saga.compensation_attempts, state=decision.to_state))
     return True
 
 
-def _log_repeat(saga: Saga, message_type: str, decision: t.Decision) -> None:
+def _log_repeat(definition: SagaDefinition, saga: Saga, message_type: str, decision: Decision) -> None:
     sent, attempt = ", ".join(decision.emits), saga.compensation_attempts
-    if message_type not in SWEEP_INPUTS:
+    if message_type != definition.timeout and message_type not in definition.held_inputs:
         logger.warning("late %s in %s: compensating with %s", message_type, saga.state, sent)
     elif compensation_flagged(attempt):
         logger.error("%s sent again in %s, attempt %s: still no effect after the %s attempts allowed; flagged "
                      "for an operator, retried every %gs", sent, saga.state, attempt,
-                     settings.SAGA_COMPENSATION_MAX_ATTEMPTS, compensation_wait_s(attempt))
+                     settings.SAGA_COMPENSATION_MAX_ATTEMPTS, compensation_wait_s(attempt, state=saga.state))
     else:
         logger.warning("%s sent again in %s, attempt %s: the last one had no effect by its deadline", sent,
                        saga.state, attempt)
 
 
 def _emit(saga: Saga, routing_key: str) -> None:
-    order_id = str(saga.order_id)
-    reason = saga.failure_reason or "late_reply"
-    payloads = {
-        t.PAYMENT_PROCESS: lambda: {"order_id": order_id, "customer_id": saga.customer_id,
-                                    "amount": f"{saga.amount:.2f}", "currency": saga.currency},
-        t.PAYMENT_REFUND: lambda: {"order_id": order_id, "reason": reason},
-        t.INVENTORY_RESERVE: lambda: {"order_id": order_id,
-                                      "items": [{"sku": i["sku"], "quantity": i["quantity"]} for i in saga.items]},
-        t.INVENTORY_RELEASE: lambda: {"order_id": order_id, "reason": reason},
-        t.ORDER_COMPLETED: lambda: {"order_id": order_id},
-        t.ORDER_FAILED: lambda: {"order_id": order_id, "reason": reason},
-    }
-    publish(routing_key, payloads[routing_key](), order_id=order_id)
+    publish(routing_key, registry.payload(saga, routing_key), order_id=str(saga.order_id))
 
 
-def saga_cancel(*, order_id: str, by: str = "system") -> t.Decision:
+def saga_cancel(*, order_id: str, by: str = "system") -> Decision:
     """Cancel a pending order: compensate as a timeout does; the order ends CANCELLED.
 
     Raises OrderNotCancellableError when the order is already final. Emits `payment.refund`. `by` (who asked)
     goes to the audit log in the same transaction.
     """
+    definition = registry.definition()
     with transaction.atomic(durable=True):
         state = Saga.objects.select_for_update().filter(order_id=order_id).values_list("state", flat=True).first()
         if state is None:
             raise SagaNotFoundError(f"no saga for order {order_id}")
-        if state in t.FINAL_STATES:
+        if state in definition.final_states:
             raise OrderNotCancellableError(state)
         audit_record(actor=by, action="order.cancel", target=f"order:{order_id}", details={"saga_state": state})
-        return saga_apply(order_id=order_id, message_type=t.CANCEL, message_reason=t.CANCELLED_REASON)
-
-
-# What the sweep raises: TIMEOUT for a saga that has not ended, STOCK_HELD for one that has.
-SWEEP_INPUTS = (t.TIMEOUT, t.STOCK_HELD)
+        return saga_apply(order_id=order_id, message_type=definition.cancel,
+                          message_reason=definition.cancelled_reason)
 
 
 def overdue_sagas(*, now: datetime | None = None, order_id: str | None = None) -> QuerySet[Saga]:
     """Sagas that have not moved by the deadline their state allows at `now`: pending past the deadline the
-    settings give their state, COMPENSATING past the time to send the refund again, and ended ones whose
-    stock is still reserved past the time to ask its release (or commit) again. `order_id`: that saga only."""
+    settings give their state, compensating past the time to send their compensation again, and ended ones
+    whose participant still holds a step's work (the order saga: stock still reserved) past the time to ask
+    its release (or commit) again. `order_id`: that saga only."""
     return _union(*_overdue(now or timezone.now(), order_id))
 
 
@@ -193,25 +190,27 @@ def sweep_grace() -> timedelta:
     return timedelta(seconds=settings.SAGA_SWEEP_INTERVAL_S)
 
 
-def _overdue(now: datetime, order_id: str | None = None) -> tuple[QuerySet[Saga], QuerySet[Saga]]:
-    late = Q(state=t.State.COMPENSATING, due__lt=now)
-    for state in t.PENDING_STATES:
-        late |= Q(state=state.value, state_entered_at__lt=now - timedelta(seconds=state_deadline_s(state)))
-    live = _with_due().filter(late)
+def _overdue(now: datetime, order_id: str | None = None) -> list[QuerySet[Saga]]:
+    definition = registry.definition()
+    late = [Q(state=state, due__lt=now) for state in definition.resending_states]
+    late += [Q(state=state, state_entered_at__lt=now - timedelta(seconds=state_deadline_s(state) or 0))
+             for state in definition.pending_states]
+    live = _with_due().filter(reduce(or_, late))
     if order_id is not None:
         live = live.filter(order_id=order_id)
-    return live, ended_holding_stock(order_id).filter(due__lt=now)
+    return [live, *(ended.filter(due__lt=now) for ended in _ended_holding(definition, order_id).values())]
 
 
-def _flagged() -> tuple[QuerySet[Saga], QuerySet[Saga]]:
+def _flagged() -> list[QuerySet[Saga]]:
+    definition = registry.definition()
     most = settings.SAGA_COMPENSATION_MAX_ATTEMPTS
-    return (Saga.objects.filter(state=t.State.COMPENSATING, compensation_attempts__gte=most),
-            ended_holding_stock().filter(compensation_attempts__gte=most))
+    return [Saga.objects.filter(state__in=definition.compensating_states, compensation_attempts__gte=most),
+            *(ended.filter(compensation_attempts__gte=most) for ended in _ended_holding(definition).values())]
 
 
 def _union(*parts: QuerySet[Saga]) -> QuerySet[Saga]:
     # Each part is found through an index: the states of the sagas still going, and the ids of those that
-    # ended with stock still reserved. One condition OR-ing them would read the whole table instead.
+    # ended with a step's work still held. One condition OR-ing them would read the whole table instead.
     first, *others = (part.values("pk") for part in parts)
     return Saga.objects.filter(pk__in=first.union(*others))
 
@@ -221,20 +220,25 @@ def _with_due() -> QuerySet[Saga]:
     return Saga.objects.alias(due=Coalesce("compensation_due_at", "state_entered_at"))
 
 
-def ended_holding_stock(order_id: str | None = None) -> QuerySet[Saga]:
-    """Ended sagas whose order still has stock reserved: the release (or commit) their end asked for has not
-    taken effect yet."""
-    from inventory.models import Reservation
+def ended_holding(late_command: str, order_id: str | None = None) -> QuerySet[Saga]:
+    """Ended sagas whose participant still holds what `late_command` undoes (the order saga's
+    `inventory.release`: stock still reserved): the release (or commit) their end asked for has not taken
+    effect yet. `order_id`: that saga only."""
+    held = registry.still_held(late_command)(order_id)
+    return _with_due().filter(state__in=registry.definition().final_states, order_id__in=held)
 
-    held = Reservation.objects.filter(status=Reservation.Status.ACTIVE)
-    if order_id is not None:
-        held = held.filter(order_id=order_id)
-    return _with_due().filter(state__in=t.FINAL_STATES, order_id__in=held.values("order_id"))
+
+def _ended_holding(definition: SagaDefinition, order_id: str | None = None) -> dict[str, QuerySet[Saga]]:
+    """For each held input of `definition`, the ended sagas the sweep raises it for."""
+    return {step.compensation.held_input: ended_holding(step.compensation.late_command, order_id)
+            for step in definition.steps
+            if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input}
 
 
 def saga_sweep_timeouts(*, limit: int = 500) -> int:
-    """Drive on every saga past its deadline: a pending one times out and compensates, a COMPENSATING one sends
-    its refund again, an ended one holding stock asks its release (or commit) again. Returns how many.
+    """Drive on every saga past its deadline: a pending one times out and compensates, a compensating one sends
+    its compensation again, an ended one still holding a step's work asks its release (or commit) again.
+    Returns how many.
 
     Safe to run from several schedulers at once: each saga is claimed with SKIP LOCKED and re-checked.
     """
@@ -246,18 +250,26 @@ def saga_sweep_timeouts(*, limit: int = 500) -> int:
                 continue  # another sweep has it
             # Checked again under the lock, in a statement of its own: it sees what another sweep committed.
             state = overdue_sagas(order_id=str(order_id)).values_list("state", flat=True).first()
-            if state is None:
+            message_type = None if state is None else _sweep_input(str(order_id), state)
+            if message_type is None:
                 continue
             with correlation.bound(order_id=str(order_id), saga_state=None):
-                saga_apply(order_id=str(order_id), message_type=_sweep_input(state), message_reason="timeout")
+                saga_apply(order_id=str(order_id), message_type=message_type, message_reason=TIMEOUT_REASON)
             driven += 1
     if driven:
         logger.warning("the sweep drove on %s sagas past their deadline", driven)
     return driven
 
 
-def _sweep_input(state: str) -> str:
-    return t.STOCK_HELD if state in t.FINAL_STATES else t.TIMEOUT
+def _sweep_input(order_id: str, state: str) -> str | None:
+    """What the sweep raises for a saga in `state`: the timeout in a pending state, or in a compensating one
+    that sends its compensation again; after the end, the held input of the first step whose work the saga
+    still holds. None: nothing the sweep could send would change anything."""
+    definition = registry.definition()
+    if state in definition.final_states:
+        return next((held for held, ended in _ended_holding(definition, order_id).items() if ended.exists()), None)
+    waits = state in definition.pending_states or state in definition.resending_states
+    return definition.timeout if waits else None
 
 
 class NothingToRetryError(ConflictError):
@@ -267,29 +279,31 @@ class NothingToRetryError(ConflictError):
         super().__init__(f"the saga is {state} and waits on no compensation", {"state": state})
 
 
-def saga_retry_compensation(*, order_id: str, by: str) -> t.Decision:
+def saga_retry_compensation(*, order_id: str, by: str) -> Decision:
     """Send a saga's compensation again now, as the sweep does at its deadline: the refund of a COMPENSATING
     saga, or the release (or commit) of an ended saga whose stock is still reserved. Counts an attempt.
 
     Raises NothingToRetryError for any other saga. `by` (who asked) goes to the audit log in the same
     transaction.
     """
+    definition = registry.definition()
     with transaction.atomic(durable=True):
         found = Saga.objects.select_for_update().filter(order_id=order_id).values_list(
             "state", "compensation_attempts").first()
         if found is None:
             raise SagaNotFoundError(f"no saga for order {order_id}")
         state, attempts = found
-        if state in t.PENDING_STATES or (state in t.FINAL_STATES and not ended_holding_stock(order_id).exists()):
+        message_type = None if state in definition.pending_states else _sweep_input(order_id, state)
+        if message_type is None:
             raise NothingToRetryError(state)
         audit_record(actor=by, action="saga.retry_compensation", target=f"order:{order_id}",
                      details={"saga_state": state, "attempts_before": attempts})
         with correlation.bound(order_id=str(order_id), saga_state=None):
-            return saga_apply(order_id=order_id, message_type=_sweep_input(state), message_reason="timeout")
+            return saga_apply(order_id=order_id, message_type=message_type, message_reason=TIMEOUT_REASON)
 
 
 def saga_handle_reply(*, order_id: str, message_type: str, message_id: str,
-                      payload: dict[str, Any]) -> t.Decision:
+                      payload: dict[str, Any]) -> Decision:
     """Apply a participant's reply. The failure code of a failed step becomes the order's failure reason, and
     its text the order's failure detail."""
     return saga_apply(order_id=order_id, message_type=message_type, message_id=message_id,

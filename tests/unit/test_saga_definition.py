@@ -16,7 +16,7 @@ from saga.definition import (
     build_table, check, resolve, state_diagram,
 )
 from saga.steps import ORDER_SAGA
-from tests.unit.test_transitions import EXPECTED
+from tests.unit.test_transitions import EXPECTED, INPUTS
 
 # A saga of four steps, three of them undone by a command and waiting for its reply: the shape of a product
 # that adds a fraud check before the payment and a shipment after the stock.
@@ -104,19 +104,26 @@ class SagaRun:
 
 class TestTheOrderSagaGivesTodaysTable:
     def test_the_states_and_inputs_are_todays_in_todays_order(self):
-        assert ORDER_SAGA.states == tuple(t.State)
-        assert ORDER_SAGA.inputs == t.INPUTS
-        assert set(ORDER_SAGA.final_states) == t.FINAL_STATES
-        assert set(ORDER_SAGA.pending_states) == t.PENDING_STATES
-        assert ORDER_SAGA.first_command == t.PAYMENT_PROCESS
+        assert ORDER_SAGA.states == ("PAYMENT_PENDING", "INVENTORY_PENDING", "COMPENSATING", "COMPLETED", "FAILED",
+                                     "CANCELLED")
+        assert ORDER_SAGA.pending_states == ("PAYMENT_PENDING", "INVENTORY_PENDING")
+        assert ORDER_SAGA.compensating_states == ORDER_SAGA.resending_states == ("COMPENSATING",)
+        assert ORDER_SAGA.final_states == ("COMPLETED", "FAILED", "CANCELLED")
+        assert ORDER_SAGA.inputs == INPUTS
+        assert ORDER_SAGA.replies == INPUTS[:5]
+        assert ORDER_SAGA.first_command == "payment.process"
 
-    def test_every_pair_is_todays_table(self):
-        generated = build_table(ORDER_SAGA)
+    def test_the_failure_reason_is_recorded_where_a_step_fails_times_out_or_is_cancelled(self):
+        # What EXPECTED does not say: which messages' reasons become the saga's.
+        recording = {pair for pair, transition in build_table(ORDER_SAGA).items() if transition.records_failure}
 
-        assert set(generated) == set(t.TABLE)
-        differ = {pair: (_cell(t.TABLE[pair]), _cell(generated[pair])) for pair in t.TABLE
-                  if _cell(t.TABLE[pair]) != _cell(generated[pair])}
-        assert differ == {}
+        assert recording == {("PAYMENT_PENDING", "payment.failed"), ("PAYMENT_PENDING", "saga.timeout"),
+                             ("PAYMENT_PENDING", "saga.cancel"), ("INVENTORY_PENDING", "inventory.reservation_failed"),
+                             ("INVENTORY_PENDING", "saga.timeout"), ("INVENTORY_PENDING", "saga.cancel")}
+
+    def test_saga_transitions_is_the_generated_table_keyed_by_state(self):
+        assert t.TABLE == build_table(ORDER_SAGA)
+        assert all(isinstance(state, t.State) for state, _ in t.TABLE)
 
     @pytest.mark.parametrize(("state", "message"), list(EXPECTED), ids=[f"{s.value}+{m}" for s, m in EXPECTED])
     def test_every_pair_gives_the_hand_written_expectation(self, state, message):
@@ -131,17 +138,18 @@ class TestTheOrderSagaGivesTodaysTable:
         emitted = {m for transition in build_table(ORDER_SAGA).values() for m in transition.emits}
 
         assert set(ORDER_SAGA.emitted) == emitted | {ORDER_SAGA.first_command}
-        assert set(ORDER_SAGA.emitted) == {t.PAYMENT_PROCESS, t.PAYMENT_REFUND, t.INVENTORY_RESERVE,
-                                           t.INVENTORY_RELEASE, t.ORDER_COMPLETED, t.ORDER_FAILED}
+        assert set(ORDER_SAGA.emitted) == {"payment.process", "payment.refund", "inventory.reserve",
+                                           "inventory.release", "order.completed", "order.failed"}
 
-    def test_the_pending_deadlines_name_the_settings_that_state_deadline_s_reads(self, settings):
+    def test_the_deadlines_name_the_settings_that_state_deadline_s_reads(self, settings):
         from saga.models import state_deadline_s
 
         settings.SAGA_PAYMENT_DEADLINE_S, settings.SAGA_INVENTORY_DEADLINE_S = 11.0, 22.0
+        settings.SAGA_COMPENSATION_DEADLINE_S = 33.0
 
-        assert {state: getattr(settings, ORDER_SAGA.deadlines[state]) for state in ORDER_SAGA.pending_states} == {
-            state: state_deadline_s(state) for state in t.PENDING_STATES}
-        assert all(hasattr(settings, name) for name in ORDER_SAGA.deadlines.values())
+        assert {state: state_deadline_s(state) for state in ORDER_SAGA.states} == {
+            "PAYMENT_PENDING": 11.0, "INVENTORY_PENDING": 22.0, "COMPENSATING": 33.0,
+            "COMPLETED": None, "FAILED": None, "CANCELLED": None}
 
     def test_resending_the_refund_on_timeout_changes_that_one_pair(self):
         waiting, resending = (build_table(_order_saga(resend_on_timeout=flag, held_input=None))
