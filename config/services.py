@@ -115,20 +115,29 @@ def rate_limit_take(*, key: str, count: int, period_s: float, now: float | None 
     One statement, atomic under concurrency, whichever web process or host asks; a refused request changes
     nothing. Runs in autocommit, outside the caller's transaction.
     """
-    now = time.time() if now is None else now
     interval = period_s / count
     tolerance = period_s - interval
-    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    postgresql = connection.vendor == "postgresql"
+    greatest = "GREATEST" if postgresql else "MAX"
+    # Without `now`, the database's clock at the moment the statement runs: a time read before waiting for the
+    # row's lock would be older than a later caller's, and refuse a request the burst still allows. It is also
+    # one clock for every web host.
+    if now is None:
+        clock = "EXTRACT(EPOCH FROM clock_timestamp())" if postgresql else "((julianday('now') - 2440587.5) * 86400.0)"
+        params: list = []
+    else:
+        clock, params = "%s", [now]
     table = RateLimit._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} AS bucket (key, theoretical_arrival) VALUES (%s, %s) "
-            f"ON CONFLICT (key) DO UPDATE SET theoretical_arrival = {greatest}(bucket.theoretical_arrival, %s) + %s "
-            f"WHERE {greatest}(bucket.theoretical_arrival, %s) - %s <= %s RETURNING 1",
-            [key, now + interval, now, interval, now, now, tolerance],
+            f"INSERT INTO {table} AS bucket (key, theoretical_arrival) VALUES (%s, {clock} + %s) "
+            f"ON CONFLICT (key) DO UPDATE SET theoretical_arrival = {greatest}(bucket.theoretical_arrival, {clock}) + %s "
+            f"WHERE {greatest}(bucket.theoretical_arrival, {clock}) - {clock} <= %s RETURNING 1",
+            [key, *params, interval, *params, interval, *params, *params, tolerance],
         )
         if cursor.fetchone() is not None:
             return 0.0
         cursor.execute(f"SELECT theoretical_arrival FROM {table} WHERE key = %s", [key])
         row = cursor.fetchone()
+    now = time.time() if now is None else now
     return max(0.0, row[0] - now - tolerance) if row else 0.0
