@@ -193,6 +193,8 @@ class Broker:
         self.connection = connection
         topology.declare_all(connection.default_channel)
         self.channel = connection.channel()
+        for queue in ("payments", "saga", topology.DEAD_LETTER_QUEUE):
+            self.channel.queue_purge(queue)  # what earlier tests of this run left in the run's vhost
         self.consumers = {name: ConsumerThread(name, threading.Event()) for name in ("payments", "saga")}
         for consumer in self.consumers.values():
             consumer.producer = Producer(connection.channel())
