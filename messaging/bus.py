@@ -88,11 +88,14 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
         raise UnknownMessageTypeError(envelope.routing_key)
     validate_payload(envelope.routing_key, envelope.payload)
     order_id = envelope.order_id or str(envelope.payload.get("order_id", ""))
-    context = {"correlation_id": envelope.correlation_id or correlation.new_id(),
-               "causation_id": envelope.causation_id or None, "message_id": envelope.message_id,
-               "order_id": order_id or None, "saga_state": None}
     started = time.perf_counter()
-    with correlation.bound(**context):
+    with correlation.bound(
+        correlation_id=envelope.correlation_id or correlation.new_id(),
+        causation_id=envelope.causation_id or None,
+        message_id=envelope.message_id,
+        order_id=order_id or None,
+        saga_state=None,
+    ):
         try:
             with transaction.atomic(savepoint=not in_batch):
                 fresh = _record_in_inbox(consumer, envelope)
@@ -103,6 +106,7 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
             if not in_batch:
                 metrics.handled(consumer, envelope.routing_key, "failed", time.perf_counter() - started)
             raise
+        context = correlation.snapshot()  # with what the handler added, e.g. the state the saga moved to
     outcome = PROCESSED if fresh else DUPLICATE
     report = partial(_report, consumer, envelope, outcome, time.perf_counter() - started, context)
     if in_batch:

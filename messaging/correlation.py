@@ -44,6 +44,11 @@ def bound(**values: str | None) -> Iterator[None]:
             var.reset(token)
 
 
+def snapshot() -> dict[str, str | None]:
+    """The context fields as they are now: `bound(**snapshot())` restores them later, e.g. on commit."""
+    return {name: var.get() for name, var in _FIELDS.items()}
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 

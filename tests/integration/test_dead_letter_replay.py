@@ -128,3 +128,20 @@ def test_the_admin_replays_what_it_can_and_names_the_letters_it_could_not(staff,
         hopeless[name].pk for name in ("merged-without-id", "brackets", "unknown-queue"))
     assert (tuple(DeadLetter.objects.filter(replayed_at__isnull=False).values_list("pk", flat=True))
             == (hopeless["good"].pk,))
+
+
+def test_letters_an_earlier_version_stored_as_none_get_an_id_each_and_are_replayed_under_it():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = ("messaging", "0005_outbox_notify_names_the_row"), ("messaging", "0006_dead_letters_without_an_id")
+    MigrationExecutor(connection).migrate([before])
+    legacy = [letter(20 - n, message_id="(none)", queue="saga", routing_key="payment.failed",
+                     body=json.dumps({"order_id": "not-a-uuid", "n": n})) for n in range(2)]
+
+    MigrationExecutor(connection).migrate([after])
+
+    migrated = [DeadLetter.objects.get(pk=row.pk) for row in legacy]
+    assert len({row.message_id for row in migrated}) == 2 and all(uuid.UUID(row.message_id) for row in migrated)
+    assert all(row.headers["x-sagaflow-original"] == {"message_id": None} for row in migrated)
+    result = replay_command("--id", str(migrated[0].pk))
+    assert result.returncode == 0 and "replayed under the one it was stored with" in result.stdout, result.stdout

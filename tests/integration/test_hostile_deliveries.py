@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from kombu import Connection, Consumer, Producer, Queue
 
 from messaging import topology
@@ -193,10 +194,8 @@ class Broker:
         self.connection = connection
         topology.declare_all(connection.default_channel)
         self.channel = connection.channel()
-        # The run's vhost is shared with earlier tests (test_consumer_batches dead-letters through it): start
-        # from empty queues, so that what this test takes is what it sent.
         for queue in ("payments", "saga", topology.DEAD_LETTER_QUEUE):
-            self.channel.queue_purge(queue)
+            self.channel.queue_purge(queue)  # what earlier tests of this run left in the run's vhost
         self.consumers = {name: ConsumerThread(name, threading.Event()) for name in ("payments", "saga")}
         for consumer in self.consumers.values():
             consumer.producer = Producer(connection.channel())
@@ -294,3 +293,25 @@ def test_headers_too_large_to_send_again_are_stored_all_the_same(broker):
 
     [letter] = letters(headers__contains={"x-marker": marker})
     assert letter.reason == "invalid_payload" and len(letter.headers["big"]) == 130_000
+
+
+@pytest.fixture
+def headers_refused():
+    """Makes the database refuse a dead letter whose headers hold the key "refused": a letter that cannot be
+    stored whole, for a reason no cleaning foresaw."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE messaging_deadletter "
+                       "ADD CONSTRAINT headers_refused CHECK (NOT headers ? 'refused')")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE messaging_deadletter DROP CONSTRAINT headers_refused")
+
+
+def test_a_letter_that_cannot_be_stored_whole_is_stored_minimal_saying_why(headers_refused):
+    message_id = str(uuid.uuid4())
+
+    deliver(b"not json", message_id=message_id, headers={"refused": "yes"})
+
+    [letter] = letters(message_id=message_id)
+    assert (letter.reason, letter.body) == ("undecodable_body", "not json")
+    assert "headers_refused" in letter.headers["x-sagaflow-unstorable"] and "refused" not in letter.headers
