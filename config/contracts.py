@@ -139,7 +139,7 @@ def readme_blocks() -> dict[str, str]:
 
 DIAGRAM_LEGEND = (
     "Each arrow is `messages / messages emitted`; a loop is a reply that came too late, compensated. Any other "
-    "message\nchanges nothing. Drawn from `saga/transitions.py` by `saga/diagram.py`.")
+    "message\nchanges nothing. Drawn by `saga/diagram.py` from the table that\n`saga/definition.py` generates from the steps of `saga/steps.py`.")
 
 
 def catalogue_markdown() -> str:
