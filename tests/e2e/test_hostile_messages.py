@@ -39,7 +39,7 @@ def generated(count: int) -> list[HostileMessage]:
 
     @hypothesis_settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None,
                          suppress_health_check=list(HealthCheck))
-    @given(hostile_messages())
+    @given(hostile_messages(through_broker=True))
     def draw(message: HostileMessage) -> None:
         drawn.append(message)
 

@@ -3,7 +3,10 @@ on the wire, each message meant for a consumer's queue or for the dead-letter qu
 
 None of them can be handled: every body either is not a JSON object or carries an `order_id` that is not a
 UUID, which every type of the catalogue requires. So each one must end as a stored dead letter. Every value
-here is one py-amqp can publish, so the same messages serve the in-process tests and the end-to-end one.
+here is one py-amqp can publish. The in-process tests take them all; the end-to-end one asks for
+`through_broker=True`, which leaves out the one value RabbitMQ itself refuses at the door (a NaN or infinite
+double in a header closes the publisher's connection with 541 INTERNAL_ERROR), as such a message never reaches
+a consumer.
 """
 
 from __future__ import annotations
@@ -57,27 +60,41 @@ short_strings = st.one_of(
 
 _decimals = st.builds(lambda digits, places: Decimal(digits).scaleb(-places),
                       st.integers(-2**31 + 1, 2**31 - 1), st.integers(0, 30))
-amqp_scalars = st.one_of(
-    short_strings, st.binary(max_size=200), st.integers(-2**63 + 1, 2**63 - 1), st.floats(), st.booleans(),
-    st.none(), _decimals, st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
-)
-# What a headers table can hold: scalars, and arrays and tables of them.
-amqp_values = st.recursive(
-    amqp_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(short_strings.filter(bool), inner, max_size=4),
-    max_leaves=12,
-)
+
+
+def _amqp_values(*, finite: bool) -> st.SearchStrategy[Any]:
+    """What a headers table can hold: scalars, and arrays and tables of them; `finite` leaves out NaN and the
+    infinities."""
+    scalars = st.one_of(
+        short_strings, st.binary(max_size=200), st.integers(-2**63 + 1, 2**63 - 1),
+        st.floats(allow_nan=not finite, allow_infinity=not finite), st.booleans(), st.none(), _decimals,
+        st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(short_strings.filter(bool), inner, max_size=4),
+        max_leaves=12,
+    )
+
+
+amqp_values = _amqp_values(finite=False)
 deep_values = st.integers(20, 200).map(lambda depth: _nested(depth))
 
 # The headers our consumers and dead-letter store read, with values of every type.
 _READ_HEADERS = ["x-attempt", "causation_id", "order_id", "version", "x-death", "x-delivery-count",
                  "x-first-death-queue", "x-first-death-reason", "x-sagaflow-reason", "x-sagaflow-queue",
                  "x-sagaflow-detail", "x-sagaflow-traceback", "x-sagaflow-original", "correlation_id"]
-headers = st.one_of(
-    st.dictionaries(st.sampled_from(_READ_HEADERS), amqp_values | deep_values, max_size=6),
-    st.dictionaries(short_strings.filter(bool), amqp_values, max_size=5),
-    st.builds(lambda size: {"large": "h" * size}, st.integers(1_000, 60_000)),
-)
+
+
+def _headers(values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        st.dictionaries(st.sampled_from(_READ_HEADERS), values | deep_values, max_size=6),
+        st.dictionaries(short_strings.filter(bool), values, max_size=5),
+        st.builds(lambda size: {"large": "h" * size}, st.integers(1_000, 60_000)),
+    )
+
+
+headers = _headers(amqp_values)
 
 
 def _nested(depth: int) -> Any:
@@ -133,12 +150,13 @@ properties = st.fixed_dictionaries({}, optional={
 })
 
 
-def hostile_messages(*, huge: bool = False) -> st.SearchStrategy[HostileMessage]:
-    """Messages for a consumer's queue or for the dead-letter queue, none of which can be handled."""
+def hostile_messages(*, huge: bool = False, through_broker: bool = False) -> st.SearchStrategy[HostileMessage]:
+    """Messages for a consumer's queue or for the dead-letter queue, none of which can be handled;
+    `through_broker` keeps to those RabbitMQ accepts from a publisher."""
     return st.builds(
         HostileMessage,
         queue=st.sampled_from([*CONSUMER_QUEUES, DEAD_LETTER_QUEUE]),
         body=bodies(huge=huge),
         properties=properties.map(lambda props: {k: v for k, v in props.items() if v is not None}),
-        headers=headers,
+        headers=_headers(_amqp_values(finite=True)) if through_broker else headers,
     )
