@@ -27,8 +27,9 @@ if MESSAGING_TRANSPORT == "inprocess":
     # The embedded default's transport is a thread of the process that serves the API: a second process would
     # be a second transport delivering the same outbox.
     if int(env_number("WEB_CONCURRENCY", 1, minimum=1, cast=int)) > 1:
-        sys.stderr.write("WEB_CONCURRENCY is ignored in the embedded mode (no BROKER_URL): it serves from one "
-                         "process\n")
+        sys.stderr.write(
+            "WEB_CONCURRENCY is ignored in the embedded mode (no BROKER_URL): it serves from one process\n"
+        )
     workers = 1
     threads = int(env_number("WEB_THREADS", 8, minimum=1, cast=int))
 else:

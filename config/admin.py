@@ -6,7 +6,6 @@ Tokens are issued with `manage.py create_api_token`, which shows the token once;
 from django.contrib import admin, messages
 
 from config.admin_mixins import ReadOnlyAdmin
-
 from config.models import ApiToken, AuditEntry
 from config.services import api_token_revoke
 

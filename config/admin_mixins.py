@@ -47,8 +47,10 @@ def estimated_rows(queryset) -> int | None:
     if connection.vendor != "postgresql" or queryset.query.where:
         return None
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
-                       [connection.ops.quote_name(queryset.model._meta.db_table)])
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+            [connection.ops.quote_name(queryset.model._meta.db_table)],
+        )
         row = cursor.fetchone()
     return None if row is None or row[0] < 0 else int(row[0])  # -1: never analysed
 

@@ -7,9 +7,10 @@ as if it did not exist (404), so that ids cannot be probed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -69,8 +70,9 @@ class BearerTokenAuthentication(BaseAuthentication):
         record = api_token_authenticate(token=token) if len(token) <= MAX_TOKEN_LENGTH else None
         if record is None:
             raise exceptions.AuthenticationFailed("The token is not valid or has been revoked.")
-        client = ApiClient(token_id=record.pk, role=record.role, customer_id=record.customer_id,
-                           throttle_key=record.key_hash[:32])
+        client = ApiClient(
+            token_id=record.pk, role=record.role, customer_id=record.customer_id, throttle_key=record.key_hash[:32]
+        )
         return client, record
 
     def authenticate_header(self, request: Request) -> str:

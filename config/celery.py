@@ -46,7 +46,10 @@ def beat_schedule() -> dict:
 
     return {
         "saga-timeout-sweep": {"task": "saga.tasks.sweep_timeouts", "schedule": settings.SAGA_SWEEP_INTERVAL_S},
-        "outbox-safety-sweep": {"task": "messaging.tasks.sweep_outbox", "schedule": settings.OUTBOX_SWEEP_INTERVAL_S * 5},
+        "outbox-safety-sweep": {
+            "task": "messaging.tasks.sweep_outbox",
+            "schedule": settings.OUTBOX_SWEEP_INTERVAL_S * 5,
+        },
         "inbox-retention": {"task": "messaging.tasks.prune_inbox", "schedule": PRUNE_INTERVAL_S},
         "outbox-retention": {"task": "messaging.tasks.prune_outbox", "schedule": PRUNE_INTERVAL_S},
     }

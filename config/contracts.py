@@ -48,13 +48,17 @@ class MessagesPageView(_PublicDocumentView):
     """The readable page: every message, the topology's queues, and the saga's state diagram."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        return render(request, "config/messages.html", {
-            "rows": [(row, inline_code(row.summary)) for row in contracts.catalogue_rows()],
-            "types": field_types(),
-            "envelope": envelope_rows(),
-            "queues": queue_rows(contracts.asyncapi()),
-            "saga_diagram": diagram.mermaid(),
-        })
+        return render(
+            request,
+            "config/messages.html",
+            {
+                "rows": [(row, inline_code(row.summary)) for row in contracts.catalogue_rows()],
+                "types": field_types(),
+                "envelope": envelope_rows(),
+                "queues": queue_rows(contracts.asyncapi()),
+                "saga_diagram": diagram.mermaid(),
+            },
+        )
 
 
 class MessageSchemaView(_PublicDocumentView):
@@ -107,8 +111,10 @@ def field_types() -> list[tuple[str, str]]:
 def envelope_rows() -> list[tuple[str, str, str]]:
     """Each field of the envelope: its name, whether an AMQP property or header, and what it holds."""
     rows = []
-    for sent_as, schema in (("property", contracts.envelope_properties_schema()),
-                            ("header", contracts.envelope_headers_schema())):
+    for sent_as, schema in (
+        ("property", contracts.envelope_properties_schema()),
+        ("header", contracts.envelope_headers_schema()),
+    ):
         for name, field in schema["properties"].items():
             meaning = field.get("description") or (f"always {field['const']}" if "const" in field else "")
             rows.append((name, sent_as, meaning))
@@ -121,8 +127,14 @@ def queue_rows(document: dict[str, Any]) -> list[dict[str, Any]]:
     for channel in document["channels"].values():
         amqp = channel["bindings"]["amqp"]
         if amqp["is"] == "queue":
-            rows.append({"name": amqp["queue"]["name"], "title": channel["title"],
-                         "arguments": amqp.get("x-arguments", {}), "bound_to": amqp.get("x-bound-to", [])})
+            rows.append(
+                {
+                    "name": amqp["queue"]["name"],
+                    "title": channel["title"],
+                    "arguments": amqp.get("x-arguments", {}),
+                    "bound_to": amqp.get("x-bound-to", []),
+                }
+            )
     return rows
 
 
@@ -133,13 +145,17 @@ MARKER = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)
 
 def readme_blocks() -> dict[str, str]:
     """What each generated block of the README holds, by name."""
-    return {"saga-diagram": f"```mermaid\n{diagram.mermaid()}```\n\n{DIAGRAM_LEGEND}\n",
-            "message-catalogue": catalogue_markdown()}
+    return {
+        "saga-diagram": f"```mermaid\n{diagram.mermaid()}```\n\n{DIAGRAM_LEGEND}\n",
+        "message-catalogue": catalogue_markdown(),
+    }
 
 
 DIAGRAM_LEGEND = (
     "Each arrow is `messages / messages emitted`; a loop is a reply that came too late, compensated. Any other "
-    "message\nchanges nothing. Drawn by `saga/diagram.py` from the table that\n`saga/definition.py` generates from the steps of `saga/steps.py`.")
+    "message\nchanges nothing. Drawn by `saga/diagram.py` from the table that\n"
+    "`saga/definition.py` generates from the steps of `saga/steps.py`."
+)
 
 
 def catalogue_markdown() -> str:
@@ -148,8 +164,7 @@ def catalogue_markdown() -> str:
     for row in contracts.catalogue_rows():
         fields = ", ".join(f"`{name}` {kind}" for name, kind in row.fields)
         consumers = ", ".join(row.consumers) or "(no consumer here)"
-        lines.append(f"| `{row.routing_key}` | {row.kind} | {row.producer} → {consumers} | {fields} "
-                     f"| {row.summary} |")
+        lines.append(f"| `{row.routing_key}` | {row.kind} | {row.producer} → {consumers} | {fields} | {row.summary} |")
     lines.append("")
     lines += [f"- {name}: {meaning}." if meaning else f"- {name}." for name, meaning in field_types()]
     return "\n".join(lines) + "\n"

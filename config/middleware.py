@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import BadRequest
 from django.http import Http404, HttpRequest, HttpResponse
 
 from config.api import NUL, NUL_REFUSED, is_api_path, json_error
-
 
 
 class RequestSizeLimitMiddleware:
@@ -22,9 +21,12 @@ class RequestSizeLimitMiddleware:
         except ValueError:
             return json_error(400, "invalid_content_length", "The Content-Length header is not a number.")
         if length > settings.MAX_REQUEST_BODY_BYTES:
-            return json_error(413, "request_too_large",
-                              f"The request body is larger than {settings.MAX_REQUEST_BODY_BYTES // 1024} KiB.",
-                              {"limit_bytes": settings.MAX_REQUEST_BODY_BYTES})
+            return json_error(
+                413,
+                "request_too_large",
+                f"The request body is larger than {settings.MAX_REQUEST_BODY_BYTES // 1024} KiB.",
+                {"limit_bytes": settings.MAX_REQUEST_BODY_BYTES},
+            )
         return self.get_response(request)
 
 
@@ -46,16 +48,21 @@ class NulInUrlMiddleware:
             return self.refuse(request, 404, "not_found", f"No resource at {request.path!r}: a path holds no NUL.")
         query = request.META.get("QUERY_STRING", "")
         if "%00" in query or NUL in query:  # the raw string, so that a request without a NUL parses nothing
-            holding = sorted({name for name, values in request.GET.lists()
-                              if NUL in name or any(NUL in value for value in values)})
+            holding = sorted(
+                {name for name, values in request.GET.lists() if NUL in name or any(NUL in value for value in values)}
+            )
             if holding:
-                return self.refuse(request, 400, "invalid_request", "The request is invalid; see details.",
-                                   {name: [NUL_REFUSED] for name in holding})
+                return self.refuse(
+                    request,
+                    400,
+                    "invalid_request",
+                    "The request is invalid; see details.",
+                    {name: [NUL_REFUSED] for name in holding},
+                )
         return self.get_response(request)
 
     @staticmethod
-    def refuse(request: HttpRequest, status: int, code: str, message: str, details: dict | None = None
-               ) -> HttpResponse:
+    def refuse(request: HttpRequest, status: int, code: str, message: str, details: dict | None = None) -> HttpResponse:
         if is_api_path(request.path_info):
             return json_error(status, code, message, details)
         # Raised, so that Django answers with its handler404 or handler400 page, as for any other such error.

@@ -27,7 +27,8 @@ class IndexFieldConcurrently(migrations.AlterField):
         if invalid and invalid[0]:
             schema_editor.execute(f"DROP INDEX CONCURRENTLY {quote(name)}")
         schema_editor.execute(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {quote(table)} ({quote(column)})")
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {quote(table)} ({quote(column)})"
+        )
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         # AlterField's own backwards calls database_forwards, which here only ever builds the index.

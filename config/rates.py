@@ -6,7 +6,7 @@ PERIODS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """"5/s", "100/min", "1000/h" -> (count, period in seconds). Raises ValueError for any other form."""
+    """ "5/s", "100/min", "1000/h" -> (count, period in seconds). Raises ValueError for any other form."""
     count, _, period = rate.partition("/")
     if not (count.isdigit() and int(count) > 0 and period[:1].lower() in PERIODS_S):
         raise ValueError(f"not a rate: {rate!r}")

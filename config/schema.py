@@ -46,7 +46,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
             "type": "http",
             "scheme": "bearer",
             "description": "An API token from `manage.py create_api_token --role operator|customer "
-                           "[--customer-id ID]`, sent as `Authorization: Bearer <token>`.",
+            "[--customer-id ID]`, sent as `Authorization: Bearer <token>`.",
         }
 
 
@@ -63,8 +63,7 @@ class AutoSchema(openapi.AutoSchema):
         responses = super()._get_response_bodies(direction)
         error = self.resolve_serializer(ErrorOutputSerializer, "response").ref
         for status in sorted(self.error_statuses()):
-            response = {"content": {"application/json": {"schema": error}},
-                        "description": ERROR_DESCRIPTIONS[status]}
+            response = {"content": {"application/json": {"schema": error}}, "description": ERROR_DESCRIPTIONS[status]}
             if status in HEADERS:
                 response["headers"] = HEADERS[status]
             responses.setdefault(str(status), response)
@@ -88,8 +87,10 @@ class AutoSchema(openapi.AutoSchema):
         permissions = self.view.get_permissions()
         if any(isinstance(p, (IsApiClient, IsOperator, IsOperatorToWrite)) for p in permissions):
             statuses.add(401)
-        if any(isinstance(p, IsOperator) or (isinstance(p, IsOperatorToWrite) and self.method not in SAFE_METHODS)
-               for p in permissions):
+        if any(
+            isinstance(p, IsOperator) or (isinstance(p, IsOperatorToWrite) and self.method not in SAFE_METHODS)
+            for p in permissions
+        ):
             statuses.add(403)
         if self.method in BODY_METHODS:
             statuses |= {400, 413}

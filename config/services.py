@@ -53,10 +53,15 @@ def api_token_create(*, role: str, customer_id: str | None = None, label: str = 
         raise TokenError("an operator token is not bound to a customer; leave the customer id out")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
-        record = ApiToken.objects.create(key_hash=token_hash(token), prefix=token[:10], role=role,
-                                         customer_id=customer_id or None, label=label[:200])
-        audit_record(actor=by, action="api_token.create", target=f"api_token:{record.pk}",
-                     details={"role": role, "customer_id": customer_id, "prefix": record.prefix})
+        record = ApiToken.objects.create(
+            key_hash=token_hash(token), prefix=token[:10], role=role, customer_id=customer_id or None, label=label[:200]
+        )
+        audit_record(
+            actor=by,
+            action="api_token.create",
+            target=f"api_token:{record.pk}",
+            details={"role": role, "customer_id": customer_id, "prefix": record.prefix},
+        )
     return IssuedToken(token=token, record=record)
 
 
@@ -74,8 +79,12 @@ def api_token_revoke(*, token: str | None = None, token_id: int | None = None, b
         if record.revoked_at is None:
             record.revoked_at = timezone.now()
             record.save(update_fields=["revoked_at"])
-            audit_record(actor=by, action="api_token.revoke", target=f"api_token:{record.pk}",
-                         details={"role": record.role, "customer_id": record.customer_id, "prefix": record.prefix})
+            audit_record(
+                actor=by,
+                action="api_token.revoke",
+                target=f"api_token:{record.pk}",
+                details={"role": record.role, "customer_id": record.customer_id, "prefix": record.prefix},
+            )
     return record
 
 
@@ -101,8 +110,9 @@ _AUTHENTICATED_FIELDS = ("id", "role", "customer_id", "last_used_at")
 def audit_record(*, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None) -> AuditEntry:
     """Record one operator action (who, what, on what). Call it inside the transaction of the action itself,
     so that the entry exists if and only if the action happened."""
-    entry = AuditEntry.objects.create(actor=(actor or "?")[:200], action=action[:100], target=target[:200],
-                                      details=details or {})
+    entry = AuditEntry.objects.create(
+        actor=(actor or "?")[:200], action=action[:100], target=target[:200], details=details or {}
+    )
     logger.info("audit: %s %s %s", entry.actor, entry.action, entry.target)
     return entry
 
@@ -131,7 +141,8 @@ def rate_limit_take(*, key: str, count: int, period_s: float, now: float | None 
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} AS bucket (key, theoretical_arrival) VALUES (%s, {clock} + %s) "
-            f"ON CONFLICT (key) DO UPDATE SET theoretical_arrival = {greatest}(bucket.theoretical_arrival, {clock}) + %s "
+            "ON CONFLICT (key) DO UPDATE SET "
+            f"theoretical_arrival = {greatest}(bucket.theoretical_arrival, {clock}) + %s "
             f"WHERE {greatest}(bucket.theoretical_arrival, {clock}) - {clock} <= %s RETURNING 1",
             [key, *params, interval, *params, interval, *params, *params, tolerance],
         )

@@ -112,9 +112,14 @@ def postgresql_options(url_options: dict) -> dict:
     """The connection options of PostgreSQL: the bounded waits above, under those of the URL's query string,
     which win (its `options`, e.g. `-c lock_timeout=100`, comes after ours and overrides the same setting)."""
     dead_after_s = DATABASE_KEEPALIVES_IDLE_S + DATABASE_KEEPALIVES_INTERVAL_S * DATABASE_KEEPALIVES_COUNT
-    server = " ".join(f"-c {name}={int(seconds * 1000)}" for name, seconds in (
-        ("statement_timeout", DATABASE_STATEMENT_TIMEOUT_S),
-        ("idle_in_transaction_session_timeout", DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S)) if seconds)
+    server = " ".join(
+        f"-c {name}={int(seconds * 1000)}"
+        for name, seconds in (
+            ("statement_timeout", DATABASE_STATEMENT_TIMEOUT_S),
+            ("idle_in_transaction_session_timeout", DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S),
+        )
+        if seconds
+    )
     ours = {
         # Parameters travel apart from the SQL, and psycopg prepares a statement run often on a connection: no
         # quoting of every value into the query text, which cost the worker about 8% of its CPU (5 of 5
@@ -168,8 +173,9 @@ MESSAGING_MAX_ATTEMPTS = int(env_number("MESSAGING_MAX_ATTEMPTS", 5, minimum=1, 
 MESSAGING_RETRY_BASE_S = env_number("MESSAGING_RETRY_BASE_S", 1.0, minimum=0.01)
 MESSAGING_DELIVERY_LIMIT = int(env_number("MESSAGING_DELIVERY_LIMIT", 5, minimum=1, cast=int))
 # Which consumers a worker runs (comma-separated; default all), so that each can be scaled on its own.
-MESSAGING_CONSUMERS = [c.strip() for c in env_str("MESSAGING_CONSUMERS", "payments,inventory,saga").split(",")
-                       if c.strip()]
+MESSAGING_CONSUMERS = [
+    c.strip() for c in env_str("MESSAGING_CONSUMERS", "payments,inventory,saga").split(",") if c.strip()
+]
 # Consumer threads per queue in each worker. More than one helps only where the database, not the CPU, limits.
 MESSAGING_CONSUMER_THREADS = int(env_number("MESSAGING_CONSUMER_THREADS", 1, minimum=1, cast=int))
 MESSAGING_PREFETCH = int(env_number("MESSAGING_PREFETCH", 50, minimum=1, cast=int))
@@ -198,8 +204,10 @@ SAGA_COMPENSATION_DEADLINE_S = env_number("SAGA_COMPENSATION_DEADLINE_S", 30.0, 
 SAGA_COMPENSATION_BACKOFF_MAX_S = env_number("SAGA_COMPENSATION_BACKOFF_MAX_S", 600.0, minimum=0.1)
 SAGA_COMPENSATION_MAX_ATTEMPTS = int(env_number("SAGA_COMPENSATION_MAX_ATTEMPTS", 5, minimum=1, cast=int))
 if SAGA_COMPENSATION_BACKOFF_MAX_S < SAGA_COMPENSATION_DEADLINE_S:
-    raise ImproperlyConfigured(f"SAGA_COMPENSATION_BACKOFF_MAX_S ({SAGA_COMPENSATION_BACKOFF_MAX_S:g}) must be at "
-                               f"least SAGA_COMPENSATION_DEADLINE_S ({SAGA_COMPENSATION_DEADLINE_S:g})")
+    raise ImproperlyConfigured(
+        f"SAGA_COMPENSATION_BACKOFF_MAX_S ({SAGA_COMPENSATION_BACKOFF_MAX_S:g}) must be at "
+        f"least SAGA_COMPENSATION_DEADLINE_S ({SAGA_COMPENSATION_DEADLINE_S:g})"
+    )
 
 ORDER_CURRENCY = env_str("ORDER_CURRENCY", "EUR")
 

@@ -9,9 +9,10 @@ on this path has receivers.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
@@ -96,15 +97,28 @@ def _select_plan(model: type[Model], names: tuple[str, ...], where: str, suffix:
     meta = model._meta
     fields = [meta.get_field(name) for name in names]
     columns = tuple(field.get_col(meta.db_table) for field in fields)
-    converters = tuple(tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
-                       for col in columns)
+    converters = tuple(
+        tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection)) for col in columns
+    )
     column_list = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    return _Select(f"SELECT {column_list} FROM {meta.db_table} WHERE {where}{suffix}",
-                   tuple(field.attname for field in fields), converters, columns)
+    return _Select(
+        f"SELECT {column_list} FROM {meta.db_table} WHERE {where}{suffix}",
+        tuple(field.attname for field in fields),
+        converters,
+        columns,
+    )
 
 
-def select(model: type[Model], names: Sequence[str], where: str, params: Sequence[Any], *,
-           limit: int | None = None, lock: bool = False, skip_locked: bool = False) -> list[dict[str, Any]]:
+def select(
+    model: type[Model],
+    names: Sequence[str],
+    where: str,
+    params: Sequence[Any],
+    *,
+    limit: int | None = None,
+    lock: bool = False,
+    skip_locked: bool = False,
+) -> list[dict[str, Any]]:
     """Rows of `model` matching `where` (SQL over its columns, `%s` for each parameter), as dicts of the
     fields `names`, converted as the ORM converts them. `lock` adds FOR UPDATE where the database has it, and
     `skip_locked` SKIP LOCKED."""
@@ -121,15 +135,16 @@ def select(model: type[Model], names: Sequence[str], where: str, params: Sequenc
     return [_converted(plan, row, db) for row in rows]
 
 
-def select_one(model: type[Model], names: Sequence[str], where: str, params: Sequence[Any], *,
-               lock: bool = False) -> dict[str, Any] | None:
+def select_one(
+    model: type[Model], names: Sequence[str], where: str, params: Sequence[Any], *, lock: bool = False
+) -> dict[str, Any] | None:
     rows = select(model, names, where, params, limit=1, lock=lock)
     return rows[0] if rows else None
 
 
 def _converted(plan: _Select, row: tuple, db) -> dict[str, Any]:
     values = {}
-    for name, value, converters, col in zip(plan.names, row, plan.converters, plan.columns):
+    for name, value, converters, col in zip(plan.names, row, plan.converters, plan.columns, strict=True):
         for converter in converters:
             value = converter(value, col, db)
         values[name] = value

@@ -47,8 +47,9 @@ class HealthView(HealthCheckView):
         if failing:
             # One line per probe that names what fails and why, rather than a traceback for each failing check
             # and an ERROR for each 503: a probe every few seconds through an outage would bury everything else.
-            logger.warning("unhealthy: %s", "; ".join(f"{name}: {checks[name]}" for name in failing),
-                           extra={"failing": failing})
+            logger.warning(
+                "unhealthy: %s", "; ".join(f"{name}: {checks[name]}" for name in failing), extra={"failing": failing}
+            )
             response._has_been_logged = True  # tells django.request not to log the 503 again
         return response
 

@@ -26,8 +26,11 @@ class ReservationAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="order", ordering="order_id")
     def order(self, reservation: Reservation):
-        return format_html('<a href="{}">{}</a>',
-                           reverse("admin:orders_order_change", args=[reservation.order_id]), reservation.order_id)
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:orders_order_change", args=[reservation.order_id]),
+            reservation.order_id,
+        )
 
 
 @admin.register(StockMovement)

@@ -8,8 +8,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import (IDENTIFIER, MoneyField, Pagination, StrictCharField, StrictIntegerField, paginated,
-                        represented, validated)
+from config.api import (
+    IDENTIFIER,
+    MoneyField,
+    Pagination,
+    StrictCharField,
+    StrictIntegerField,
+    paginated,
+    represented,
+    validated,
+)
 from config.auth import IsOperatorToWrite
 from inventory.selectors import product_get, product_list
 from inventory.services import ProductNotFoundError, product_create, product_restock
@@ -46,8 +54,9 @@ class ProductListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         return paginated(self, request, product_list(), ProductOutputSerializer)
 
-    @extend_schema(operation_id="products_create", request=ProductCreateInputSerializer,
-                   responses={201: ProductOutputSerializer})
+    @extend_schema(
+        operation_id="products_create", request=ProductCreateInputSerializer, responses={201: ProductOutputSerializer}
+    )
     def post(self, request: Request) -> Response:
         data = validated(ProductCreateInputSerializer, request.data)
         product = product_create(**data)
@@ -67,9 +76,9 @@ class ProductRestockApi(APIView):
     permission_classes = [IsOperatorToWrite]
     error_statuses = {"POST": (409,)}
 
-    @extend_schema(operation_id="products_restock", request=ProductRestockInputSerializer,
-                   responses=ProductOutputSerializer)
+    @extend_schema(
+        operation_id="products_restock", request=ProductRestockInputSerializer, responses=ProductOutputSerializer
+    )
     def post(self, request: Request, sku: str) -> Response:
         data = validated(ProductRestockInputSerializer, request.data)
         return Response(represented(ProductOutputSerializer, product_restock(sku=sku, **data)))
-

@@ -9,8 +9,10 @@ if TYPE_CHECKING:
 
 
 def inventory_reserve(saga: Saga) -> dict[str, Any]:
-    return {"order_id": str(saga.order_id),
-            "items": [{"sku": line["sku"], "quantity": line["quantity"]} for line in saga.items]}
+    return {
+        "order_id": str(saga.order_id),
+        "items": [{"sku": line["sku"], "quantity": line["quantity"]} for line in saga.items],
+    }
 
 
 PAYLOADS = {"inventory.reserve": inventory_reserve}

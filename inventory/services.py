@@ -49,7 +49,8 @@ def product_restock(*, sku: str, quantity: int) -> Product:
     """Add `quantity` to the stock on hand."""
     with transaction.atomic(durable=True):
         updated = Product.objects.filter(sku=sku, on_hand__lte=MAX_ON_HAND - quantity).update(
-            on_hand=F("on_hand") + quantity)
+            on_hand=F("on_hand") + quantity
+        )
         if not updated:
             if not Product.objects.filter(sku=sku).exists():
                 raise ProductNotFoundError(f"no product with sku {sku!r}", {"sku": sku})
@@ -83,8 +84,9 @@ def stock_reserve(*, order_id: str, items: list[dict[str, Any]]) -> Reservation:
 
 
 def _reservation_of(order_id: str) -> Reservation | None:
-    found = sql.select_one(Reservation, ["id", "status", "reason"], "order_id = %s",
-                           [sql.adapt(Reservation, "order_id", order_id)])
+    found = sql.select_one(
+        Reservation, ["id", "status", "reason"], "order_id = %s", [sql.adapt(Reservation, "order_id", order_id)]
+    )
     return None if found is None else sql.loaded(Reservation, order_id=order_id, **found)
 
 
@@ -121,21 +123,31 @@ _HOLD = f"UPDATE {_PRODUCT} SET reserved = reserved + %s WHERE sku = %s AND on_h
 _TAKE_OUT = f"UPDATE {_PRODUCT} SET on_hand = on_hand - %s, reserved = reserved - %s WHERE sku = %s"
 
 
-def _announce(reservation: Reservation, items: list[dict[str, Any]],
-              lines: list[dict[str, Any]] | None = None) -> None:
+def _announce(reservation: Reservation, items: list[dict[str, Any]], lines: list[dict[str, Any]] | None = None) -> None:
     """Emit the outcome of a reservation; `lines` are its lines when the caller has just written them."""
     order_id = str(reservation.order_id)
     if reservation.status in {Reservation.Status.ACTIVE, Reservation.Status.COMMITTED}:
-        publish("inventory.reserved", {"order_id": order_id, "reservation_id": str(reservation.id),
-                                       "items": lines if lines is not None else _lines_of(reservation)})
+        publish(
+            "inventory.reserved",
+            {
+                "order_id": order_id,
+                "reservation_id": str(reservation.id),
+                "items": lines if lines is not None else _lines_of(reservation),
+            },
+        )
         return
     code = reservation.reason or "order_closed"
     if reservation.status == Reservation.Status.RELEASED:
         code = "order_closed"
-    publish("inventory.reservation_failed", {
-        "order_id": order_id, "code": code, "reason": _FAILURE_TEXT.get(code, code),
-        "items": [{"sku": i["sku"], "quantity": int(i["quantity"])} for i in items],
-    })
+    publish(
+        "inventory.reservation_failed",
+        {
+            "order_id": order_id,
+            "code": code,
+            "reason": _FAILURE_TEXT.get(code, code),
+            "items": [{"sku": i["sku"], "quantity": int(i["quantity"])} for i in items],
+        },
+    )
 
 
 _FAILURE_TEXT = {
@@ -146,8 +158,12 @@ _FAILURE_TEXT = {
 
 
 def _lines_of(reservation: Reservation) -> list[dict[str, Any]]:
-    lines = sql.select(ReservationLine, ["product_id", "quantity"], "reservation_id = %s ORDER BY product_id",
-                       [sql.adapt(ReservationLine, "reservation_id", reservation.id)])
+    lines = sql.select(
+        ReservationLine,
+        ["product_id", "quantity"],
+        "reservation_id = %s ORDER BY product_id",
+        [sql.adapt(ReservationLine, "reservation_id", reservation.id)],
+    )
     return [{"sku": line["product_id"], "quantity": line["quantity"]} for line in lines]
 
 
@@ -160,8 +176,11 @@ def reservation_commit(*, order_id: str) -> None:
         return
     for line in _lines_of(reservation):
         sql.execute(_TAKE_OUT, [line["quantity"], line["quantity"], line["sku"]])
-        sql.insert(StockMovement(product_id=line["sku"], kind=StockMovement.Kind.COMMIT, quantity=line["quantity"],
-                                 order_id=order_id))
+        sql.insert(
+            StockMovement(
+                product_id=line["sku"], kind=StockMovement.Kind.COMMIT, quantity=line["quantity"], order_id=order_id
+            )
+        )
     reservation.status = Reservation.Status.COMMITTED
     sql.update(reservation, ["status"])
 

@@ -4,10 +4,8 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from config.admin_mixins import LargeTableMixin, ReadOnlyAdmin
-
 from messaging.correlation import printable
 from messaging.deadletters import ReplayRefusedError, dead_letter_discard, dead_letter_label, dead_letter_replay
-
 from messaging.models import DeadLetter, InboxMessage, OutboxMessage, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
@@ -52,8 +50,17 @@ class InboxMessageAdmin(LargeTableMixin, ReadOnlyAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ReadOnlyAdmin):
-    list_display = ["id", "message_id", "routing_key", "queue", "reason", "attempts", "last_failed_at",
-                    "replayed_at", "discarded_at"]
+    list_display = [
+        "id",
+        "message_id",
+        "routing_key",
+        "queue",
+        "reason",
+        "attempts",
+        "last_failed_at",
+        "replayed_at",
+        "discarded_at",
+    ]
     list_filter = ["routing_key", "reason", "queue", "last_failed_at", ("replayed_at", admin.EmptyFieldListFilter)]
     search_fields = ["message_id", "body"]
     actions = ["replay", "discard"]
@@ -77,8 +84,9 @@ class DeadLetterAdmin(ReadOnlyAdmin):
             else:
                 self.message_user(request, f"replayed dead letter {letter.pk}")
         if failed:
-            self.message_user(request, f"could not replay {len(failed)} dead letter(s): " + "; ".join(failed),
-                              level=messages.ERROR)
+            self.message_user(
+                request, f"could not replay {len(failed)} dead letter(s): " + "; ".join(failed), level=messages.ERROR
+            )
 
     @admin.action(description="Discard the selected dead letters", permissions=["operate"])
     def discard(self, request, queryset):

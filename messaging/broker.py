@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import amqp
 import kombu.exceptions
@@ -49,8 +49,12 @@ def connected(*, confirm: bool = False, timeout: float | None = None) -> Iterato
     Leaving the block closes the connection, bounded; an error of the connection itself drops it instead.
     """
     timeout = timeout or settings.MESSAGING_BROKER_TIMEOUT_S
-    broker = Connection(settings.BROKER_URL, heartbeat=settings.MESSAGING_BROKER_HEARTBEAT_S,
-                        connect_timeout=timeout, transport_options={"confirm_publish": True} if confirm else {})
+    broker = Connection(
+        settings.BROKER_URL,
+        heartbeat=settings.MESSAGING_BROKER_HEARTBEAT_S,
+        connect_timeout=timeout,
+        transport_options={"confirm_publish": True} if confirm else {},
+    )
     try:
         broker.ensure_connection(max_retries=0)
         broker.connection.sock.settimeout(timeout)
@@ -105,14 +109,21 @@ class Reconnect:
 
 
 # What a lost connection raises: said in one line, where anything else gets its traceback.
-_CONNECTION_LOST = (OSError, amqp.exceptions.ConnectionError, kombu.exceptions.OperationalError, OperationalError,
-                    InterfaceError, psycopg.OperationalError)
+_CONNECTION_LOST = (
+    OSError,
+    amqp.exceptions.ConnectionError,
+    kombu.exceptions.OperationalError,
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+)
 
 
 def log_lost(loop: str, error: BaseException, delay: float) -> None:
     """Say that `loop` lost a connection (or failed in another way) and tries again in `delay` seconds."""
     if isinstance(error, _CONNECTION_LOST):
-        logger.warning("%s lost its connection (%s: %s); reconnecting in %.1fs", loop, type(error).__name__,
-                       error, delay)
+        logger.warning(
+            "%s lost its connection (%s: %s); reconnecting in %.1fs", loop, type(error).__name__, error, delay
+        )
     else:
         logger.error("%s failed; reconnecting in %.1fs", loop, delay, exc_info=error)

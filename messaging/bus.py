@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from functools import cache, partial
-from collections.abc import Mapping
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
@@ -28,7 +28,6 @@ from messaging.models import InboxMessage
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope], None]
-
 
 
 @runtime_checkable
@@ -58,8 +57,9 @@ def registry() -> dict[str, dict[str, Handler]]:
         if not isinstance(app, Consumer):
             continue
         if app.consumer in found:
-            raise ImproperlyConfigured(f"two installed apps name the consumer {app.consumer!r}: {app.label} and "
-                                       "another")
+            raise ImproperlyConfigured(
+                f"two installed apps name the consumer {app.consumer!r}: {app.label} and another"
+            )
         found[app.consumer] = dict(app.handlers())
     return found
 
@@ -123,9 +123,12 @@ def _report(consumer: str, envelope: Envelope, outcome: str, seconds: float, con
         if outcome == DUPLICATE:
             logger.info("duplicate %s skipped by %s", envelope.routing_key, consumer)
             return
-        logger.info("handled %s in %s", envelope.routing_key, consumer,
-                    extra={"consumer": consumer, "message_type": envelope.routing_key,
-                           "duration_ms": round(seconds * 1000, 2)})
+        logger.info(
+            "handled %s in %s",
+            envelope.routing_key,
+            consumer,
+            extra={"consumer": consumer, "message_type": envelope.routing_key, "duration_ms": round(seconds * 1000, 2)},
+        )
 
 
 def _record_in_inbox(consumer: str, envelope: Envelope) -> bool:

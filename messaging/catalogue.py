@@ -11,9 +11,10 @@ document. A check without a schema fails their tests.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any
 
 from django.core.signals import setting_changed
 
@@ -28,10 +29,19 @@ Check = Callable[[Any], "str | None"]
 _FIELD_SCHEMAS: dict[Check, dict[str, Any]] = {}
 
 # Each schema's `title` is the field's type as the docs name it.
-UUID_SCHEMA: dict[str, Any] = {"title": "uuid", "description": "a UUID in its 8-4-4-4-12 hexadecimal form",
-                               "type": "string", "format": "uuid"}
-IDENTIFIER_SCHEMA: dict[str, Any] = {"title": "id", "description": f"1 to {MAX_ID_LENGTH} characters",
-                                     "type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+UUID_SCHEMA: dict[str, Any] = {
+    "title": "uuid",
+    "description": "a UUID in its 8-4-4-4-12 hexadecimal form",
+    "type": "string",
+    "format": "uuid",
+}
+IDENTIFIER_SCHEMA: dict[str, Any] = {
+    "title": "id",
+    "description": f"1 to {MAX_ID_LENGTH} characters",
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+}
 # The decimal literals producers write ("20.00", "0.5", "1E+2"). Python's Decimal, which the check uses, also
 # reads a few the schema leaves out (spaces around, "_" between digits, "-0"): the schema is the stricter.
 MONEY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
@@ -71,8 +81,7 @@ def _uuid(value: Any) -> str | None:
     return None
 
 
-@_described({"title": "text", "description": "1 to 255 characters", "type": "string", "minLength": 1,
-             "maxLength": 255})
+@_described({"title": "text", "description": "1 to 255 characters", "type": "string", "minLength": 1, "maxLength": 255})
 def _short_text(value: Any) -> str | None:
     if not isinstance(value, str) or not 1 <= len(value) <= 255:
         return "must be a non-empty string of at most 255 characters"
@@ -86,8 +95,14 @@ def _identifier(value: Any) -> str | None:
     return None
 
 
-@_described({"title": "decimal", "description": 'a non-negative decimal in a string, never a JSON number: "20.00"',
-             "type": "string", "pattern": MONEY_PATTERN})
+@_described(
+    {
+        "title": "decimal",
+        "description": 'a non-negative decimal in a string, never a JSON number: "20.00"',
+        "type": "string",
+        "pattern": MONEY_PATTERN,
+    }
+)
 def _money(value: Any) -> str | None:
     if not isinstance(value, str):
         return "must be a decimal string"
@@ -105,8 +120,15 @@ def _optional_uuid(value: Any) -> str | None:
     return None if value is None else _uuid(value)
 
 
-@_described({"title": "items", "description": "one or more {sku, quantity}: sku an id, quantity a positive integer",
-             "type": "array", "minItems": 1, "items": ITEM_SCHEMA})
+@_described(
+    {
+        "title": "items",
+        "description": "one or more {sku, quantity}: sku an id, quantity a positive integer",
+        "type": "array",
+        "minItems": 1,
+        "items": ITEM_SCHEMA,
+    }
+)
 def _items(value: Any) -> str | None:
     if not isinstance(value, list) or not value:
         return "must be a non-empty list"
@@ -134,41 +156,107 @@ class MessageType:
 
 
 _CATALOGUE = [
-    MessageType("order.created", "event", {"order_id": _uuid, "customer_id": _identifier, "items": _items,
-                                           "total": _money, "currency": _short_text},
-                producer="orders", summary="An order was placed; its saga starts in the same transaction."),
-    MessageType("payment.process", "command", {"order_id": _uuid, "customer_id": _identifier, "amount": _money,
-                                               "currency": _short_text},
-                producer="saga", summary="Charge the customer's account for the order."),
-    MessageType("payment.processed", "event", {"order_id": _uuid, "payment_id": _uuid, "amount": _money},
-                producer="payments", summary="The charge succeeded."),
-    MessageType("payment.failed", "event", {"order_id": _uuid, "reason": _short_text, "code": _short_text},
-                producer="payments", summary="The charge was refused; `code` says why, `reason` in words."),
-    MessageType("payment.refund", "command", {"order_id": _uuid, "reason": _short_text},
-                producer="saga", summary="Refund the order's charge, if any; refuse any later charge for it."),
-    MessageType("payment.refunded", "event", {"order_id": _uuid, "payment_id": _optional_uuid, "amount": _money},
-                producer="payments",
-                summary="Nothing of the order stays charged (`payment_id` null: there was no charge to give back)."),
-    MessageType("inventory.reserve", "command", {"order_id": _uuid, "items": _items},
-                producer="saga", summary="Reserve the order's items."),
-    MessageType("inventory.reserved", "event", {"order_id": _uuid, "reservation_id": _uuid, "items": _items},
-                producer="inventory", summary="Every item is reserved."),
-    MessageType("inventory.reservation_failed", "event", {"order_id": _uuid, "reason": _short_text,
-                                                          "code": _short_text, "items": _items},
-                producer="inventory", summary="The items could not be reserved; `code` says why."),
-    MessageType("inventory.release", "command", {"order_id": _uuid, "reason": _short_text},
-                producer="saga", summary="Give back the stock held for the order; refuse any later reservation."),
-    MessageType("inventory.released", "event", {"order_id": _uuid, "items": _optional_items},
-                producer="inventory", summary="The stock held for the order was given back; `items` says what."),
-    MessageType("order.completed", "event", {"order_id": _uuid},
-                producer="saga", summary="The order is paid and its items reserved."),
-    MessageType("order.failed", "event", {"order_id": _uuid, "reason": _short_text},
-                producer="saga", summary="The order failed or was cancelled, after any compensation."),
+    MessageType(
+        "order.created",
+        "event",
+        {"order_id": _uuid, "customer_id": _identifier, "items": _items, "total": _money, "currency": _short_text},
+        producer="orders",
+        summary="An order was placed; its saga starts in the same transaction.",
+    ),
+    MessageType(
+        "payment.process",
+        "command",
+        {"order_id": _uuid, "customer_id": _identifier, "amount": _money, "currency": _short_text},
+        producer="saga",
+        summary="Charge the customer's account for the order.",
+    ),
+    MessageType(
+        "payment.processed",
+        "event",
+        {"order_id": _uuid, "payment_id": _uuid, "amount": _money},
+        producer="payments",
+        summary="The charge succeeded.",
+    ),
+    MessageType(
+        "payment.failed",
+        "event",
+        {"order_id": _uuid, "reason": _short_text, "code": _short_text},
+        producer="payments",
+        summary="The charge was refused; `code` says why, `reason` in words.",
+    ),
+    MessageType(
+        "payment.refund",
+        "command",
+        {"order_id": _uuid, "reason": _short_text},
+        producer="saga",
+        summary="Refund the order's charge, if any; refuse any later charge for it.",
+    ),
+    MessageType(
+        "payment.refunded",
+        "event",
+        {"order_id": _uuid, "payment_id": _optional_uuid, "amount": _money},
+        producer="payments",
+        summary="Nothing of the order stays charged (`payment_id` null: there was no charge to give back).",
+    ),
+    MessageType(
+        "inventory.reserve",
+        "command",
+        {"order_id": _uuid, "items": _items},
+        producer="saga",
+        summary="Reserve the order's items.",
+    ),
+    MessageType(
+        "inventory.reserved",
+        "event",
+        {"order_id": _uuid, "reservation_id": _uuid, "items": _items},
+        producer="inventory",
+        summary="Every item is reserved.",
+    ),
+    MessageType(
+        "inventory.reservation_failed",
+        "event",
+        {"order_id": _uuid, "reason": _short_text, "code": _short_text, "items": _items},
+        producer="inventory",
+        summary="The items could not be reserved; `code` says why.",
+    ),
+    MessageType(
+        "inventory.release",
+        "command",
+        {"order_id": _uuid, "reason": _short_text},
+        producer="saga",
+        summary="Give back the stock held for the order; refuse any later reservation.",
+    ),
+    MessageType(
+        "inventory.released",
+        "event",
+        {"order_id": _uuid, "items": _optional_items},
+        producer="inventory",
+        summary="The stock held for the order was given back; `items` says what.",
+    ),
+    MessageType(
+        "order.completed",
+        "event",
+        {"order_id": _uuid},
+        producer="saga",
+        summary="The order is paid and its items reserved.",
+    ),
+    MessageType(
+        "order.failed",
+        "event",
+        {"order_id": _uuid, "reason": _short_text},
+        producer="saga",
+        summary="The order failed or was cancelled, after any compensation.",
+    ),
 ]
 
 # The field checks, by the name their schemas give their type, for the message types an app adds.
-FIELD_CHECKS: dict[str, Check] = {"uuid": _uuid, "text": _short_text, "id": _identifier, "decimal": _money,
-                                  "items": _items}
+FIELD_CHECKS: dict[str, Check] = {
+    "uuid": _uuid,
+    "text": _short_text,
+    "id": _identifier,
+    "decimal": _money,
+    "items": _items,
+}
 
 # Every message type known: the product's above, and those the installed apps add (`discover`).
 CATALOGUE: dict[str, MessageType] = {m.routing_key: m for m in _CATALOGUE}

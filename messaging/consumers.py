@@ -39,8 +39,13 @@ def retry_delay_s(attempt: int) -> float:
 
 
 def handle_delivery(
-    consumer: str, body: bytes | str, properties: dict[str, Any], headers: dict[str, Any], routing_key: str,
-    *, in_batch: bool = False,
+    consumer: str,
+    body: bytes | str,
+    properties: dict[str, Any],
+    headers: dict[str, Any],
+    routing_key: str,
+    *,
+    in_batch: bool = False,
 ) -> Verdict:
     """Handle one delivery for `consumer` and say what the transport must do with it. Never raises: whatever
     the body, the headers or the properties hold, the verdict is "ack", "retry" or "dead_letter" with a reason.
@@ -59,8 +64,15 @@ def handle_delivery(
         return _dead(consumer, message_id, routing_key, body, {}, wrapped, attempts=1, cause=error)
 
 
-def _verdict(consumer: str, body: bytes | str, properties: dict[str, Any], headers: dict[str, Any],
-             routing_key: str, *, in_batch: bool) -> Verdict:
+def _verdict(
+    consumer: str,
+    body: bytes | str,
+    properties: dict[str, Any],
+    headers: dict[str, Any],
+    routing_key: str,
+    *,
+    in_batch: bool,
+) -> Verdict:
     properties = properties if isinstance(properties, dict) else {}
     headers = headers if isinstance(headers, dict) else {}
     # What a dead letter keeps: the headers, and the correlation id as it came (cleaned for the envelope only).
@@ -70,8 +82,15 @@ def _verdict(consumer: str, body: bytes | str, properties: dict[str, Any], heade
     except PermanentMessageError as error:
         if in_batch:
             return ALONE
-        return _dead(consumer, properties.get("message_id"), properties.get("type") or routing_key, body,
-                     stored_headers, error, attempts=1)
+        return _dead(
+            consumer,
+            properties.get("message_id"),
+            properties.get("type") or routing_key,
+            body,
+            stored_headers,
+            error,
+            attempts=1,
+        )
     try:
         bus.dispatch(consumer, envelope, in_batch=in_batch)
         return Verdict("ack", envelope)
@@ -81,8 +100,9 @@ def _verdict(consumer: str, body: bytes | str, properties: dict[str, Any], heade
         return _classified(consumer, envelope, body, stored_headers, error)
 
 
-def _classified(consumer: str, envelope: Envelope, body: bytes | str, headers: dict[str, Any],
-                error: Exception) -> Verdict:
+def _classified(
+    consumer: str, envelope: Envelope, body: bytes | str, headers: dict[str, Any], error: Exception
+) -> Verdict:
     """What to do with a delivery whose handling raised `error`: dead-letter it or retry it later."""
     if isinstance(error, PermanentMessageError):
         return _dead(consumer, envelope.message_id, envelope.routing_key, body, headers, error, envelope.attempt)
@@ -90,27 +110,49 @@ def _classified(consumer: str, envelope: Envelope, body: bytes | str, headers: d
         logger.error("handler of %s failed permanently", envelope.routing_key, exc_info=error)
         wrapped = PermanentMessageError("handler_error", f"{type(error).__name__}: {error}")
         wrapped.__cause__ = error
-        return _dead(consumer, envelope.message_id, envelope.routing_key, body, headers, wrapped,
-                     envelope.attempt, error)
+        return _dead(
+            consumer, envelope.message_id, envelope.routing_key, body, headers, wrapped, envelope.attempt, error
+        )
     drop_broken_connection()
     if envelope.attempt >= settings.MESSAGING_MAX_ATTEMPTS:
         wrapped = PermanentMessageError("retries_exhausted", f"{type(error).__name__}: {error}")
-        return _dead(consumer, envelope.message_id, envelope.routing_key, body, headers, wrapped,
-                     envelope.attempt, error)
+        return _dead(
+            consumer, envelope.message_id, envelope.routing_key, body, headers, wrapped, envelope.attempt, error
+        )
     delay = retry_delay_s(envelope.attempt)
     metrics.RETRIES.labels(consumer, envelope.routing_key).inc()
-    logger.warning("transient failure of %s (attempt %s), retry in %.2fs: %s",
-                   envelope.routing_key, envelope.attempt, delay, printable(error))
+    logger.warning(
+        "transient failure of %s (attempt %s), retry in %.2fs: %s",
+        envelope.routing_key,
+        envelope.attempt,
+        delay,
+        printable(error),
+    )
     return Verdict("retry", envelope, delay_s=delay)
 
 
-def _dead(consumer: str, message_id: Any, routing_key: Any, body: bytes | str, headers: dict[str, Any],
-          error: PermanentMessageError, attempts: int, cause: BaseException | None = None) -> Verdict:
+def _dead(
+    consumer: str,
+    message_id: Any,
+    routing_key: Any,
+    body: bytes | str,
+    headers: dict[str, Any],
+    error: PermanentMessageError,
+    attempts: int,
+    cause: BaseException | None = None,
+) -> Verdict:
     """A dead-letter verdict. The ids, type and headers go as they came: the store cuts what does not fit."""
     metrics.DEAD_LETTERED.labels(consumer, error.reason).inc()
     failure = FailedDelivery(
-        message_id=message_id, routing_key=routing_key, queue=consumer, body=storable_body(body),
-        headers=dict(headers), reason=error.reason, detail=error.detail, attempts=attempts, error=cause or error,
+        message_id=message_id,
+        routing_key=routing_key,
+        queue=consumer,
+        body=storable_body(body),
+        headers=dict(headers),
+        reason=error.reason,
+        detail=error.detail,
+        attempts=attempts,
+        error=cause or error,
     )
     return Verdict("dead_letter", failure=failure)
 

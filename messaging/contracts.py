@@ -45,8 +45,11 @@ def catalogue_rows() -> list[CatalogueRow]:
     """Every message of the catalogue, in its order, with who sends it and which consumers handle it."""
     return [
         CatalogueRow(
-            routing_key=message.routing_key, kind=message.kind, producer=message.producer,
-            consumers=tuple(bus.consumers_for(message.routing_key)), summary=message.summary,
+            routing_key=message.routing_key,
+            kind=message.kind,
+            producer=message.producer,
+            consumers=tuple(bus.consumers_for(message.routing_key)),
+            summary=message.summary,
             fields=tuple((name, field_schema(check)["title"]) for name, check in message.fields.items()),
         )
         for message in CATALOGUE.values()
@@ -80,6 +83,7 @@ def catalogue_schema() -> dict[str, Any]:
 # The envelope. Its fields are written by OutboxMessage.wire_properties() and wire_headers() and by the relay;
 # tests/unit/test_contracts.py fails when they and this description part.
 
+
 def envelope_properties_schema(routing_key: str | None = None) -> dict[str, Any]:
     """The AMQP basic properties every message carries (for `routing_key`, its `type` too)."""
     kind = {"type": "string", "description": "The routing key it was published with."}
@@ -89,11 +93,20 @@ def envelope_properties_schema(routing_key: str | None = None) -> dict[str, Any]
         "type": "object",
         "required": ["message_id", "correlation_id", "type", "content_type", "delivery_mode", "timestamp"],
         "properties": {
-            "message_id": {"type": "string", "format": "uuid", "description": (
-                "Stable across relay retries and dead-letter replays: the consumer's inbox applies it once.")},
-            "correlation_id": {"type": "string", "description": (
-                "The X-Correlation-ID of the HTTP request that started the chain, carried by every message "
-                "it causes.")},
+            "message_id": {
+                "type": "string",
+                "format": "uuid",
+                "description": (
+                    "Stable across relay retries and dead-letter replays: the consumer's inbox applies it once."
+                ),
+            },
+            "correlation_id": {
+                "type": "string",
+                "description": (
+                    "The X-Correlation-ID of the HTTP request that started the chain, carried by every message "
+                    "it causes."
+                ),
+            },
             "type": kind,
             "content_type": {"type": "string", "const": CONTENT_TYPE},
             "content_encoding": {"type": "string", "const": CONTENT_ENCODING},
@@ -109,13 +122,20 @@ def envelope_headers_schema() -> dict[str, Any]:
         "type": "object",
         "required": ["causation_id", "order_id", "version", ATTEMPT_HEADER],
         "properties": {
-            "causation_id": {"type": "string", "description": (
-                "The message_id of the message whose handling published this one; empty for one published by "
-                "an HTTP request.")},
+            "causation_id": {
+                "type": "string",
+                "description": (
+                    "The message_id of the message whose handling published this one; empty for one published by "
+                    "an HTTP request."
+                ),
+            },
             "order_id": {"type": "string", "description": "The order the message is about."},
             "version": {"type": "integer", "const": SCHEMA_VERSION, "description": "The payload schema's version."},
-            ATTEMPT_HEADER: {"type": "integer", "minimum": 1, "description": (
-                "1 when published; one more at each retry through a delay queue.")},
+            ATTEMPT_HEADER: {
+                "type": "integer",
+                "minimum": 1,
+                "description": ("1 when published; one more at each retry through a delay queue."),
+            },
         },
     }
 
@@ -127,18 +147,25 @@ def dead_letter_headers_schema() -> dict[str, Any]:
 
     schema = envelope_headers_schema()
     schema["required"] = []
-    schema["properties"].update({
-        REASON_HEADER: {"type": "string", "description": (
-            "Why: undecodable_body, unknown_type, invalid_payload, handler_error or retries_exhausted.")},
-        DETAIL_HEADER: {"type": "string", "description": "The error, in words (at most 1000 characters)."},
-        QUEUE_HEADER: {"type": "string", "description": "The consumer queue that gave up on it."},
-        TRACEBACK_HEADER: {"type": "string", "description": "The end of the handler's traceback, if it raised."},
-        "x-death": {"type": "array", "description": "Set by RabbitMQ when the broker dead-lettered it itself."},
-    })
+    schema["properties"].update(
+        {
+            REASON_HEADER: {
+                "type": "string",
+                "description": (
+                    "Why: undecodable_body, unknown_type, invalid_payload, handler_error or retries_exhausted."
+                ),
+            },
+            DETAIL_HEADER: {"type": "string", "description": "The error, in words (at most 1000 characters)."},
+            QUEUE_HEADER: {"type": "string", "description": "The consumer queue that gave up on it."},
+            TRACEBACK_HEADER: {"type": "string", "description": "The end of the handler's traceback, if it raised."},
+            "x-death": {"type": "array", "description": "Set by RabbitMQ when the broker dead-lettered it itself."},
+        }
+    )
     return schema
 
 
 # The AsyncAPI document.
+
 
 def asyncapi() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the messaging, as this process's settings declare it."""
@@ -156,14 +183,19 @@ def asyncapi() -> dict[str, Any]:
                 "outbox in the transaction of its change; a relay publishes them to the topic exchange, persistent "
                 "and confirmed. Each consumer queue is a quorum queue; a consumer applies a message once (its inbox "
                 "refuses a redelivery), retries a transient failure through delay queues, and dead-letters a "
-                "permanent one. With no BROKER_URL (the embedded mode) the same messages pass in-process instead."),
+                "permanent one. With no BROKER_URL (the embedded mode) the same messages pass in-process instead."
+            ),
         },
         "defaultContentType": CONTENT_TYPE,
-        "servers": {"rabbitmq": {
-            "host": "{host}", "protocol": "amqp", "protocolVersion": "0-9-1",
-            "description": "The RabbitMQ of BROKER_URL.",
-            "variables": {"host": {"default": "localhost:5672", "description": "BROKER_URL's host and port."}},
-        }},
+        "servers": {
+            "rabbitmq": {
+                "host": "{host}",
+                "protocol": "amqp",
+                "protocolVersion": "0-9-1",
+                "description": "The RabbitMQ of BROKER_URL.",
+                "variables": {"host": {"default": "localhost:5672", "description": "BROKER_URL's host and port."}},
+            }
+        },
         "channels": {**_routing_key_channels(), **_queue_channels(), **_dead_letter_channels()},
         "operations": {**_send_operations(), **_receive_operations(), **_failure_operations()},
         "components": {"schemas": schemas, "messages": messages},
@@ -182,11 +214,18 @@ def _message(message: MessageType) -> dict[str, Any]:
         "contentType": CONTENT_TYPE,
         "headers": _ref("components", "schemas", "envelope.headers"),
         "payload": _ref("components", "schemas", message.routing_key),
-        "correlationId": {"description": "The AMQP property correlation_id.",
-                          "location": "$message.header#/correlation_id"},
+        "correlationId": {
+            "description": "The AMQP property correlation_id.",
+            "location": "$message.header#/correlation_id",
+        },
         "tags": [{"name": message.kind}, {"name": message.producer}],
-        "bindings": {"amqp": {"contentEncoding": CONTENT_ENCODING, "messageType": message.routing_key,
-                              "bindingVersion": AMQP_BINDING_VERSION}},
+        "bindings": {
+            "amqp": {
+                "contentEncoding": CONTENT_ENCODING,
+                "messageType": message.routing_key,
+                "bindingVersion": AMQP_BINDING_VERSION,
+            }
+        },
         "x-kind": message.kind,
         "x-producer": message.producer,
         "x-consumers": bus.consumers_for(message.routing_key),
@@ -206,15 +245,31 @@ def _dead_letter_message() -> dict[str, Any]:
 
 
 def _exchange_binding(exchange: Exchange) -> dict[str, Any]:
-    return {"is": "routingKey", "bindingVersion": AMQP_BINDING_VERSION, "exchange": {
-        "name": exchange.name, "type": exchange.type, "durable": exchange.durable,
-        "autoDelete": exchange.auto_delete, "vhost": "/"}}
+    return {
+        "is": "routingKey",
+        "bindingVersion": AMQP_BINDING_VERSION,
+        "exchange": {
+            "name": exchange.name,
+            "type": exchange.type,
+            "durable": exchange.durable,
+            "autoDelete": exchange.auto_delete,
+            "vhost": "/",
+        },
+    }
 
 
 def _queue_binding(queue: Queue) -> dict[str, Any]:
-    binding: dict[str, Any] = {"is": "queue", "bindingVersion": AMQP_BINDING_VERSION, "queue": {
-        "name": queue.name, "durable": queue.durable, "exclusive": queue.exclusive,
-        "autoDelete": queue.auto_delete, "vhost": "/"}}
+    binding: dict[str, Any] = {
+        "is": "queue",
+        "bindingVersion": AMQP_BINDING_VERSION,
+        "queue": {
+            "name": queue.name,
+            "durable": queue.durable,
+            "exclusive": queue.exclusive,
+            "autoDelete": queue.auto_delete,
+            "vhost": "/",
+        },
+    }
     if queue.queue_arguments:
         binding["x-arguments"] = dict(queue.queue_arguments)
     bound = sorted((b.exchange.name, b.routing_key or "") for b in queue.bindings or ())
@@ -256,7 +311,8 @@ def _queue_channels() -> dict[str, Any]:
             "title": f"the {consumer} queue",
             "description": (
                 f"The quorum queue of the {consumer} consumer, bound to the routing keys it handles. A message "
-                "that kills its consumer again and again is dead-lettered by the broker past the delivery limit."),
+                "that kills its consumer again and again is dead-lettered by the broker past the delivery limit."
+            ),
             "messages": _channel_messages(handled),
             "bindings": {"amqp": _queue_binding(topology.consumer_queue(consumer))},
         }
@@ -266,7 +322,8 @@ def _queue_channels() -> dict[str, Any]:
                 "title": f"a retry delay of {consumer}",
                 "description": (
                     f"A message whose handling failed for a passing reason waits out the TTL here, then goes back "
-                    f"to the {consumer} queue alone (through the default exchange), one attempt later."),
+                    f"to the {consumer} queue alone (through the default exchange), one attempt later."
+                ),
                 "messages": _channel_messages(handled),
                 "bindings": {"amqp": _queue_binding(queue)},
             }
@@ -294,8 +351,7 @@ def _dead_letter_channels() -> dict[str, Any]:
 
 
 def _publish_binding() -> dict[str, Any]:
-    return {"amqp": {"deliveryMode": 2, "timestamp": True, "mandatory": False,
-                     "bindingVersion": AMQP_BINDING_VERSION}}
+    return {"amqp": {"deliveryMode": 2, "timestamp": True, "mandatory": False, "bindingVersion": AMQP_BINDING_VERSION}}
 
 
 def _send_operations() -> dict[str, Any]:
@@ -328,8 +384,7 @@ def _receive_operations() -> dict[str, Any]:
         "action": "receive",
         "title": "the worker stores dead letters",
         "channel": _ref("channels", _queue_channel_id(topology.DEAD_LETTER_QUEUE)),
-        "messages": [_ref("channels", _queue_channel_id(topology.DEAD_LETTER_QUEUE), "messages",
-                          DEAD_LETTER_MESSAGE)],
+        "messages": [_ref("channels", _queue_channel_id(topology.DEAD_LETTER_QUEUE), "messages", DEAD_LETTER_MESSAGE)],
         "bindings": {"amqp": {"ack": True, "bindingVersion": AMQP_BINDING_VERSION}},
     }
     return operations

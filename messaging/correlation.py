@@ -10,8 +10,9 @@ import contextlib
 import logging
 import re
 import uuid
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 

@@ -70,8 +70,12 @@ def dead_letter_record(failed: FailedDelivery) -> DeadLetter:
             raise
         letter = _stored(_minimal(columns, error))
     logger.warning(
-        "dead-lettered %s from %s: %s %s", letter.routing_key, letter.queue, letter.reason,
-        printable(letter.detail)[:500], extra={"message_id": letter.message_id, "reason": letter.reason},
+        "dead-lettered %s from %s: %s %s",
+        letter.routing_key,
+        letter.queue,
+        letter.reason,
+        printable(letter.detail)[:500],
+        extra={"message_id": letter.message_id, "reason": letter.reason},
     )
     return letter
 
@@ -117,8 +121,11 @@ def _columns(failed: FailedDelivery) -> dict[str, Any]:
         # (they agree, but a message may carry a header of that name of its own).
         headers[ORIGINAL] = {**(upstream if isinstance(upstream, dict) else {}), **original}
     return {
-        **identity, "body": storable_body(failed.body), "headers": headers,
-        "detail": _text(failed.detail)[:_MAX_DETAIL], "traceback": _text(_summary_of(failed))[-_MAX_TRACEBACK:],
+        **identity,
+        "body": storable_body(failed.body),
+        "headers": headers,
+        "detail": _text(failed.detail)[:_MAX_DETAIL],
+        "traceback": _text(_summary_of(failed))[-_MAX_TRACEBACK:],
         "attempts": attempt_number(failed.attempts),
     }
 
@@ -135,8 +142,7 @@ def _minimal(columns: dict[str, Any], error: Exception) -> dict[str, Any]:
     why = printable(f"{type(error).__name__}: {error}")[:_MAX_DETAIL]
     logger.error("dead letter %s stored without its headers: %s", columns["message_id"], why)
     kept = {ORIGINAL: columns["headers"].get(ORIGINAL, {})}
-    return {**columns, "headers": {**kept, UNSTORABLE: why}, "detail": columns["detail"][:_MAX_DETAIL],
-            "traceback": ""}
+    return {**columns, "headers": {**kept, UNSTORABLE: why}, "detail": columns["detail"][:_MAX_DETAIL], "traceback": ""}
 
 
 def _stored(columns: dict[str, Any]) -> DeadLetter:
@@ -144,8 +150,9 @@ def _stored(columns: dict[str, Any]) -> DeadLetter:
     with transaction.atomic():
         existing = (
             DeadLetter.objects.select_for_update()
-            .filter(message_id=columns["message_id"], queue=columns["queue"], replayed_at__isnull=True,
-                    body=columns["body"])  # another message that took the same id is a letter of its own
+            .filter(
+                message_id=columns["message_id"], queue=columns["queue"], replayed_at__isnull=True, body=columns["body"]
+            )  # another message that took the same id is a letter of its own
             .first()
         )
         if existing is None:
@@ -169,8 +176,9 @@ def _summary_of(failed: FailedDelivery) -> str:
 
 def _fingerprint(failed: FailedDelivery) -> str:
     headers = failed.headers if isinstance(failed.headers, dict) else {}
-    stable = {key: value for key, value in headers.items()
-              if not (isinstance(key, str) and key.startswith(_VOLATILE_HEADERS))}
+    stable = {
+        key: value for key, value in headers.items() if not (isinstance(key, str) and key.startswith(_VOLATILE_HEADERS))
+    }
     parts = [printable(failed.queue), printable(failed.routing_key), storable_body(failed.body), json_safe(stable)]
     return json.dumps(parts, sort_keys=True)
 
@@ -197,7 +205,7 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
-        return value if -2**63 <= value < 2**63 else str(value)
+        return value if -(2**63) <= value < 2**63 else str(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
@@ -209,8 +217,10 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (dict, list, tuple)) and depth >= _MAX_HEADER_DEPTH:
         return _text(printable(value))
     if isinstance(value, dict):
-        return {_text(key if isinstance(key, str) else json_safe(key, depth + 1)): json_safe(item, depth + 1)
-                for key, item in value.items()}
+        return {
+            _text(key if isinstance(key, str) else json_safe(key, depth + 1)): json_safe(item, depth + 1)
+            for key, item in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [json_safe(item, depth + 1) for item in value]
     return _text(printable(value))
@@ -243,8 +253,10 @@ class ReplayPlan:
 
     def describe(self) -> str:
         dup = " (the inbox has applied it already: it will be skipped as a duplicate)" if self.inbox_duplicate else ""
-        return (f"#{self.letter.pk} {self.letter.routing_key} {self.letter.message_id} -> {self.letter.queue}: "
-                f"{self.action}{': ' + self.why if self.why else ''}{dup}")
+        return (
+            f"#{self.letter.pk} {self.letter.routing_key} {self.letter.message_id} -> {self.letter.queue}: "
+            f"{self.action}{': ' + self.why if self.why else ''}{dup}"
+        )
 
 
 def dead_letter_plan(letter: DeadLetter, *, force: bool = False) -> ReplayPlan:
@@ -264,15 +276,19 @@ def _why_not_replayable(letter: DeadLetter, *, force: bool) -> str:
     if letter.discarded_at is not None and not force:
         return "discarded; use --force to replay anyway"
     if letter.replayed_at is not None and not force:
-        return (f"already replayed at {letter.replayed_at:%Y-%m-%d %H:%M:%S} by {letter.replayed_by or '?'}; "
-                "use --force to replay again")
+        return (
+            f"already replayed at {letter.replayed_at:%Y-%m-%d %H:%M:%S} by {letter.replayed_by or '?'}; "
+            "use --force to replay again"
+        )
     if letter.queue not in bus.consumers():
         return f"{letter.queue!r} is not the queue of a consumer, so there is nowhere to send it"
     if letter.routing_key not in bus.registry()[letter.queue]:
         return f"{letter.queue} has no handler for {letter.routing_key!r}: it would only be dead-lettered again"
     if not _is_uuid(letter.message_id):
-        return (f"its message_id {letter.message_id!r} is not a UUID: a replay keeps the message's id, by which "
-                "the inbox guards its effects, and the outbox sends UUIDs only")
+        return (
+            f"its message_id {letter.message_id!r} is not a UUID: a replay keeps the message's id, by which "
+            "the inbox guards its effects, and the outbox sends UUIDs only"
+        )
     if _payload_of(letter) is None:
         return "the body is not a JSON object and can never be handled"
     return ""
@@ -316,17 +332,31 @@ def dead_letter_replay(*, letter: DeadLetter, by: str, force: bool = False) -> R
         if plan.action != "replay":
             raise ReplayRefusedError(letter, plan.why)
         headers = letter.headers if isinstance(letter.headers, dict) else {}
-        republish(message_id=letter.message_id, routing_key=letter.routing_key, payload=_payload_of(letter),
-                  target_queue=letter.queue, correlation_id=clean_id(headers.get("correlation_id")),
-                  causation_id=clean_id(headers.get("causation_id")),
-                  order_id=clean_id(headers.get("order_id"), limit=MAX_ORDER_ID_LENGTH))
+        republish(
+            message_id=letter.message_id,
+            routing_key=letter.routing_key,
+            payload=_payload_of(letter),
+            target_queue=letter.queue,
+            correlation_id=clean_id(headers.get("correlation_id")),
+            causation_id=clean_id(headers.get("causation_id")),
+            order_id=clean_id(headers.get("order_id"), limit=MAX_ORDER_ID_LENGTH),
+        )
         letter.replayed_at = timezone.now()
         letter.replayed_by = by[:150]
         letter.replay_count += 1
         letter.save(update_fields=["replayed_at", "replayed_by", "replay_count"])
-        audit_record(actor=by, action="dead_letter.replay", target=f"dead_letter:{letter.pk}",
-                     details={"message_id": letter.message_id, "routing_key": letter.routing_key,
-                              "queue": letter.queue, "forced": force, "replay_count": letter.replay_count})
+        audit_record(
+            actor=by,
+            action="dead_letter.replay",
+            target=f"dead_letter:{letter.pk}",
+            details={
+                "message_id": letter.message_id,
+                "routing_key": letter.routing_key,
+                "queue": letter.queue,
+                "forced": force,
+                "replay_count": letter.replay_count,
+            },
+        )
     logger.warning("dead letter %s replayed by %s", letter.pk, by, extra={"message_id": letter.message_id})
     return plan
 
@@ -335,8 +365,13 @@ def dead_letter_discard(*, letter: DeadLetter, by: str) -> None:
     """Mark a dead letter as looked at and not to be replayed. Audited; discarding it again changes nothing."""
     with transaction.atomic(durable=True):
         discarded = DeadLetter.objects.filter(pk=letter.pk, discarded_at__isnull=True).update(
-            discarded_at=timezone.now(), discarded_by=by[:150])
+            discarded_at=timezone.now(), discarded_by=by[:150]
+        )
         if discarded:
-            audit_record(actor=by, action="dead_letter.discard", target=f"dead_letter:{letter.pk}",
-                         details={"message_id": letter.message_id, "routing_key": letter.routing_key})
+            audit_record(
+                actor=by,
+                action="dead_letter.discard",
+                target=f"dead_letter:{letter.pk}",
+                details={"message_id": letter.message_id, "routing_key": letter.routing_key},
+            )
     logger.warning("dead letter %s discarded by %s", letter.pk, by, extra={"message_id": letter.message_id})

@@ -43,8 +43,9 @@ def decode(body: bytes | str, properties: dict[str, Any], headers: dict[str, Any
     if not message_id:
         raise InvalidEnvelopeError("message has no message_id property")
     if not usable_message_id(message_id):
-        raise InvalidEnvelopeError(f"message_id must be 1 to {MAX_MESSAGE_ID_LENGTH} printable characters, "
-                                   f"got {printable(message_id)[:200]!r}")
+        raise InvalidEnvelopeError(
+            f"message_id must be 1 to {MAX_MESSAGE_ID_LENGTH} printable characters, got {printable(message_id)[:200]!r}"
+        )
     message_type = properties.get("type") or routing_key
     if not isinstance(message_type, str):
         raise InvalidEnvelopeError(f"type must be text, got {printable(message_type)[:200]!r}")
@@ -78,7 +79,7 @@ def bounded_int(value: Any, default: int) -> int:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
         return default
-    return number if -2**63 <= number < 2**63 else default
+    return number if -(2**63) <= number < 2**63 else default
 
 
 def _payload_of(body: bytes | str) -> Any:

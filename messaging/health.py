@@ -65,15 +65,21 @@ class OutboxLag(_DatabaseCheck):
     name = "outbox_lag"
 
     def probe(self) -> None:
-        oldest = (OutboxMessage.objects.filter(published_at__isnull=True).order_by("created_at")
-                  .values_list("created_at", flat=True).first())
+        oldest = (
+            OutboxMessage.objects.filter(published_at__isnull=True)
+            .order_by("created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
         if oldest is None:
             return
         lag = (timezone.now() - oldest).total_seconds()
         if lag > settings.HEALTH_OUTBOX_LAG_MAX_S:
             pending = OutboxMessage.objects.filter(published_at__isnull=True).count()
-            raise ServiceUnavailable(f"the oldest of {pending} unpublished outbox messages is {lag:.0f}s old "
-                                     f"(limit {settings.HEALTH_OUTBOX_LAG_MAX_S:g}s)")
+            raise ServiceUnavailable(
+                f"the oldest of {pending} unpublished outbox messages is {lag:.0f}s old "
+                f"(limit {settings.HEALTH_OUTBOX_LAG_MAX_S:g}s)"
+            )
 
 
 @dataclasses.dataclass
@@ -86,11 +92,13 @@ class DeadLetters(_DatabaseCheck):
     def probe(self) -> None:
         window = settings.HEALTH_DEAD_LETTERS_WINDOW_S
         since = timezone.now() - datetime.timedelta(seconds=window)
-        new = DeadLetter.objects.filter(first_failed_at__gte=since, replayed_at__isnull=True,
-                                        discarded_at__isnull=True).count()
+        new = DeadLetter.objects.filter(
+            first_failed_at__gte=since, replayed_at__isnull=True, discarded_at__isnull=True
+        ).count()
         if new > settings.HEALTH_DEAD_LETTERS_MAX_NEW:
-            raise ServiceUnavailable(f"{new} new dead letters in the last {window:g}s "
-                                     f"(limit {settings.HEALTH_DEAD_LETTERS_MAX_NEW})")
+            raise ServiceUnavailable(
+                f"{new} new dead letters in the last {window:g}s (limit {settings.HEALTH_DEAD_LETTERS_MAX_NEW})"
+            )
 
 
 @dataclasses.dataclass
@@ -109,8 +117,10 @@ class Worker(_DatabaseCheck):
             problems.append(f"no heartbeat in the last {silence:g}s from: {', '.join(missing)}")
         stuck = stuck_loops(within_s=silence)
         if stuck:
-            problems.append(f"silent for {silence:g}s in a live worker: "
-                            + "; ".join(f"{', '.join(loops)} in {worker}" for worker, loops in sorted(stuck.items())))
+            problems.append(
+                f"silent for {silence:g}s in a live worker: "
+                + "; ".join(f"{', '.join(loops)} in {worker}" for worker, loops in sorted(stuck.items()))
+            )
         if problems:
             raise ServiceUnavailable("; ".join(problems))
 
@@ -127,17 +137,21 @@ class StuckSagas(_DatabaseCheck):
         from saga.services import flagged_sagas, overdue_sagas, sweep_grace
 
         flagged = _by_state(flagged_sagas())
-        overdue = _by_state(overdue_sagas(now=timezone.now() - sweep_grace()).exclude(
-            pk__in=flagged_sagas().values("pk")))
+        overdue = _by_state(
+            overdue_sagas(now=timezone.now() - sweep_grace()).exclude(pk__in=flagged_sagas().values("pk"))
+        )
         if sum(flagged.values()) + sum(overdue.values()) <= settings.HEALTH_STUCK_SAGAS_MAX:
             return
         parts = []
         if overdue:
-            parts.append(f"{sum(overdue.values())} sagas past their deadline ({_states(overdue)}); is the sweep "
-                         "(beat) running?")
+            parts.append(
+                f"{sum(overdue.values())} sagas past their deadline ({_states(overdue)}); is the sweep (beat) running?"
+            )
         if flagged:
-            parts.append(f"{sum(flagged.values())} sagas flagged after {settings.SAGA_COMPENSATION_MAX_ATTEMPTS} "
-                         f"compensation attempts without effect ({_states(flagged)}); see Admin → Sagas")
+            parts.append(
+                f"{sum(flagged.values())} sagas flagged after {settings.SAGA_COMPENSATION_MAX_ATTEMPTS} "
+                f"compensation attempts without effect ({_states(flagged)}); see Admin → Sagas"
+            )
         raise ServiceUnavailable(f"{'; '.join(parts)} (limit {settings.HEALTH_STUCK_SAGAS_MAX})")
 
 

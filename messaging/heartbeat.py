@@ -64,8 +64,7 @@ class Heartbeat:
         worker = worker_name()
         updated = WorkerHeartbeat.objects.filter(worker=worker, loop=self.loop).update(beat_at=beat_at)
         if not updated:
-            WorkerHeartbeat.objects.create(worker=worker, loop=self.loop, started_at=self.started_at,
-                                           beat_at=beat_at)
+            WorkerHeartbeat.objects.create(worker=worker, loop=self.loop, started_at=self.started_at, beat_at=beat_at)
         if self._first:
             # Rows of processes long gone; pruned here so that no schedule is needed for it.
             WorkerHeartbeat.objects.filter(beat_at__lt=beat_at - FORGET_AFTER).delete()
@@ -85,8 +84,11 @@ def stuck_loops(*, within_s: float) -> dict[str, list[str]]:
     beats: dict[str, list[tuple[str, bool]]] = {}
     for worker, loop, beat_at in WorkerHeartbeat.objects.values_list("worker", "loop", "beat_at"):
         beats.setdefault(worker, []).append((loop, beat_at >= since))
-    return {worker: sorted(loop for loop, live in loops if not live) for worker, loops in beats.items()
-            if any(live for _, live in loops) and not all(live for _, live in loops)}
+    return {
+        worker: sorted(loop for loop, live in loops if not live)
+        for worker, loops in beats.items()
+        if any(live for _, live in loops) and not all(live for _, live in loops)
+    }
 
 
 def required_loops() -> set[str]:

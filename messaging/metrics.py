@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Iterable, Iterator
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -119,8 +119,11 @@ def _saga_families() -> Iterator[Metric]:
             failed.add_metric([reason or "unknown"], n)
     for state, n in sorted(counts.items()):
         by_state.add_metric([state], n)
-    overdue = GaugeMetricFamily("sagaflow_sagas_overdue", "Sagas past the deadline of their state (any state, "
-                                "compensating included), or flagged after their last compensation attempt.")
+    overdue = GaugeMetricFamily(
+        "sagaflow_sagas_overdue",
+        "Sagas past the deadline of their state (any state, "
+        "compensating included), or flagged after their last compensation attempt.",
+    )
     overdue.add_metric([], stuck_sagas().count())
     yield from (started, completed, failed, cancelled, by_state, overdue)
 
@@ -128,12 +131,13 @@ def _saga_families() -> Iterator[Metric]:
 def _outbox_families() -> Iterator[Metric]:
     from messaging.models import OutboxMessage
 
-    backlog = OutboxMessage.objects.filter(published_at__isnull=True).aggregate(n=Count("pk"),
-                                                                                oldest=Min("created_at"))
+    backlog = OutboxMessage.objects.filter(published_at__isnull=True).aggregate(n=Count("pk"), oldest=Min("created_at"))
     pending = GaugeMetricFamily("sagaflow_outbox_pending", "Outbox messages not yet published.")
     pending.add_metric([], backlog["n"])
-    age = GaugeMetricFamily("sagaflow_outbox_oldest_pending_age_seconds",
-                            "Age of the oldest unpublished outbox message; 0 when there is none.")
+    age = GaugeMetricFamily(
+        "sagaflow_outbox_oldest_pending_age_seconds",
+        "Age of the oldest unpublished outbox message; 0 when there is none.",
+    )
     age.add_metric([], (timezone.now() - backlog["oldest"]).total_seconds() if backlog["oldest"] else 0.0)
     yield from (pending, age)
 
@@ -142,12 +146,20 @@ def _dead_letter_families() -> Iterator[Metric]:
     from messaging.models import DeadLetter
 
     open_ = Q(replayed_at__isnull=True, discarded_at__isnull=True)
-    rows = DeadLetter.objects.values("reason").annotate(
-        open=Count("pk", filter=open_), replayed=Count("pk", filter=Q(replayed_at__isnull=False)),
-        discarded=Count("pk", filter=Q(discarded_at__isnull=False, replayed_at__isnull=True))).order_by("reason")
-    family = GaugeMetricFamily("sagaflow_dead_letters",
-                               "Stored dead letters, by reason and status (open, replayed, discarded).",
-                               labels=["reason", "status"])
+    rows = (
+        DeadLetter.objects.values("reason")
+        .annotate(
+            open=Count("pk", filter=open_),
+            replayed=Count("pk", filter=Q(replayed_at__isnull=False)),
+            discarded=Count("pk", filter=Q(discarded_at__isnull=False, replayed_at__isnull=True)),
+        )
+        .order_by("reason")
+    )
+    family = GaugeMetricFamily(
+        "sagaflow_dead_letters",
+        "Stored dead letters, by reason and status (open, replayed, discarded).",
+        labels=["reason", "status"],
+    )
     for row in rows:
         for status in ("open", "replayed", "discarded"):
             family.add_metric([row["reason"], status], row[status])
@@ -159,11 +171,17 @@ def _heartbeat_families() -> Iterator[Metric]:
 
     now = timezone.now()
     recent = now - timedelta(days=1)
-    rows = (WorkerHeartbeat.objects.filter(beat_at__gte=recent).values("loop").annotate(last=Max("beat_at"))
-            .order_by("loop"))
-    family = GaugeMetricFamily("sagaflow_heartbeat_age_seconds",
-                               "Seconds since the freshest heartbeat of each delivery loop, in any worker.",
-                               labels=["loop"])
+    rows = (
+        WorkerHeartbeat.objects.filter(beat_at__gte=recent)
+        .values("loop")
+        .annotate(last=Max("beat_at"))
+        .order_by("loop")
+    )
+    family = GaugeMetricFamily(
+        "sagaflow_heartbeat_age_seconds",
+        "Seconds since the freshest heartbeat of each delivery loop, in any worker.",
+        labels=["loop"],
+    )
     for row in rows:
         family.add_metric([row["loop"]], (now - row["last"]).total_seconds())
     yield family
@@ -210,8 +228,7 @@ def serve_worker_metrics():
     try:
         server, _thread = start_http_server(port, addr=settings.METRICS_WORKER_ADDR, registry=worker_registry())
     except OSError as error:
-        logger.error("worker metrics not served: cannot listen on %s:%s: %s", settings.METRICS_WORKER_ADDR,
-                     port, error)
+        logger.error("worker metrics not served: cannot listen on %s:%s: %s", settings.METRICS_WORKER_ADDR, port, error)
         return None
     logger.info("worker metrics on http://%s:%s/metrics", settings.METRICS_WORKER_ADDR, port)
     return server

@@ -51,8 +51,7 @@ class OutboxMessage(models.Model):
 
     def wire_headers(self, *, attempt: int = 1) -> dict:
         """The headers every transport sends: the row's own, the causation and order ids, and the attempt."""
-        return {**self.headers, "causation_id": self.causation_id, "order_id": self.order_id,
-                ATTEMPT_HEADER: attempt}
+        return {**self.headers, "causation_id": self.causation_id, "order_id": self.order_id, ATTEMPT_HEADER: attempt}
 
 
 class InboxMessage(models.Model):

@@ -30,14 +30,16 @@ def publish(routing_key: str, payload: dict[str, Any], *, order_id: str = "") ->
         raise OutboxOutsideTransactionError(f"publish({routing_key!r}) must run inside transaction.atomic()")
     validate_payload(routing_key, payload)
     order_id = order_id or str(payload.get("order_id", ""))
-    message = sql.insert(OutboxMessage(
-        routing_key=routing_key,
-        payload=payload,
-        headers={"version": SCHEMA_VERSION},
-        correlation_id=correlation.correlation_id.get() or correlation.new_id(),
-        causation_id=correlation.message_id.get() or "",
-        order_id=order_id,
-    ))
+    message = sql.insert(
+        OutboxMessage(
+            routing_key=routing_key,
+            payload=payload,
+            headers={"version": SCHEMA_VERSION},
+            correlation_id=correlation.correlation_id.get() or correlation.new_id(),
+            causation_id=correlation.message_id.get() or "",
+            order_id=order_id,
+        )
+    )
     _wake_relay_on_commit()
     return message
 
@@ -51,8 +53,17 @@ def _wake_relay_on_commit() -> None:
         transaction.on_commit(inprocess.wake)
 
 
-def republish(*, message_id: str, routing_key: str, payload: Any, target_queue: str, correlation_id: str = "",
-              causation_id: str = "", order_id: str = "", headers: dict[str, Any] | None = None) -> OutboxMessage:
+def republish(
+    *,
+    message_id: str,
+    routing_key: str,
+    payload: Any,
+    target_queue: str,
+    correlation_id: str = "",
+    causation_id: str = "",
+    order_id: str = "",
+    headers: dict[str, Any] | None = None,
+) -> OutboxMessage:
     """Queue a stored message again, with its original id, for one consumer queue. Must run in a transaction.
 
     Used to replay dead letters: the payload is not re-validated here (the consumer validates it), and the
@@ -61,9 +72,14 @@ def republish(*, message_id: str, routing_key: str, payload: Any, target_queue: 
     if not connection.in_atomic_block:
         raise OutboxOutsideTransactionError("republish() must run inside transaction.atomic()")
     message = OutboxMessage.objects.create(
-        message_id=message_id, routing_key=routing_key, payload=payload, headers=headers or {"version": SCHEMA_VERSION},
+        message_id=message_id,
+        routing_key=routing_key,
+        payload=payload,
+        headers=headers or {"version": SCHEMA_VERSION},
         correlation_id=correlation_id or correlation.correlation_id.get() or correlation.new_id(),
-        causation_id=causation_id, order_id=order_id, target_queue=target_queue,
+        causation_id=causation_id,
+        order_id=order_id,
+        target_queue=target_queue,
     )
     _wake_relay_on_commit()
     return message

@@ -11,14 +11,13 @@ again at once for it, and the rows that notifications name go on being published
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
+import amqp
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
-import amqp
 from kombu import Connection
 
 from config import sql
@@ -67,8 +66,9 @@ class ConfirmingPublisher:
         sent: dict[int, OutboxMessage] = {}
         self.refused.clear()
         for row in rows:
-            exchange, routing_key = ("", row.target_queue) if row.target_queue else (
-                settings.MESSAGING_EXCHANGE, row.routing_key)
+            exchange, routing_key = (
+                ("", row.target_queue) if row.target_queue else (settings.MESSAGING_EXCHANGE, row.routing_key)
+            )
             self.pending.add(self.next_tag)
             sent[self.next_tag] = row
             self.next_tag += 1
@@ -80,7 +80,7 @@ class ConfirmingPublisher:
                 raise TimeoutError(f"the broker did not confirm {len(self.pending)} messages")
             try:
                 self.connection.drain_events(timeout=min(remaining, tick_s()))
-            except socket.timeout:
+            except TimeoutError:
                 pass
             # A broker gone silent is noticed by its missing heartbeats before the deadline.
             self.connection.heartbeat_tick(rate=HEARTBEAT_RATE)
@@ -95,7 +95,7 @@ class ConfirmingPublisher:
         try:
             for _ in range(100):
                 self.connection.drain_events(timeout=0)
-        except (socket.timeout, BlockingIOError):
+        except (TimeoutError, BlockingIOError):
             pass
         self.connection.heartbeat_tick(rate=HEARTBEAT_RATE)
 
@@ -112,8 +112,12 @@ def _amqp_message(row: OutboxMessage) -> amqp.Message:
     )
 
 
-def relay_once(publisher: ConfirmingPublisher, batch_size: int | None = None, ids: list[int] | None = None,
-               refusals: RefusedRows | None = None) -> int:
+def relay_once(
+    publisher: ConfirmingPublisher,
+    batch_size: int | None = None,
+    ids: list[int] | None = None,
+    refusals: RefusedRows | None = None,
+) -> int:
     """Claim a batch of unpublished rows (only those of `ids`, when given), publish them, mark published those
     the broker confirmed.
 
@@ -134,8 +138,9 @@ def relay_once(publisher: ConfirmingPublisher, batch_size: int | None = None, id
     return len(rows)
 
 
-def _published(publisher: ConfirmingPublisher,
-               rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], Exception | None]:
+def _published(
+    publisher: ConfirmingPublisher, rows: list[OutboxMessage]
+) -> tuple[list[OutboxMessage], Exception | None]:
     """The rows the broker confirmed, and the failure that kept it from confirming the others, if any."""
     try:
         confirmed, refused = publisher.publish(rows)
@@ -162,8 +167,10 @@ class RefusedRows:
             self._rows.pop(pk, None)
         for pk in refused:
             count = self._rows.get(pk, (0, 0.0))[0] + 1
-            self._rows[pk] = (count, now + doubling(settings.OUTBOX_REFUSED_BACKOFF_S,
-                                                    settings.OUTBOX_REFUSED_BACKOFF_MAX_S, count))
+            self._rows[pk] = (
+                count,
+                now + doubling(settings.OUTBOX_REFUSED_BACKOFF_S, settings.OUTBOX_REFUSED_BACKOFF_MAX_S, count),
+            )
         self.last_refused = len(refused)
 
     def held(self) -> list[int]:
@@ -206,8 +213,10 @@ def _skipping(skip: list[int], where: str) -> tuple[list, str]:
 
 
 def _mark_published(ids: list[int]) -> None:
-    sql.execute(f"UPDATE {_TABLE} SET published_at = %s WHERE id IN ({sql.placeholders(ids)})",
-                [sql.adapt(OutboxMessage, "published_at", timezone.now()), *ids])
+    sql.execute(
+        f"UPDATE {_TABLE} SET published_at = %s WHERE id IN ({sql.placeholders(ids)})",
+        [sql.adapt(OutboxMessage, "published_at", timezone.now()), *ids],
+    )
 
 
 class Relay:
@@ -254,8 +263,9 @@ class Relay:
                 if notified is None:
                     next_sweep = 0.0
                 for start in range(0, len(notified or []), settings.OUTBOX_BATCH_SIZE):
-                    relay_once(publisher, ids=notified[start:start + settings.OUTBOX_BATCH_SIZE],
-                               refusals=self.refusals)
+                    relay_once(
+                        publisher, ids=notified[start : start + settings.OUTBOX_BATCH_SIZE], refusals=self.refusals
+                    )
                 # The relay beats between its passes, once both of its connections have answered.
                 publisher.keep_alive()
                 self.heartbeat.beat()
@@ -269,8 +279,11 @@ class Relay:
         # A full batch may have left rows behind, a partial one took all there were. After a refusal the rows
         # behind wait for the next sweep rather than be offered at once to a broker that refuses; that sweep skips
         # the rows held back, so that rows for another queue are not stuck behind them.
-        while (relay_once(publisher, refusals=refusals) >= settings.OUTBOX_BATCH_SIZE and not refusals.last_refused
-               and not self.stop.is_set()):
+        while (
+            relay_once(publisher, refusals=refusals) >= settings.OUTBOX_BATCH_SIZE
+            and not refusals.last_refused
+            and not self.stop.is_set()
+        ):
             pass
         return time.monotonic() + settings.OUTBOX_SWEEP_INTERVAL_S
 

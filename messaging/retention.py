@@ -29,8 +29,11 @@ def prune_outbox(now: datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - timedelta(days=settings.OUTBOX_RETENTION_DAYS)
     deleted, after = 0, 0
     while True:
-        batch = list(OutboxMessage.objects.filter(pk__gt=after).order_by("pk")
-                     .values_list("pk", "published_at", "created_at")[:PRUNE_BATCH_SIZE])
+        batch = list(
+            OutboxMessage.objects.filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", "published_at", "created_at")[:PRUNE_BATCH_SIZE]
+        )
         if not batch:
             break
         expired = [pk for pk, published_at, _ in batch if published_at is not None and published_at < cutoff]

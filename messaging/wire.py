@@ -17,8 +17,9 @@ it came. The consumer then sees a message it can dead-letter with its reason.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from struct import unpack_from
-from typing import Any, Callable
+from typing import Any
 
 import kombu.message
 from amqp import abstract_channel, serialization
@@ -28,10 +29,19 @@ UNDECODABLE_HEADERS = "x-sagaflow-undecodable-headers"
 
 # The content-header properties of basic, in wire order: (flag bit, name, AMQP type).
 _BASIC_PROPERTIES = [
-    (0x8000, "content_type", "s"), (0x4000, "content_encoding", "s"), (0x2000, "application_headers", "F"),
-    (0x1000, "delivery_mode", "o"), (0x0800, "priority", "o"), (0x0400, "correlation_id", "s"),
-    (0x0200, "reply_to", "s"), (0x0100, "expiration", "s"), (0x0080, "message_id", "s"),
-    (0x0040, "timestamp", "L"), (0x0020, "type", "s"), (0x0010, "user_id", "s"), (0x0008, "app_id", "s"),
+    (0x8000, "content_type", "s"),
+    (0x4000, "content_encoding", "s"),
+    (0x2000, "application_headers", "F"),
+    (0x1000, "delivery_mode", "o"),
+    (0x0800, "priority", "o"),
+    (0x0400, "correlation_id", "s"),
+    (0x0200, "reply_to", "s"),
+    (0x0100, "expiration", "s"),
+    (0x0080, "message_id", "s"),
+    (0x0040, "timestamp", "L"),
+    (0x0020, "type", "s"),
+    (0x0010, "user_id", "s"),
+    (0x0008, "app_id", "s"),
     (0x0004, "cluster_id", "s"),
 ]
 # The method frames whose arguments are bits, integers and short strings only: basic.deliver, get-ok, return…
@@ -68,7 +78,7 @@ def _as_it_came(body: bytes, compression: Any) -> bytes:
 
 def tolerant_properties(buf: bytes, offset: int) -> tuple[dict[str, Any], int]:
     """Decode basic's content-header properties as py-amqp does, keeping what is not UTF-8 as bytes."""
-    flags, = unpack_from(">H", buf, offset)
+    (flags,) = unpack_from(">H", buf, offset)
     offset += 2
     properties: dict[str, Any] = {}
     for bit, name, kind in _BASIC_PROPERTIES:
@@ -101,21 +111,21 @@ def tolerant_arguments(format: str, buf: bytes, offset: int) -> tuple[list[Any],
 def _read(kind: str, buf: bytes, offset: int) -> tuple[Any, int]:
     if kind == "s":
         length = buf[offset]
-        raw = bytes(buf[offset + 1:offset + 1 + length])
+        raw = bytes(buf[offset + 1 : offset + 1 + length])
         try:
             return raw.decode("utf-8", "surrogatepass"), offset + 1 + length
         except UnicodeDecodeError:
             return raw, offset + 1 + length
     if kind == "F":
-        length, = unpack_from(">I", buf, offset)
+        (length,) = unpack_from(">I", buf, offset)
         end = offset + 4 + length
         try:
             (table,), _ = serialization.loads("F", buf, offset)
         except Exception:  # noqa: BLE001 - an odd value or a table too deep: keep its bytes instead
-            table = {UNDECODABLE_HEADERS: base64.b64encode(bytes(buf[offset + 4:end])).decode()}
+            table = {UNDECODABLE_HEADERS: base64.b64encode(bytes(buf[offset + 4 : end])).decode()}
         return table, end
     size, code = {"o": (1, ">B"), "B": (2, ">H"), "l": (4, ">I"), "L": (8, ">Q")}[kind]
-    value, = unpack_from(code, buf, offset)
+    (value,) = unpack_from(code, buf, offset)
     return value, offset + size
 
 

@@ -13,10 +13,10 @@ handled alone, as it would have been without batching.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -28,10 +28,16 @@ from messaging import bus, metrics, topology, wire
 from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, log_lost, tick_s
 from messaging.consumers import Verdict, drop_broken_connection, handle_delivery
 from messaging.correlation import clean_id, printable
-from messaging.deadletters import (ORIGINAL, FailedDelivery, dead_letter_record, letter_message_id, originals_of,
-                                   storable_body)
-from messaging.errors import is_transient
+from messaging.deadletters import (
+    ORIGINAL,
+    FailedDelivery,
+    dead_letter_record,
+    letter_message_id,
+    originals_of,
+    storable_body,
+)
 from messaging.envelope import ATTEMPT_HEADER, attempt_number
+from messaging.errors import is_transient
 from messaging.heartbeat import DEAD_LETTERS, Heartbeat
 from messaging.relay import Relay
 
@@ -90,8 +96,12 @@ class _BrokerThread(threading.Thread):
         channel.basic_qos(0, settings.MESSAGING_PREFETCH, False)
         # Not cancelled on the way out: closing or dropping the connection ends the consumer on the broker's
         # side, and a cancel would wait on a connection that may be dead.
-        Consumer(channel, queues=[self.queue()], auto_declare=False,
-                 on_message=lambda message: self._safely(self.on_message, message)).consume()
+        Consumer(
+            channel,
+            queues=[self.queue()],
+            auto_declare=False,
+            on_message=lambda message: self._safely(self.on_message, message),
+        ).consume()
         logger.info("consuming %s", self.queue_name)
 
     def _drain(self, broker: Connection) -> None:
@@ -105,7 +115,7 @@ class _BrokerThread(threading.Thread):
             self.after_deliveries(broker)
             try:
                 broker.drain_events(timeout=tick_s())
-            except socket.timeout:
+            except TimeoutError:
                 pass
             # Raises once the broker has been silent for two heartbeats. Only then does the loop beat: a beat
             # says that it goes round on a connection that lives.
@@ -149,7 +159,7 @@ class ConsumerThread(_BrokerThread):
             while len(self.received) < size:
                 try:
                     broker.drain_events(timeout=0)
-                except (socket.timeout, BlockingIOError):
+                except (TimeoutError, BlockingIOError):
                     break
             batch, self.received = self.received[:size], self.received[size:]
             metrics.BATCH_SIZE.labels(self.queue_name).observe(len(batch))
@@ -168,9 +178,12 @@ class ConsumerThread(_BrokerThread):
                         raise _SettleAlone
         except (_SettleAlone, DatabaseError) as error:
             metrics.BATCHES_SPLIT.labels(self.queue_name).inc()
-            logger.warning("a batch of %s deliveries from %s was rolled back (%s); handling each alone",
-                           len(batch), self.queue_name, "a message failed" if isinstance(error, _SettleAlone)
-                           else f"the commit failed: {type(error).__name__}")
+            logger.warning(
+                "a batch of %s deliveries from %s was rolled back (%s); handling each alone",
+                len(batch),
+                self.queue_name,
+                "a message failed" if isinstance(error, _SettleAlone) else f"the commit failed: {type(error).__name__}",
+            )
             drop_broken_connection()
             return False
         for message in batch:
@@ -191,8 +204,12 @@ class ConsumerThread(_BrokerThread):
         attempt = verdict.envelope.attempt
         headers = {**(message.headers or {}), ATTEMPT_HEADER: attempt + 1}
         self.producer.publish(
-            message.body, exchange="", routing_key=topology.retry_queue_name(self.queue_name, attempt),
-            headers=headers, retry=False, **_copied_properties(message),
+            message.body,
+            exchange="",
+            routing_key=topology.retry_queue_name(self.queue_name, attempt),
+            headers=headers,
+            retry=False,
+            **_copied_properties(message),
         )
 
     def _send_to_dead_letters(self, message: Message, verdict: Verdict) -> None:
@@ -219,8 +236,12 @@ class ConsumerThread(_BrokerThread):
             dead_letter_record(failure)
             return
         self.producer.publish(
-            _body_bytes(message), exchange=topology.DEAD_LETTER_EXCHANGE, routing_key=clean_id(failure.routing_key),
-            headers=headers, retry=False, **{**_copied_properties(message), "message_id": letter_message_id(failure)},
+            _body_bytes(message),
+            exchange=topology.DEAD_LETTER_EXCHANGE,
+            routing_key=clean_id(failure.routing_key),
+            headers=headers,
+            retry=False,
+            **{**_copied_properties(message), "message_id": letter_message_id(failure)},
         )
 
 
@@ -237,8 +258,9 @@ class DeadLetterThread(_BrokerThread):
             if not is_transient(error):
                 # The last resort, for what even a minimal letter cannot hold: dropping it silently would lose
                 # it, so say so loudly.
-                logger.critical("dead letter cannot be stored and is dropped: %s", printable(message.body[:2000]),
-                                exc_info=error)
+                logger.critical(
+                    "dead letter cannot be stored and is dropped: %s", printable(message.body[:2000]), exc_info=error
+                )
                 message.ack()
                 return
             logger.exception("could not store a dead letter; it stays queued")
@@ -250,8 +272,14 @@ class DeadLetterThread(_BrokerThread):
 
 
 def _handled(consumer: str, message: Message, *, in_batch: bool = False) -> Verdict:
-    return handle_delivery(consumer, message.body, dict(message.properties), dict(message.headers or {}),
-                           message.delivery_info.get("routing_key", ""), in_batch=in_batch)
+    return handle_delivery(
+        consumer,
+        message.body,
+        dict(message.properties),
+        dict(message.headers or {}),
+        message.delivery_info.get("routing_key", ""),
+        in_batch=in_batch,
+    )
 
 
 def _failure_from(message: Message) -> FailedDelivery:
@@ -294,8 +322,12 @@ def _body_bytes(message: Message) -> bytes:
 def _copied_properties(message: Message) -> dict[str, Any]:
     keep = ("message_id", "correlation_id", "type", "timestamp")
     properties = {k: message.properties[k] for k in keep if k in message.properties}
-    return {**properties, "content_type": message.content_type or "application/json",
-            "content_encoding": message.content_encoding or "utf-8", "delivery_mode": 2}
+    return {
+        **properties,
+        "content_type": message.content_type or "application/json",
+        "content_encoding": message.content_encoding or "utf-8",
+        "delivery_mode": 2,
+    }
 
 
 def _summary(error: BaseException | None) -> str:
@@ -321,8 +353,11 @@ class MessagingRuntime:
         unknown = set(settings.MESSAGING_CONSUMERS) - set(bus.consumers())
         if unknown:
             raise ImproperlyConfigured(f"MESSAGING_CONSUMERS names unknown consumers: {sorted(unknown)}")
-        self.threads = [ConsumerThread(name, self.stop) for name in settings.MESSAGING_CONSUMERS
-                        for _ in range(settings.MESSAGING_CONSUMER_THREADS)]
+        self.threads = [
+            ConsumerThread(name, self.stop)
+            for name in settings.MESSAGING_CONSUMERS
+            for _ in range(settings.MESSAGING_CONSUMER_THREADS)
+        ]
         self.threads.append(DeadLetterThread(topology.DEAD_LETTER_QUEUE, self.stop, loop=DEAD_LETTERS))
         self.threads.append(threading.Thread(target=Relay(self.stop).run, name="sagaflow-relay", daemon=True))
         for thread in self.threads:
@@ -340,4 +375,3 @@ class MessagingRuntime:
         left = [thread.name for thread in self.threads if thread.is_alive()]
         if left:
             logger.warning("%s did not stop within %gs; the worker exits without them", ", ".join(left), timeout)
-

@@ -11,7 +11,6 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
-
 from config.errors import DomainError
 from inventory.models import Reservation
 from orders.models import Order, OrderLine
@@ -36,8 +35,9 @@ class OrderLineInline(admin.TabularInline):
 
 def _table(headers: list[str], rows: list[tuple]) -> SafeString:
     head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
-    body = format_html_join("\n", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((c,) for c in row)),)
-                                                  for row in rows))
+    body = format_html_join(
+        "\n", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((c,) for c in row)),) for row in rows)
+    )
     return format_html('<table class="ops-table"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body)
 
 
@@ -52,14 +52,43 @@ class OrderAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["id", "customer_id", "idempotency_key"]
     ordering = ["-created_at"]
     fieldsets = [
-        (None, {"fields": ["id", "customer_id", "status", "total", "currency", "failure_reason", "failure_detail",
-                           "idempotency_key", "created_at", "updated_at", "saga_link"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "customer_id",
+                    "status",
+                    "total",
+                    "currency",
+                    "failure_reason",
+                    "failure_detail",
+                    "idempotency_key",
+                    "created_at",
+                    "updated_at",
+                    "saga_link",
+                ]
+            },
+        ),
         ("Payment and stock", {"fields": ["payment", "reservation"]}),
         ("Saga timeline", {"fields": ["timeline"]}),
     ]
-    readonly_fields = ["id", "customer_id", "status", "total", "currency", "failure_reason", "failure_detail",
-                       "idempotency_key", "created_at", "updated_at", "saga_link", "payment", "reservation",
-                       "timeline"]
+    readonly_fields = [
+        "id",
+        "customer_id",
+        "status",
+        "total",
+        "currency",
+        "failure_reason",
+        "failure_detail",
+        "idempotency_key",
+        "created_at",
+        "updated_at",
+        "saga_link",
+        "payment",
+        "reservation",
+        "timeline",
+    ]
     inlines = [OrderLineInline]
     actions = ["cancel"]
 
@@ -95,20 +124,39 @@ class OrderAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         payments = Payment.objects.filter(order_id=order.id)
         if not payments:
             return "no payment"
-        return _table(["payment", "status", "amount", "decline code", "created", "updated"], [
-            (_link("admin:payments_payment_change", p.pk, p.pk), p.status, f"{p.amount} {p.currency}",
-             p.decline_code or "-", p.created_at.isoformat(timespec="seconds"),
-             p.updated_at.isoformat(timespec="seconds")) for p in payments])
+        return _table(
+            ["payment", "status", "amount", "decline code", "created", "updated"],
+            [
+                (
+                    _link("admin:payments_payment_change", p.pk, p.pk),
+                    p.status,
+                    f"{p.amount} {p.currency}",
+                    p.decline_code or "-",
+                    p.created_at.isoformat(timespec="seconds"),
+                    p.updated_at.isoformat(timespec="seconds"),
+                )
+                for p in payments
+            ],
+        )
 
     @admin.display(description="reservation")
     def reservation(self, order: Order) -> SafeString | str:
         reservations = Reservation.objects.filter(order_id=order.id).prefetch_related("lines__product")
         if not reservations:
             return "no reservation"
-        return _table(["reservation", "status", "reason", "lines", "updated"], [
-            (_link("admin:inventory_reservation_change", r.pk, r.pk), r.status, r.reason or "-",
-             ", ".join(f"{line.product_id} × {line.quantity}" for line in r.lines.all()),
-             r.updated_at.isoformat(timespec="seconds")) for r in reservations])
+        return _table(
+            ["reservation", "status", "reason", "lines", "updated"],
+            [
+                (
+                    _link("admin:inventory_reservation_change", r.pk, r.pk),
+                    r.status,
+                    r.reason or "-",
+                    ", ".join(f"{line.product_id} × {line.quantity}" for line in r.lines.all()),
+                    r.updated_at.isoformat(timespec="seconds"),
+                )
+                for r in reservations
+            ],
+        )
 
     @admin.display(description="saga timeline")
     def timeline(self, order: Order) -> SafeString:

@@ -12,8 +12,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import (IDENTIFIER, NUL, NUL_REFUSED, Pagination, StrictCharField, StrictIntegerField, json_answer,
-                        json_text, paginated, represented, validated)
+from config.api import (
+    IDENTIFIER,
+    NUL,
+    NUL_REFUSED,
+    Pagination,
+    StrictCharField,
+    StrictIntegerField,
+    json_answer,
+    json_text,
+    paginated,
+    represented,
+    validated,
+)
 from config.auth import OrderCreateThrottle, client_of, customer_scope, may_see
 from config.errors import DomainError, NotFoundError
 from orders.models import Order
@@ -130,9 +141,16 @@ def first_answer(order: Order) -> HttpResponse:
 
 
 def saga_body(state: str, steps: list) -> dict:
-    history = [{"from_state": step.from_state or None, "to_state": step.to_state,
-                "message_type": step.message_type, "message_id": step.message_id or None, "at": step.at}
-               for step in steps]
+    history = [
+        {
+            "from_state": step.from_state or None,
+            "to_state": step.to_state,
+            "message_type": step.message_type,
+            "message_id": step.message_id or None,
+            "at": step.at,
+        }
+        for step in steps
+    ]
     return represented(SagaOutputSerializer, {"state": state, "history": history})
 
 
@@ -147,7 +165,8 @@ def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("Idempotency-Key") or None
     if key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
         raise serializers.ValidationError(
-            {"Idempotency-Key": [f"Ensure this header has no more than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]})
+            {"Idempotency-Key": [f"Ensure this header has no more than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."]}
+        )
     if key is not None and NUL in key:
         raise serializers.ValidationError({"Idempotency-Key": [NUL_REFUSED]})
     return key
@@ -169,8 +188,9 @@ def ordering_customer(request: Request, data: dict) -> str:
     if scope is None:
         return given
     if given is not None and given != scope:
-        raise CustomerMismatchError("a customer token may place orders for its own customer only",
-                                    {"customer_id": given})
+        raise CustomerMismatchError(
+            "a customer token may place orders for its own customer only", {"customer_id": given}
+        )
     return scope
 
 
@@ -181,8 +201,9 @@ class OrderListCreateApi(APIView):
     def get_throttles(self):
         return [OrderCreateThrottle()] if self.request.method == "POST" else []
 
-    @extend_schema(operation_id="orders_list", parameters=[OrderListFilterSerializer],
-                   responses=OrderOutputSerializer(many=True))
+    @extend_schema(
+        operation_id="orders_list", parameters=[OrderListFilterSerializer], responses=OrderOutputSerializer(many=True)
+    )
     def get(self, request: Request) -> Response:
         filters = validated(OrderListFilterSerializer, request.query_params)
         scope = customer_scope(request)
@@ -195,17 +216,24 @@ class OrderListCreateApi(APIView):
     @extend_schema(
         operation_id="orders_create",
         request=OrderCreateInputSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                                     description="Replays with the same key and body return the first order.")],
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Replays with the same key and body return the first order.",
+            )
+        ],
         responses={201: OrderDetailOutputSerializer},
     )
     def post(self, request: Request) -> Response:
         key = idempotency_key(request)
-        data = validated(OrderCreateInputSerializer, request.data,
-                         customer_required=customer_scope(request) is None)
+        data = validated(OrderCreateInputSerializer, request.data, customer_required=customer_scope(request) is None)
         customer_id = ordering_customer(request, data)
-        order, created = order_create(customer_id=customer_id, items=data["items"], idempotency_key=key,
-                                      answer=placed_answer)
+        order, created = order_create(
+            customer_id=customer_id, items=data["items"], idempotency_key=key, answer=placed_answer
+        )
         if created and key is None:
             return json_answer(placed_answer(order), status.HTTP_201_CREATED)
         return first_answer(order)
@@ -224,5 +252,6 @@ class OrderCancelApi(APIView):
     def post(self, request: Request, order_id) -> Response:
         order_visible(request, order_id)
         saga_cancel(order_id=str(order_id), by=client_of(request).actor)
-        return Response(represented(OrderDetailOutputSerializer, order_get(order_id=str(order_id))),
-                        status=status.HTTP_202_ACCEPTED)
+        return Response(
+            represented(OrderDetailOutputSerializer, order_get(order_id=str(order_id))), status=status.HTTP_202_ACCEPTED
+        )

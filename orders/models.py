@@ -36,8 +36,9 @@ class Order(models.Model):
     class Meta:
         ordering = ["-created_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["customer_id", "idempotency_key"],
-                                    name="order_idempotency_key_per_customer"),
+            models.UniqueConstraint(
+                fields=["customer_id", "idempotency_key"], name="order_idempotency_key_per_customer"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -21,6 +22,7 @@ from orders.models import Order, OrderLine
 from saga.services import saga_start
 
 logger = logging.getLogger(__name__)
+
 
 class UnknownSkuError(DomainError):
     code = "unknown_sku"
@@ -44,8 +46,13 @@ def order_fingerprint(*, customer_id: str, items: list[dict[str, Any]]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_key: str | None = None,
-                 answer: Callable[[Order], str] | None = None) -> tuple[Order, bool]:
+def order_create(
+    *,
+    customer_id: str,
+    items: list[dict[str, Any]],
+    idempotency_key: str | None = None,
+    answer: Callable[[Order], str] | None = None,
+) -> tuple[Order, bool]:
     """Place an order: the order, its saga and the `order.created` and `payment.process` messages commit
     together. Prices come from the catalogue now.
 
@@ -70,8 +77,14 @@ def order_create(*, customer_id: str, items: list[dict[str, Any]], idempotency_k
                 if idempotency_key and answer is not None:
                     _keep_first_answer(order, answer(order))
             # After the commit: the line says the order exists, and carries the id its messages carry.
-            logger.info("order placed for %s: %s lines, total %s %s", customer_id, len(items), order.total,
-                        order.currency, extra={"order_id": str(order.id)})
+            logger.info(
+                "order placed for %s: %s lines, total %s %s",
+                customer_id,
+                len(items),
+                order.total,
+                order.currency,
+                extra={"order_id": str(order.id)},
+            )
             return order, True
     except IntegrityError:
         # A concurrent request with the same key won the race; answer with its order.
@@ -97,21 +110,46 @@ def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str |
     unknown = sorted({line["sku"] for line in items} - set(prices))
     if unknown:
         raise UnknownSkuError("these skus are not in the catalogue", {"unknown_skus": unknown})
-    lines = [{"sku": line["sku"], "quantity": int(line["quantity"]), "unit_price": prices[line["sku"]]}
-             for line in items]
+    lines = [
+        {"sku": line["sku"], "quantity": int(line["quantity"]), "unit_price": prices[line["sku"]]} for line in items
+    ]
     total = sum((line["unit_price"] * line["quantity"] for line in lines), Decimal("0.00"))
     if total > MAX_ORDER_TOTAL:
-        raise OrderTooLargeError("the order total is larger than an order may be", {"total": f"{total:.2f}",
-                                                                                  "limit": str(MAX_ORDER_TOTAL)})
-    order = sql.insert(Order(customer_id=customer_id, total=total, currency=settings.ORDER_CURRENCY,
-                             idempotency_key=idempotency_key or None, request_fingerprint=fingerprint))
+        raise OrderTooLargeError(
+            "the order total is larger than an order may be", {"total": f"{total:.2f}", "limit": str(MAX_ORDER_TOTAL)}
+        )
+    order = sql.insert(
+        Order(
+            customer_id=customer_id,
+            total=total,
+            currency=settings.ORDER_CURRENCY,
+            idempotency_key=idempotency_key or None,
+            request_fingerprint=fingerprint,
+        )
+    )
     # Kept on the instance, so the answer to the POST needs no second read of what was just written.
     order.placed_lines = [sql.insert(OrderLine(order=order, **line)) for line in lines]
-    wire_items = [{"sku": l["sku"], "quantity": l["quantity"], "unit_price": f"{l['unit_price']:.2f}"} for l in lines]
-    created = publish("order.created", {"order_id": str(order.id), "customer_id": customer_id, "items": wire_items,
-                                        "total": f"{total:.2f}", "currency": order.currency})
-    saga, first_step = saga_start(order_id=str(order.id), customer_id=customer_id, amount=total,
-                                  currency=order.currency, items=wire_items, cause_message_id=str(created.message_id))
+    wire_items = [
+        {"sku": line["sku"], "quantity": line["quantity"], "unit_price": f"{line['unit_price']:.2f}"} for line in lines
+    ]
+    created = publish(
+        "order.created",
+        {
+            "order_id": str(order.id),
+            "customer_id": customer_id,
+            "items": wire_items,
+            "total": f"{total:.2f}",
+            "currency": order.currency,
+        },
+    )
+    saga, first_step = saga_start(
+        order_id=str(order.id),
+        customer_id=customer_id,
+        amount=total,
+        currency=order.currency,
+        items=wire_items,
+        cause_message_id=str(created.message_id),
+    )
     order.placed_saga = (saga.state, [first_step])
     return order
 
@@ -119,17 +157,28 @@ def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str |
 def _keep_first_answer(order: Order, text: str) -> None:
     # Only this column: the answer shows updated_at as it was written, and it must stay so.
     order.first_answer_text = text
-    sql.execute(f"UPDATE {sql.table(Order)} SET first_answer_text = %s WHERE id = %s",
-                [text, sql.adapt(Order, "id", order.id)])
+    sql.execute(
+        f"UPDATE {sql.table(Order)} SET first_answer_text = %s WHERE id = %s", [text, sql.adapt(Order, "id", order.id)]
+    )
 
 
 def order_finish(*, order_id: str, status: str, failure_reason: str = "", failure_detail: str = "") -> None:
     """Record how the order's saga ended: a stable code and a readable text. Called by the saga in its own
     transaction."""
     failed = status != Order.Status.COMPLETED
-    sql.execute(_FINISH, [status, sql.adapt(Order, "updated_at", timezone.now()), failure_reason if failed else "",
-                          (failure_detail or failure_reason)[:255] if failed else "", sql.adapt(Order, "id", order_id)])
+    sql.execute(
+        _FINISH,
+        [
+            status,
+            sql.adapt(Order, "updated_at", timezone.now()),
+            failure_reason if failed else "",
+            (failure_detail or failure_reason)[:255] if failed else "",
+            sql.adapt(Order, "id", order_id),
+        ],
+    )
 
 
-_FINISH = (f"UPDATE {sql.table(Order)} SET status = %s, updated_at = %s, failure_reason = %s, failure_detail = %s "
-           "WHERE id = %s")
+_FINISH = (
+    f"UPDATE {sql.table(Order)} SET status = %s, updated_at = %s, failure_reason = %s, failure_detail = %s "
+    "WHERE id = %s"
+)

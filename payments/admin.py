@@ -3,7 +3,6 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from config.admin_mixins import LargeTableMixin, ReadOnlyAdmin
-
 from payments.models import Account, ClosedOrder, LedgerEntry, Payment
 
 
@@ -21,8 +20,9 @@ class PaymentAdmin(LargeTableMixin, ReadOnlyAdmin):
 
     @admin.display(description="order", ordering="order_id")
     def order(self, payment: Payment):
-        return format_html('<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[payment.order_id]),
-                           payment.order_id)
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[payment.order_id]), payment.order_id
+        )
 
 
 @admin.register(LedgerEntry)

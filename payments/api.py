@@ -48,8 +48,9 @@ class AccountCreateApi(APIView):
     permission_classes = [IsOperator]
     error_statuses = {"POST": (409,)}
 
-    @extend_schema(operation_id="accounts_create", request=AccountCreateInputSerializer,
-                   responses={201: AccountOutputSerializer})
+    @extend_schema(
+        operation_id="accounts_create", request=AccountCreateInputSerializer, responses={201: AccountOutputSerializer}
+    )
     def post(self, request: Request) -> Response:
         account = account_create(**validated(AccountCreateInputSerializer, request.data))
         return Response(represented(AccountOutputSerializer, account), status=status.HTTP_201_CREATED)
@@ -68,8 +69,11 @@ class PaymentListApi(APIView):
     pagination_class = Pagination
     error_statuses = {"GET": (400,)}
 
-    @extend_schema(operation_id="payments_list", parameters=[PaymentListFilterSerializer],
-                   responses=PaymentOutputSerializer(many=True))
+    @extend_schema(
+        operation_id="payments_list",
+        parameters=[PaymentListFilterSerializer],
+        responses=PaymentOutputSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         filters = validated(PaymentListFilterSerializer, request.query_params)
         order_id = str(filters["order_id"]) if "order_id" in filters else None

@@ -39,14 +39,18 @@ class LedgerGateway:
             if account is None:
                 return ChargeResult(False, "unknown_account", "the customer has no account")
             return ChargeResult(False, "insufficient_funds", f"balance {account.balance} is short of {payment.amount}")
-        sql.insert(LedgerEntry(account_id=payment.customer_id, payment=payment, kind=LedgerEntry.Kind.CAPTURE,
-                               amount=payment.amount))
+        sql.insert(
+            LedgerEntry(
+                account_id=payment.customer_id, payment=payment, kind=LedgerEntry.Kind.CAPTURE, amount=payment.amount
+            )
+        )
         return ChargeResult(True)
 
     def refund(self, *, payment: Payment) -> None:
         Account.objects.filter(pk=payment.customer_id).update(balance=F("balance") + payment.amount)
-        LedgerEntry.objects.create(account_id=payment.customer_id, payment=payment, kind=LedgerEntry.Kind.REFUND,
-                                   amount=payment.amount)
+        LedgerEntry.objects.create(
+            account_id=payment.customer_id, payment=payment, kind=LedgerEntry.Kind.REFUND, amount=payment.amount
+        )
 
 
 _TAKE = f"UPDATE {sql.table(Account)} SET balance = balance - %s WHERE customer_id = %s AND balance >= %s"

@@ -10,8 +10,12 @@ from payments.services import payment_process, payment_refund
 
 def handle_payment_process(message: Envelope) -> None:
     payload = message.payload
-    payment_process(order_id=payload["order_id"], customer_id=payload["customer_id"],
-                    amount=Decimal(payload["amount"]), currency=payload["currency"])
+    payment_process(
+        order_id=payload["order_id"],
+        customer_id=payload["customer_id"],
+        amount=Decimal(payload["amount"]),
+        currency=payload["currency"],
+    )
 
 
 def handle_payment_refund(message: Envelope) -> None:

@@ -62,8 +62,11 @@ class LedgerEntry(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["payment", "kind"], condition=Q(payment__isnull=False),
-                                    name="ledger_one_capture_one_refund_per_payment"),
+            models.UniqueConstraint(
+                fields=["payment", "kind"],
+                condition=Q(payment__isnull=False),
+                name="ledger_one_capture_one_refund_per_payment",
+            ),
         ]
 
 

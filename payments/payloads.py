@@ -9,8 +9,12 @@ if TYPE_CHECKING:
 
 
 def payment_process(saga: Saga) -> dict[str, Any]:
-    return {"order_id": str(saga.order_id), "customer_id": saga.customer_id, "amount": f"{saga.amount:.2f}",
-            "currency": saga.currency}
+    return {
+        "order_id": str(saga.order_id),
+        "customer_id": saga.customer_id,
+        "amount": f"{saga.amount:.2f}",
+        "currency": saga.currency,
+    }
 
 
 PAYLOADS = {"payment.process": payment_process}

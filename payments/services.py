@@ -27,12 +27,14 @@ def account_create(*, customer_id: str, balance: Decimal) -> Account:
         with transaction.atomic(durable=True):
             return Account.objects.create(customer_id=customer_id, opening_balance=balance, balance=balance)
     except IntegrityError:
-        raise AccountExistsError(f"customer {customer_id!r} already has an account",
-                                 {"customer_id": customer_id}) from None
+        raise AccountExistsError(
+            f"customer {customer_id!r} already has an account", {"customer_id": customer_id}
+        ) from None
 
 
-def payment_process(*, order_id: str, customer_id: str, amount: Decimal, currency: str,
-                    gateway: PaymentGateway | None = None) -> Payment | None:
+def payment_process(
+    *, order_id: str, customer_id: str, amount: Decimal, currency: str, gateway: PaymentGateway | None = None
+) -> Payment | None:
     """Charge an order once. Must run in a transaction.
 
     Emits `payment.processed` or `payment.failed`. A repeat re-emits the first outcome and charges nothing;
@@ -42,8 +44,14 @@ def payment_process(*, order_id: str, customer_id: str, amount: Decimal, currenc
     payment = _payment_of(order_id)
     if payment is None:
         if sql.select_one(ClosedOrder, ["order_id"], "order_id = %s", [sql.adapt(ClosedOrder, "order_id", order_id)]):
-            publish("payment.failed", {"order_id": order_id, "code": "order_closed",
-                                       "reason": "the order was refunded before it could be charged"})
+            publish(
+                "payment.failed",
+                {
+                    "order_id": order_id,
+                    "code": "order_closed",
+                    "reason": "the order was refunded before it could be charged",
+                },
+            )
             return None
         payment = _charge(order_id, customer_id, amount, currency, gateway or default_gateway())
     _announce(payment)
@@ -60,8 +68,12 @@ def _charge(order_id: str, customer_id: str, amount: Decimal, currency: str, gat
 
 
 def _payment_of(order_id: str) -> Payment | None:
-    found = sql.select_one(Payment, ["id", "customer_id", "amount", "currency", "status", "decline_code"],
-                           "order_id = %s", [sql.adapt(Payment, "order_id", order_id)])
+    found = sql.select_one(
+        Payment,
+        ["id", "customer_id", "amount", "currency", "status", "decline_code"],
+        "order_id = %s",
+        [sql.adapt(Payment, "order_id", order_id)],
+    )
     return None if found is None else sql.loaded(Payment, order_id=order_id, **found)
 
 
@@ -74,11 +86,19 @@ _DECLINE_TEXT = {
 def _announce(payment: Payment) -> None:
     order_id = str(payment.order_id)
     if payment.status == Payment.Status.DECLINED:
-        publish("payment.failed", {"order_id": order_id, "code": payment.decline_code,
-                                   "reason": _DECLINE_TEXT.get(payment.decline_code, payment.decline_code)})
+        publish(
+            "payment.failed",
+            {
+                "order_id": order_id,
+                "code": payment.decline_code,
+                "reason": _DECLINE_TEXT.get(payment.decline_code, payment.decline_code),
+            },
+        )
     else:
-        publish("payment.processed", {"order_id": order_id, "payment_id": str(payment.id),
-                                      "amount": f"{payment.amount:.2f}"})
+        publish(
+            "payment.processed",
+            {"order_id": order_id, "payment_id": str(payment.id), "amount": f"{payment.amount:.2f}"},
+        )
 
 
 def payment_refund(*, order_id: str, reason: str, gateway: PaymentGateway | None = None) -> Payment | None:
@@ -95,11 +115,14 @@ def payment_refund(*, order_id: str, reason: str, gateway: PaymentGateway | None
         payment.status = Payment.Status.REFUNDED
         sql.update(payment, ["status"])
     refunded = payment is not None and payment.status == Payment.Status.REFUNDED
-    publish("payment.refunded", {
-        "order_id": order_id,
-        "payment_id": str(payment.id) if refunded else None,
-        "amount": f"{payment.amount:.2f}" if refunded else f"{ZERO:.2f}",
-    })
+    publish(
+        "payment.refunded",
+        {
+            "order_id": order_id,
+            "payment_id": str(payment.id) if refunded else None,
+            "amount": f"{payment.amount:.2f}" if refunded else f"{ZERO:.2f}",
+        },
+    )
     return payment
 
 

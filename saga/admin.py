@@ -15,7 +15,6 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
-
 from config.errors import DomainError
 from saga import registry
 from saga.models import Saga
@@ -33,9 +32,20 @@ def render_timeline(order_id: str) -> SafeString:
         "\n",
         '<tr class="timeline-{}"><td>{}</td><td>{}</td><td>{}</td><td><a href="{}?q={}"><code>{}</code></a></td>'
         "<td>{}</td><td>{}</td></tr>",
-        ((entry.kind.replace(" ", "-"), entry.at.isoformat(timespec="milliseconds"), entry.kind,
-          entry.message_type, outbox, entry.message_id, entry.message_id, entry.what, entry.detail)
-         for entry in entries),
+        (
+            (
+                entry.kind.replace(" ", "-"),
+                entry.at.isoformat(timespec="milliseconds"),
+                entry.kind,
+                entry.message_type,
+                outbox,
+                entry.message_id,
+                entry.message_id,
+                entry.what,
+                entry.detail,
+            )
+            for entry in entries
+        ),
     )
     return format_html(
         '<table class="saga-timeline"><thead><tr><th>at</th><th>kind</th><th>message type</th><th>message id</th>'
@@ -85,8 +95,10 @@ class CompensationFilter(admin.SimpleListFilter):
     parameter_name = "compensation"
 
     def lookups(self, request, model_admin):
-        return [("retried", "compensating, sent again"),
-                ("flagged", f"flagged: {settings.SAGA_COMPENSATION_MAX_ATTEMPTS}+ attempts without effect")]
+        return [
+            ("retried", "compensating, sent again"),
+            ("flagged", f"flagged: {settings.SAGA_COMPENSATION_MAX_ATTEMPTS}+ attempts without effect"),
+        ]
 
     def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
         if self.value() == "retried":
@@ -105,8 +117,12 @@ class StateAgeFilter(admin.SimpleListFilter):
     BANDS = {"lt1m": (None, 60), "1m-10m": (60, 600), "10m-1h": (600, 3600), "gt1h": (3600, None)}
 
     def lookups(self, request, model_admin):
-        return [("lt1m", "less than a minute"), ("1m-10m", "1 to 10 minutes"), ("10m-1h", "10 minutes to an hour"),
-                ("gt1h", "more than an hour")]
+        return [
+            ("lt1m", "less than a minute"),
+            ("1m-10m", "1 to 10 minutes"),
+            ("10m-1h", "10 minutes to an hour"),
+            ("gt1h", "more than an hour"),
+        ]
 
     def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
         if self.value() not in self.BANDS:
@@ -122,14 +138,36 @@ class StateAgeFilter(admin.SimpleListFilter):
 
 @admin.register(Saga)
 class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["order_link", "state", "failure_reason", "in_state_for", "deadline_at", "overdue",
-                    "compensation_attempts", "created_at"]
+    list_display = [
+        "order_link",
+        "state",
+        "failure_reason",
+        "in_state_for",
+        "deadline_at",
+        "overdue",
+        "compensation_attempts",
+        "created_at",
+    ]
     list_filter = [StateFilter, StuckFilter, CompensationFilter, StateAgeFilter, "failure_reason", "created_at"]
     search_fields = ["order_id", "customer_id"]
     ordering = ["-created_at"]
-    fields = ["order_link", "state", "failure_reason", "failure_detail", "state_entered_at", "deadline_at",
-              "compensation_attempts", "compensation_due_at", "customer_id", "amount", "currency", "items",
-              "created_at", "updated_at", "timeline"]
+    fields = [
+        "order_link",
+        "state",
+        "failure_reason",
+        "failure_detail",
+        "state_entered_at",
+        "deadline_at",
+        "compensation_attempts",
+        "compensation_due_at",
+        "customer_id",
+        "amount",
+        "currency",
+        "items",
+        "created_at",
+        "updated_at",
+        "timeline",
+    ]
     readonly_fields = fields
     actions = ["retry_compensation"]
 
@@ -137,8 +175,10 @@ class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         """Sending a compensation again changes what happens next, so viewing the sagas is not enough."""
         return request.user.has_perm("saga.change_saga")
 
-    @admin.action(description="Send the compensation of the selected sagas again now (refund, or release of stock)",
-                  permissions=["operate"])
+    @admin.action(
+        description="Send the compensation of the selected sagas again now (refund, or release of stock)",
+        permissions=["operate"],
+    )
     def retry_compensation(self, request, queryset: QuerySet[Saga]) -> None:
         for saga in queryset:
             try:
@@ -156,8 +196,11 @@ class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="in state for", ordering="state_entered_at")
     def in_state_for(self, saga: Saga) -> str:
         seconds = int((timezone.now() - saga.state_entered_at).total_seconds())
-        return f"{seconds // 3600}h {seconds % 3600 // 60}m {seconds % 60}s" if seconds >= 3600 else \
-            f"{seconds // 60}m {seconds % 60}s"
+        return (
+            f"{seconds // 3600}h {seconds % 3600 // 60}m {seconds % 60}s"
+            if seconds >= 3600
+            else f"{seconds // 60}m {seconds % 60}s"
+        )
 
     @admin.display(description="past deadline", boolean=True)
     def overdue(self, saga: Saga) -> bool | None:

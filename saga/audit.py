@@ -76,8 +76,10 @@ def _orders_reach_an_end(settled: bool, now: datetime, orders):
 
 def _why_stuck(saga: Saga) -> str:
     if saga.compensation_flagged:
-        return (f"in {saga.state} has sent payment.refund {saga.compensation_attempts} times without an answer "
-                f"(flagged; the sweep sends it again every {settings.SAGA_COMPENSATION_BACKOFF_MAX_S:g}s)")
+        return (
+            f"in {saga.state} has sent payment.refund {saga.compensation_attempts} times without an answer "
+            f"(flagged; the sweep sends it again every {settings.SAGA_COMPENSATION_BACKOFF_MAX_S:g}s)"
+        )
     return f"in {saga.state} past its deadline {saga.deadline_at.isoformat()}"
 
 
@@ -99,8 +101,12 @@ def _stock_still_held(settled: bool, now: datetime) -> _HeldAfterTheEnd:
     attempts = {str(order_id): n for order_id, n in held.values_list("order_id", "compensation_attempts")}
     if settled:
         return _HeldAfterTheEnd(attempts, frozenset())
-    stuck = {str(order_id) for order_id in stuck_sagas(now=now, grace=sweep_grace()).filter(
-        state__in=FINAL_STATES).values_list("order_id", flat=True)}
+    stuck = {
+        str(order_id)
+        for order_id in stuck_sagas(now=now, grace=sweep_grace())
+        .filter(state__in=FINAL_STATES)
+        .values_list("order_id", flat=True)
+    }
     return _HeldAfterTheEnd(attempts, frozenset(attempts.keys() - stuck))
 
 
@@ -132,14 +138,16 @@ def _completed_orders_paid_and_committed(orders, net: dict[str, Decimal], releas
             yield Violation(2, f"order {key}", f"total {order.total} but captured {captured[key]}, net {net[key]}")
         wanted = {line.sku: line.quantity for line in order.lines.all()}
         if committed.get(key, {}) != wanted and key not in releases.on_their_way:
-            yield Violation(2, f"order {key}",
-                            f"lines {wanted} but committed {committed.get(key, {})}{releases.note(key)}")
+            yield Violation(
+                2, f"order {key}", f"lines {wanted} but committed {committed.get(key, {})}{releases.note(key)}"
+            )
 
 
 def _failed_orders_hold_nothing(orders, net: dict[str, Decimal], releases: _HeldAfterTheEnd):
     active = _reserved_lines(Reservation.Status.ACTIVE, orders)
     for order_id in orders.filter(status__in=[Order.Status.FAILED, Order.Status.CANCELLED]).values_list(
-            "id", flat=True):
+        "id", flat=True
+    ):
         key = str(order_id)
         if net.get(key, ZERO) != ZERO:
             yield Violation(3, f"order {key}", f"ended without success but {net[key]} is still captured")
@@ -149,26 +157,37 @@ def _failed_orders_hold_nothing(orders, net: dict[str, Decimal], releases: _Held
 
 def _money_is_conserved():
     sums: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
-    for customer_id, kind, total in LedgerEntry.objects.values_list("account_id", "kind").annotate(
-            total=Sum("amount")).values_list("account_id", "kind", "total"):
+    for customer_id, kind, total in (
+        LedgerEntry.objects.values_list("account_id", "kind")
+        .annotate(total=Sum("amount"))
+        .values_list("account_id", "kind", "total")
+    ):
         sums[customer_id][kind] = total
     for account in Account.objects.all():
         s = sums[account.customer_id]
         left = account.opening_balance + s[LedgerEntry.Kind.DEPOSIT]
         right = account.balance + s[LedgerEntry.Kind.CAPTURE] - s[LedgerEntry.Kind.REFUND]
         if left != right:
-            yield Violation(4, f"account {account.customer_id}",
-                            f"opening+deposits {left} != balance+captured-refunded {right}")
+            yield Violation(
+                4, f"account {account.customer_id}", f"opening+deposits {left} != balance+captured-refunded {right}"
+            )
 
 
 def _stock_is_conserved(orders):
     moved: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for sku, kind, total in StockMovement.objects.values_list("product_id", "kind").annotate(
-            total=Sum("quantity")).values_list("product_id", "kind", "total"):
+    for sku, kind, total in (
+        StockMovement.objects.values_list("product_id", "kind")
+        .annotate(total=Sum("quantity"))
+        .values_list("product_id", "kind", "total")
+    ):
         moved[sku][kind] = total
     active: dict[str, int] = defaultdict(int)
-    for sku, total in ReservationLine.objects.filter(reservation__status=Reservation.Status.ACTIVE).values_list(
-            "product_id").annotate(total=Sum("quantity")).values_list("product_id", "total"):
+    for sku, total in (
+        ReservationLine.objects.filter(reservation__status=Reservation.Status.ACTIVE)
+        .values_list("product_id")
+        .annotate(total=Sum("quantity"))
+        .values_list("product_id", "total")
+    ):
         active[sku] = total
     completed = {str(i) for i in orders.filter(status=Order.Status.COMPLETED).values_list("id", flat=True)}
     commits = _of(orders, StockMovement.objects.filter(kind=StockMovement.Kind.COMMIT), "order_id")
@@ -179,12 +198,15 @@ def _stock_is_conserved(orders):
         m = moved[product.sku]
         came_in = m[StockMovement.Kind.INITIAL] + m[StockMovement.Kind.RESTOCK]
         if came_in != product.on_hand + m[StockMovement.Kind.COMMIT]:
-            yield Violation(5, f"product {product.sku}",
-                            f"initial+restocks {came_in} != on_hand {product.on_hand} + committed "
-                            f"{m[StockMovement.Kind.COMMIT]}")
+            yield Violation(
+                5,
+                f"product {product.sku}",
+                f"initial+restocks {came_in} != on_hand {product.on_hand} + committed {m[StockMovement.Kind.COMMIT]}",
+            )
         if product.reserved != active[product.sku]:
-            yield Violation(5, f"product {product.sku}",
-                            f"reserved {product.reserved} != active reservations {active[product.sku]}")
+            yield Violation(
+                5, f"product {product.sku}", f"reserved {product.reserved} != active reservations {active[product.sku]}"
+            )
         if product.on_hand < product.reserved:
             yield Violation(5, f"product {product.sku}", f"available {product.available} is negative")
 
@@ -204,8 +226,9 @@ def _no_message_lost(settled: bool, now: datetime, since: datetime | None):
     if since is not None:
         start = max(start, since)
     # An hour's slack: the consumer's clock may run behind the producer's.
-    seen = set(InboxMessage.objects.filter(processed_at__gte=start - timedelta(hours=1))
-               .values_list("consumer", "message_id"))
+    seen = set(
+        InboxMessage.objects.filter(processed_at__gte=start - timedelta(hours=1)).values_list("consumer", "message_id")
+    )
     dead = set(DeadLetter.objects.values_list("queue", "message_id"))
     published = OutboxMessage.objects.filter(published_at__isnull=False, created_at__gte=start)
     for message_id, routing_key, target in published.values_list("message_id", "routing_key", "target_queue"):

@@ -169,8 +169,11 @@ class SagaDefinition:
 
     @cached_property
     def held_inputs(self) -> tuple[str, ...]:
-        return tuple(step.compensation.held_input for step in self.steps
-                     if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input)
+        return tuple(
+            step.compensation.held_input
+            for step in self.steps
+            if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input
+        )
 
     @cached_property
     def emitted(self) -> tuple[str, ...]:
@@ -197,7 +200,6 @@ class SagaDefinition:
             if compensation.deadline is not None:
                 found[compensation.state] = compensation.deadline
         return found
-
 
     @cached_property
     def table(self) -> dict[tuple[str, str], Transition]:
@@ -227,8 +229,11 @@ def check(definition: SagaDefinition) -> None:
     """Raise DefinitionError unless the definition has steps, distinct states, and distinct messages."""
     if not definition.steps:
         raise DefinitionError("a saga needs at least one step")
-    for what, names in (("state", definition.states), ("input", definition.inputs),
-                        ("emitted message", definition.emitted)):
+    for what, names in (
+        ("state", definition.states),
+        ("input", definition.inputs),
+        ("emitted message", definition.emitted),
+    ):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise DefinitionError(f"{what} named more than once: {', '.join(repeated)}")
@@ -239,21 +244,34 @@ def check(definition: SagaDefinition) -> None:
         raise DefinitionError(f"{FINISH_COMPENSATION} is reserved")
 
 
-def decide(definition: SagaDefinition, state: str, message_type: str, *, failure_reason: str | None = None,
-           message_reason: str | None = None) -> Decision:
+def decide(
+    definition: SagaDefinition,
+    state: str,
+    message_type: str,
+    *,
+    failure_reason: str | None = None,
+    message_reason: str | None = None,
+) -> Decision:
     """What the saga of `definition` does with `message_type` in `state`.
 
     `failure_reason` is the saga's current one; `message_reason` the one the message carries (a failure
     code, `timeout` or the cancel's). Raises KeyError for a state or a message the definition does not have.
     """
     transition = definition.table[(state, message_type)]
-    to_state, reason = resolve(definition, state, transition, failure_reason=failure_reason,
-                               message_reason=message_reason)
+    to_state, reason = resolve(
+        definition, state, transition, failure_reason=failure_reason, message_reason=message_reason
+    )
     return Decision(state, to_state, transition.emits, reason)
 
 
-def resolve(definition: SagaDefinition, state: str, transition: Transition, *, failure_reason: str | None,
-            message_reason: str | None) -> tuple[str, str | None]:
+def resolve(
+    definition: SagaDefinition,
+    state: str,
+    transition: Transition,
+    *,
+    failure_reason: str | None,
+    message_reason: str | None,
+) -> tuple[str, str | None]:
     """The state `transition` leads to from `state`, and the saga's failure reason after it."""
     reason = message_reason if transition.records_failure else failure_reason
     to_state = state if transition.to_state is None else transition.to_state
@@ -271,12 +289,14 @@ def _pending(definition: SagaDefinition, index: int) -> dict[str, Transition]:
     step = definition.steps[index]
     moves = {step.success: _advance(definition, index)}
     # A failure reply says the step did nothing: undo the steps before it.
-    failed = _start_compensation(definition, definition.steps[:index], ends=definition.failed_state,
-                                 why=f"{step.name} failed")
+    failed = _start_compensation(
+        definition, definition.steps[:index], ends=definition.failed_state, why=f"{step.name} failed"
+    )
     moves |= {failure: failed for failure in step.failures}
     # A step that did not answer in time, or is cancelled, may still act: undo it too.
-    stopped = _start_compensation(definition, definition.steps[:index + 1], ends=FINISH_COMPENSATION,
-                                  why=f"{step.name} timed out or cancelled")
+    stopped = _start_compensation(
+        definition, definition.steps[: index + 1], ends=FINISH_COMPENSATION, why=f"{step.name} timed out or cancelled"
+    )
     return moves | {definition.timeout: stopped, definition.cancel: stopped}
 
 
@@ -323,8 +343,7 @@ def _late_successes(steps: tuple[Step, ...], *, released_too: bool) -> dict[str,
         if isinstance(step.compensation, CompensateByCommand):
             moves[step.success] = Transition(None, (step.compensation.command,), note=f"late {step.success}: undo")
         elif isinstance(step.compensation, ReleasedOnFailure) and released_too:
-            moves[step.success] = Transition(None, (step.compensation.late_command,),
-                                             note=f"late {step.success}: undo")
+            moves[step.success] = Transition(None, (step.compensation.late_command,), note=f"late {step.success}: undo")
     return moves
 
 
@@ -358,15 +377,18 @@ def state_diagram(definition: SagaDefinition) -> str:
         for to_state, label in _targets(definition, state, message, transition):
             edges.setdefault((state, to_state, transition.emits), []).append(label)
     lines = ["stateDiagram-v2", f"    [*] --> {definition.start_state}: started / {definition.first_command}"]
-    lines += [f"    {state} --> {to_state}: {', '.join(labels)} / {', '.join(emits)}"
-              for (state, to_state, emits), labels in edges.items()]
+    lines += [
+        f"    {state} --> {to_state}: {', '.join(labels)} / {', '.join(emits)}"
+        for (state, to_state, emits), labels in edges.items()
+    ]
     lines += [f"    {final} --> [*]" for final in definition.final_states]
     return "\n".join(lines) + "\n"
 
 
-def _targets(definition: SagaDefinition, state: str, message: str,
-             transition: Transition) -> list[tuple[str, str]]:
+def _targets(definition: SagaDefinition, state: str, message: str, transition: Transition) -> list[tuple[str, str]]:
     if transition.to_state != FINISH_COMPENSATION:
         return [(transition.to_state or state, message)]
-    return [(definition.failed_state, message),
-            (definition.cancelled_state, f"{message} ({definition.cancelled_reason})")]
+    return [
+        (definition.failed_state, message),
+        (definition.cancelled_state, f"{message} ({definition.cancelled_reason})"),
+    ]

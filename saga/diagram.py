@@ -50,8 +50,9 @@ def arrows() -> list[Arrow]:
 
 def _outcomes(state: State, message: str) -> list[tuple[State, tuple[str, ...], str]]:
     """Where `message` takes the saga from `state`, and what it emits; one per reason when they differ."""
-    outcomes = [(decide(state, message, failure_reason=reason, message_reason=reason), name)
-                for reason, name in _REASONS]
+    outcomes = [
+        (decide(state, message, failure_reason=reason, message_reason=reason), name) for reason, name in _REASONS
+    ]
     if len({(d.to_state, d.emits) for d, _ in outcomes}) == 1:
         decision = outcomes[0][0]
         return [(State(decision.to_state), decision.emits, "")]

@@ -9,8 +9,12 @@ from saga.services import saga_handle_reply
 
 
 def handle_reply(message: Envelope) -> None:
-    saga_handle_reply(order_id=message.payload["order_id"], message_type=message.routing_key,
-                      message_id=message.message_id, payload=message.payload)
+    saga_handle_reply(
+        order_id=message.payload["order_id"],
+        message_type=message.routing_key,
+        message_id=message.message_id,
+        payload=message.payload,
+    )
 
 
 def handlers(definition: SagaDefinition) -> dict[str, Handler]:

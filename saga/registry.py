@@ -106,8 +106,10 @@ def _order_and_reason(saga: Saga) -> dict[str, Any]:
 
 
 def _payload_builders(definition: SagaDefinition) -> dict[str, PayloadBuilder]:
-    builders: dict[str, PayloadBuilder] = {definition.completed_event: _order,
-                                           definition.failed_event: _order_and_reason}
+    builders: dict[str, PayloadBuilder] = {
+        definition.completed_event: _order,
+        definition.failed_event: _order_and_reason,
+    }
     for step in definition.steps:
         if isinstance(step.compensation, CompensateByCommand):
             builders[step.compensation.command] = _order_and_reason
@@ -116,8 +118,10 @@ def _payload_builders(definition: SagaDefinition) -> dict[str, PayloadBuilder]:
     given = _from_apps("saga_payloads")
     for step in definition.steps:
         if step.command not in given:
-            raise ImproperlyConfigured(f"no installed app builds the payload of {step.command} (step "
-                                       f"{step.name}): its AppConfig's saga_payloads() should")
+            raise ImproperlyConfigured(
+                f"no installed app builds the payload of {step.command} (step "
+                f"{step.name}): its AppConfig's saga_payloads() should"
+            )
         builders[step.command] = given[step.command]
     return builders
 
@@ -129,9 +133,11 @@ def _holds(definition: SagaDefinition) -> dict[str, HeldOrders]:
         if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input:
             late = step.compensation.late_command
             if late not in given:
-                raise ImproperlyConfigured(f"no installed app says which orders still hold what {late} undoes "
-                                           f"(the held input {step.compensation.held_input}): its AppConfig's "
-                                           "saga_holds() should")
+                raise ImproperlyConfigured(
+                    f"no installed app says which orders still hold what {late} undoes "
+                    f"(the held input {step.compensation.held_input}): its AppConfig's "
+                    "saga_holds() should"
+                )
             holds[late] = given[late]
     return holds
 

@@ -23,7 +23,12 @@ from messaging.outbox import publish
 from saga import registry
 from saga.definition import Decision, ReleasedOnFailure, SagaDefinition, decide
 from saga.models import (
-    Saga, SagaTransition, compensation_flagged, compensation_wait_s, state_deadline_s, tracks_compensation,
+    Saga,
+    SagaTransition,
+    compensation_flagged,
+    compensation_wait_s,
+    state_deadline_s,
+    tracks_compensation,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,21 +45,42 @@ class OrderNotCancellableError(ConflictError):
         super().__init__(f"the order is already {state.lower()} and can no longer be cancelled", {"state": state})
 
 
-def saga_start(*, order_id: str, customer_id: str, amount: Decimal, currency: str,
-               items: list[dict[str, Any]], cause_message_id: str = "") -> tuple[Saga, SagaTransition]:
+def saga_start(
+    *,
+    order_id: str,
+    customer_id: str,
+    amount: Decimal,
+    currency: str,
+    items: list[dict[str, Any]],
+    cause_message_id: str = "",
+) -> tuple[Saga, SagaTransition]:
     """Create the saga in its first step's pending state and emit that step's command (the order saga:
     PAYMENT_PENDING, `payment.process`). Must run in the order's transaction.
 
     Returns the saga and the first step of its timeline."""
     definition = registry.definition()
-    saga = sql.insert(Saga(
-        order_id=order_id, state=definition.start_state, state_entered_at=timezone.now(),
-        customer_id=customer_id, amount=amount, currency=currency, items=items,
-    ))
+    saga = sql.insert(
+        Saga(
+            order_id=order_id,
+            state=definition.start_state,
+            state_entered_at=timezone.now(),
+            customer_id=customer_id,
+            amount=amount,
+            currency=currency,
+            items=items,
+        )
+    )
     _emit(saga, definition.first_command)
-    first_step = sql.insert(SagaTransition(
-        saga=saga, from_state="", to_state=saga.state, message_type="order.created", message_id=cause_message_id,
-        emitted=[definition.first_command]))
+    first_step = sql.insert(
+        SagaTransition(
+            saga=saga,
+            from_state="",
+            to_state=saga.state,
+            message_type="order.created",
+            message_id=cause_message_id,
+            emitted=[definition.first_command],
+        )
+    )
     return saga, first_step
 
 
@@ -68,8 +94,14 @@ OWN_FAILURE_DETAIL = {
 }
 
 
-def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
-               message_reason: str | None = None, message_detail: str | None = None) -> Decision:
+def saga_apply(
+    *,
+    order_id: str,
+    message_type: str,
+    message_id: str = "",
+    message_reason: str | None = None,
+    message_detail: str | None = None,
+) -> Decision:
     """Apply one message to the saga of `order_id`: lock, decide, save, log, emit. Must run in a transaction.
 
     `message_reason` is the failure code a message carries, `message_detail` its readable text. Safe to
@@ -82,8 +114,9 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
     # Log lines carry the saga's state: the one found until the decision, then the one it moves to.
     correlation.saga_state.set(saga.state)
     definition = registry.definition()
-    decision = decide(definition, saga.state, message_type, failure_reason=saga.failure_reason or None,
-                      message_reason=message_reason)
+    decision = decide(
+        definition, saga.state, message_type, failure_reason=saga.failure_reason or None, message_reason=message_reason
+    )
     correlation.saga_state.set(decision.to_state)
     if not decision.changed and not decision.emits:
         logger.info("%s ignored by saga in %s: already applied or superseded", message_type, saga.state)
@@ -102,19 +135,39 @@ def saga_apply(*, order_id: str, message_type: str, message_id: str = "",
         _log_repeat(definition, saga, message_type, decision)
     for routing_key in decision.emits:
         _emit(saga, routing_key)
-    sql.insert(SagaTransition(saga_id=order_id, from_state=decision.from_state, to_state=decision.to_state,
-                              message_type=message_type, message_id=message_id, emitted=list(decision.emits)))
+    sql.insert(
+        SagaTransition(
+            saga_id=order_id,
+            from_state=decision.from_state,
+            to_state=decision.to_state,
+            message_type=message_type,
+            message_id=message_id,
+            emitted=list(decision.emits),
+        )
+    )
     if decision.changed and decision.to_state in definition.final_states:
         from orders.services import order_finish
 
-        order_finish(order_id=order_id, status=decision.to_state, failure_reason=saga.failure_reason,
-                     failure_detail=saga.failure_detail)
+        order_finish(
+            order_id=order_id,
+            status=decision.to_state,
+            failure_reason=saga.failure_reason,
+            failure_detail=saga.failure_detail,
+        )
     return decision
 
 
 # What applying a message reads of the saga, and what it writes.
-_APPLIED_FIELDS = ("state", "failure_reason", "failure_detail", "customer_id", "amount", "currency", "items",
-                   "compensation_attempts")
+_APPLIED_FIELDS = (
+    "state",
+    "failure_reason",
+    "failure_detail",
+    "customer_id",
+    "amount",
+    "currency",
+    "items",
+    "compensation_attempts",
+)
 _TRACKING_FIELDS = ("compensation_attempts", "compensation_due_at")
 _SAVED_FIELDS = ("state", "failure_reason", "failure_detail", "state_entered_at", *_TRACKING_FIELDS)
 
@@ -126,7 +179,8 @@ def _track_compensation(saga: Saga, decision: Decision, now: datetime) -> bool:
         return False
     saga.compensation_attempts = (0 if decision.changed else saga.compensation_attempts) + 1
     saga.compensation_due_at = now + timedelta(
-        seconds=compensation_wait_s(saga.compensation_attempts, state=decision.to_state))
+        seconds=compensation_wait_s(saga.compensation_attempts, state=decision.to_state)
+    )
     return True
 
 
@@ -135,12 +189,19 @@ def _log_repeat(definition: SagaDefinition, saga: Saga, message_type: str, decis
     if message_type != definition.timeout and message_type not in definition.held_inputs:
         logger.warning("late %s in %s: compensating with %s", message_type, saga.state, sent)
     elif compensation_flagged(attempt):
-        logger.error("%s sent again in %s, attempt %s: still no effect after the %s attempts allowed; flagged "
-                     "for an operator, retried every %gs", sent, saga.state, attempt,
-                     settings.SAGA_COMPENSATION_MAX_ATTEMPTS, compensation_wait_s(attempt, state=saga.state))
+        logger.error(
+            "%s sent again in %s, attempt %s: still no effect after the %s attempts allowed; flagged "
+            "for an operator, retried every %gs",
+            sent,
+            saga.state,
+            attempt,
+            settings.SAGA_COMPENSATION_MAX_ATTEMPTS,
+            compensation_wait_s(attempt, state=saga.state),
+        )
     else:
-        logger.warning("%s sent again in %s, attempt %s: the last one had no effect by its deadline", sent,
-                       saga.state, attempt)
+        logger.warning(
+            "%s sent again in %s, attempt %s: the last one had no effect by its deadline", sent, saga.state, attempt
+        )
 
 
 def _emit(saga: Saga, routing_key: str) -> None:
@@ -161,8 +222,7 @@ def saga_cancel(*, order_id: str, by: str = "system") -> Decision:
         if state in definition.final_states:
             raise OrderNotCancellableError(state)
         audit_record(actor=by, action="order.cancel", target=f"order:{order_id}", details={"saga_state": state})
-        return saga_apply(order_id=order_id, message_type=definition.cancel,
-                          message_reason=definition.cancelled_reason)
+        return saga_apply(order_id=order_id, message_type=definition.cancel, message_reason=definition.cancelled_reason)
 
 
 def overdue_sagas(*, now: datetime | None = None, order_id: str | None = None) -> QuerySet[Saga]:
@@ -193,8 +253,10 @@ def sweep_grace() -> timedelta:
 def _overdue(now: datetime, order_id: str | None = None) -> list[QuerySet[Saga]]:
     definition = registry.definition()
     late = [Q(state=state, due__lt=now) for state in definition.resending_states]
-    late += [Q(state=state, state_entered_at__lt=now - timedelta(seconds=state_deadline_s(state) or 0))
-             for state in definition.pending_states]
+    late += [
+        Q(state=state, state_entered_at__lt=now - timedelta(seconds=state_deadline_s(state) or 0))
+        for state in definition.pending_states
+    ]
     live = _with_due().filter(reduce(or_, late))
     if order_id is not None:
         live = live.filter(order_id=order_id)
@@ -204,8 +266,10 @@ def _overdue(now: datetime, order_id: str | None = None) -> list[QuerySet[Saga]]
 def _flagged() -> list[QuerySet[Saga]]:
     definition = registry.definition()
     most = settings.SAGA_COMPENSATION_MAX_ATTEMPTS
-    return [Saga.objects.filter(state__in=definition.compensating_states, compensation_attempts__gte=most),
-            *(ended.filter(compensation_attempts__gte=most) for ended in _ended_holding(definition).values())]
+    return [
+        Saga.objects.filter(state__in=definition.compensating_states, compensation_attempts__gte=most),
+        *(ended.filter(compensation_attempts__gte=most) for ended in _ended_holding(definition).values()),
+    ]
 
 
 def _union(*parts: QuerySet[Saga]) -> QuerySet[Saga]:
@@ -230,9 +294,11 @@ def ended_holding(late_command: str, order_id: str | None = None) -> QuerySet[Sa
 
 def _ended_holding(definition: SagaDefinition, order_id: str | None = None) -> dict[str, QuerySet[Saga]]:
     """For each held input of `definition`, the ended sagas the sweep raises it for."""
-    return {step.compensation.held_input: ended_holding(step.compensation.late_command, order_id)
-            for step in definition.steps
-            if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input}
+    return {
+        step.compensation.held_input: ended_holding(step.compensation.late_command, order_id)
+        for step in definition.steps
+        if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input
+    }
 
 
 def saga_sweep_timeouts(*, limit: int = 500) -> int:
@@ -288,23 +354,35 @@ def saga_retry_compensation(*, order_id: str, by: str) -> Decision:
     """
     definition = registry.definition()
     with transaction.atomic(durable=True):
-        found = Saga.objects.select_for_update().filter(order_id=order_id).values_list(
-            "state", "compensation_attempts").first()
+        found = (
+            Saga.objects.select_for_update()
+            .filter(order_id=order_id)
+            .values_list("state", "compensation_attempts")
+            .first()
+        )
         if found is None:
             raise SagaNotFoundError(f"no saga for order {order_id}")
         state, attempts = found
         message_type = None if state in definition.pending_states else _sweep_input(order_id, state)
         if message_type is None:
             raise NothingToRetryError(state)
-        audit_record(actor=by, action="saga.retry_compensation", target=f"order:{order_id}",
-                     details={"saga_state": state, "attempts_before": attempts})
+        audit_record(
+            actor=by,
+            action="saga.retry_compensation",
+            target=f"order:{order_id}",
+            details={"saga_state": state, "attempts_before": attempts},
+        )
         with correlation.bound(order_id=str(order_id), saga_state=None):
             return saga_apply(order_id=order_id, message_type=message_type, message_reason=TIMEOUT_REASON)
 
 
-def saga_handle_reply(*, order_id: str, message_type: str, message_id: str,
-                      payload: dict[str, Any]) -> Decision:
+def saga_handle_reply(*, order_id: str, message_type: str, message_id: str, payload: dict[str, Any]) -> Decision:
     """Apply a participant's reply. The failure code of a failed step becomes the order's failure reason, and
     its text the order's failure detail."""
-    return saga_apply(order_id=order_id, message_type=message_type, message_id=message_id,
-                      message_reason=payload.get("code"), message_detail=payload.get("reason"))
+    return saga_apply(
+        order_id=order_id,
+        message_type=message_type,
+        message_id=message_id,
+        message_reason=payload.get("code"),
+        message_detail=payload.get("reason"),
+    )

@@ -19,9 +19,13 @@ PAYMENT = Step(
     # Payments refuses a later charge once it has seen the refund, so a refund settles the payment even when
     # it overtakes the charge.
     compensation=CompensateByCommand(
-        command="payment.refund", reply="payment.refunded", state="COMPENSATING",
+        command="payment.refund",
+        reply="payment.refunded",
+        state="COMPENSATING",
         # A refund not answered by its deadline is sent again: a lost refund cannot strand the saga.
-        resend_on_timeout=True, deadline="SAGA_COMPENSATION_DEADLINE_S"),
+        resend_on_timeout=True,
+        deadline="SAGA_COMPENSATION_DEADLINE_S",
+    ),
 )
 
 INVENTORY = Step(

@@ -47,18 +47,21 @@ ORDER_FAILED = ORDER_SAGA.failed_event
 CANCELLED_REASON = ORDER_SAGA.cancelled_reason
 
 # Keyed by State, as the tests and the diagram read it; the services read the definition's own table.
-TABLE: dict[tuple[State, str], Transition] = {(State(state), message): transition
-                                              for (state, message), transition in ORDER_SAGA.table.items()}
+TABLE: dict[tuple[State, str], Transition] = {
+    (State(state), message): transition for (state, message), transition in ORDER_SAGA.table.items()
+}
 
 
-def decide(state: State | str, message_type: str, *, failure_reason: str | None = None,
-           message_reason: str | None = None) -> Decision:
+def decide(
+    state: State | str, message_type: str, *, failure_reason: str | None = None, message_reason: str | None = None
+) -> Decision:
     """What the order saga does with `message_type` in `state`, its states given as `State`.
 
     `failure_reason` is the saga's current one; `message_reason` the one the message carries (a payment or
     reservation failure code, `timeout` or `cancelled`). Raises ValueError for an unknown state, KeyError
     for a message the saga never hears.
     """
-    decision = decide_in(ORDER_SAGA, State(state), message_type, failure_reason=failure_reason,
-                         message_reason=message_reason)
+    decision = decide_in(
+        ORDER_SAGA, State(state), message_type, failure_reason=failure_reason, message_reason=message_reason
+    )
     return Decision(State(decision.from_state), State(decision.to_state), decision.emits, decision.failure_reason)

@@ -26,8 +26,13 @@ TEST_DATABASE = f"sagaflow_test_{RUN_ID}"
 TEST_VHOST = f"sagaflow_test_{RUN_ID}"
 UNIT_TESTS = Path(__file__).resolve().parent / "unit"
 # pytest-django's fixtures that give a test a database, or a server that needs one.
-DATABASE_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback",
-                     "live_server"}
+DATABASE_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+    "live_server",
+}
 VHOST_CREATED = pytest.StashKey[bool]()
 
 
@@ -112,8 +117,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     refused = [item.nodeid for item in items if needs_services(item)]
     if refused:
         shown = "\n  ".join(refused[:10]) + (f"\n  ... and {len(refused) - 10} more" if len(refused) > 10 else "")
-        raise pytest.UsageError("SAGAFLOW_TEST_SERVICES=none runs only tests that need no database and no "
-                                f"broker, and these do (run them with `make test`):\n  {shown}")
+        raise pytest.UsageError(
+            "SAGAFLOW_TEST_SERVICES=none runs only tests that need no database and no "
+            f"broker, and these do (run them with `make test`):\n  {shown}"
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tests.plugin import worker_database_url
 
@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = Path(os.environ.get("TEST_LOG_DIR", "/tmp/sagaflow-test-logs"))
 
 
-def wait_for(predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1,
-             message: str = "condition") -> object:
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"
+) -> object:
     """Poll until `predicate()` is truthy; fail the test with `message` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -39,8 +40,9 @@ def free_port() -> int:
 
 def process_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"DATABASE_URL": worker_database_url(), "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json",
-                "LOG_LEVEL": "info"})
+    env.update(
+        {"DATABASE_URL": worker_database_url(), "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json", "LOG_LEVEL": "info"}
+    )
     env.update(overrides)
     return env
 
@@ -56,10 +58,11 @@ class Process:
         self.log_path = LOG_DIR / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self.popen: subprocess.Popen | None = None
 
-    def start(self) -> "Process":
+    def start(self) -> Process:
         log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        self.popen = subprocess.Popen(
+            self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     def running(self) -> bool:
@@ -84,8 +87,15 @@ class Process:
 
 
 def _worker_args(name: str) -> list[str]:
-    return ["-A", "config", "worker", "--loglevel=INFO", f"--hostname={name}-{time.monotonic_ns()}@%h",
-            "--without-mingle", "--without-gossip"]
+    return [
+        "-A",
+        "config",
+        "worker",
+        "--loglevel=INFO",
+        f"--hostname={name}-{time.monotonic_ns()}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
 
 
 def celery_worker(name: str = "worker", **env: str) -> Process:

@@ -28,8 +28,8 @@ class AnswerBoundConnection(psycopg.Connection):
                 raise
             self.close()
             raise psycopg.OperationalError(
-                f"the database did not answer within {bound:g}s (DATABASE_ANSWER_TIMEOUT_S); "
-                "the connection is closed") from None
+                f"the database did not answer within {bound:g}s (DATABASE_ANSWER_TIMEOUT_S); the connection is closed"
+            ) from None
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

@@ -32,17 +32,20 @@ EMBEDDED_WARMUP_MAX = 5
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=DESCRIPTION,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--orders", type=int, default=1000, help="orders of the throughput phase (0 skips it)")
     p.add_argument("--concurrency", type=int, default=20, help="closed-loop clients of the throughput phase")
     p.add_argument("--steady-rate", type=float, default=10.0, help="orders a second of the steady phase")
     p.add_argument("--steady-seconds", type=float, default=20.0, help="length of the steady phase (0 skips it)")
     p.add_argument("--url", help="measure this running deployment instead of starting one, e.g. http://host:8000")
-    p.add_argument("--token", default=os.environ.get("SAGAFLOW_API_TOKEN"),
-                   help="bearer token for --url (env SAGAFLOW_API_TOKEN); self-started runs make their own")
-    p.add_argument("--database-url",
-                   help="with --url: the deployment's database, to poll statuses and read the relay lag")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SAGAFLOW_API_TOKEN"),
+        help="bearer token for --url (env SAGAFLOW_API_TOKEN); self-started runs make their own",
+    )
+    p.add_argument(
+        "--database-url", help="with --url: the deployment's database, to poll statuses and read the relay lag"
+    )
     p.add_argument("--embedded-orders", type=int, default=100, help="orders of the embedded phase")
     p.add_argument("--embedded-concurrency", type=int, default=1, help="closed-loop clients, embedded phase")
     p.add_argument("--skip-embedded", action="store_true", help="do not measure the embedded default")
@@ -50,18 +53,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gunicorn-workers", type=int, default=2, help="gunicorn -w of the production web")
     p.add_argument("--gunicorn-threads", type=int, default=4, help="gunicorn --threads of the production web")
     p.add_argument("--celery-workers", type=int, default=1, help="`celery -A config worker` processes to start")
-    p.add_argument("--split-consumers", action="store_true",
-                   help="start --celery-workers workers for each consumer (MESSAGING_CONSUMERS=one of them)")
+    p.add_argument(
+        "--split-consumers",
+        action="store_true",
+        help="start --celery-workers workers for each consumer (MESSAGING_CONSUMERS=one of them)",
+    )
     p.add_argument("--customers", type=int, default=20, help="accounts the orders of a phase are spread over")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured orders placed before the first phase")
-    p.add_argument("--poll-interval", type=float,
-                   help="seconds between the poller's questions (default 0.005 from the database, 0.05 over HTTP)")
-    p.add_argument("--phase-timeout", type=float, default=120.0,
-                   help="seconds to wait for the last orders of a phase to become final")
-    p.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", "postgres://root@127.0.0.1:5432"),
-                   help="PostgreSQL server of the self-started topology (env BENCH_POSTGRES_URL)")
-    p.add_argument("--amqp-url", default=os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672"),
-                   help="RabbitMQ server of the self-started topology (env BENCH_AMQP_URL)")
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        help="seconds between the poller's questions (default 0.005 from the database, 0.05 over HTTP)",
+    )
+    p.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the last orders of a phase to become final",
+    )
+    p.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://root@127.0.0.1:5432"),
+        help="PostgreSQL server of the self-started topology (env BENCH_POSTGRES_URL)",
+    )
+    p.add_argument(
+        "--amqp-url",
+        default=os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672"),
+        help="RabbitMQ server of the self-started topology (env BENCH_AMQP_URL)",
+    )
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs even when all went well")
     args = p.parse_args(argv)
     if min(args.concurrency, args.embedded_concurrency, args.customers, args.celery_workers) < 1:
@@ -92,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def new_results(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     results: dict[str, Any] = {
-        "run_id": run_id, "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "mode": "url" if args.url else "self-started", "options": vars(args),
+        "run_id": run_id,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "mode": "url" if args.url else "self-started",
+        "options": vars(args),
         "host": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_before": loadavg()},
         "phases": {},
     }
@@ -101,8 +122,7 @@ def new_results(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     return results
 
 
-def run(args: argparse.Namespace, run_id: str, log_dir: Path, stop: threading.Event,
-        results: dict[str, Any]) -> bool:
+def run(args: argparse.Namespace, run_id: str, log_dir: Path, stop: threading.Event, results: dict[str, Any]) -> bool:
     """Measures into `results`; False when interrupted or broken, which it says."""
     ok = False
     try:
@@ -126,8 +146,9 @@ def run(args: argparse.Namespace, run_id: str, log_dir: Path, stop: threading.Ev
     return ok
 
 
-def run_production(args: argparse.Namespace, run_id: str, log_dir: Path, stop: threading.Event,
-                   results: dict[str, Any]) -> None:
+def run_production(
+    args: argparse.Namespace, run_id: str, log_dir: Path, stop: threading.Event, results: dict[str, Any]
+) -> None:
     kinds = wanted(PRODUCTION_PHASES, args)
     if not kinds:
         return
@@ -137,9 +158,11 @@ def run_production(args: argparse.Namespace, run_id: str, log_dir: Path, stop: t
         results["phases"].update(measure(deployment, kinds, args, run_id, args.warmup, stop))
         return
     production = ProductionDeployment(args, run_id, log_dir)
-    say(f"starting the production topology: database and vhost {production.db_name}, gunicorn "
+    say(
+        f"starting the production topology: database and vhost {production.db_name}, gunicorn "
         f"-w {args.gunicorn_workers} --threads {args.gunicorn_threads}, {args.celery_workers} celery worker(s)"
-        f"{' for each consumer' if args.split_consumers else ''}, celery beat")
+        f"{' for each consumer' if args.split_consumers else ''}, celery beat"
+    )
     try:
         production.start()
         say("  measuring the raw parts: PostgreSQL transactions, RabbitMQ publishes and consumes ...")
@@ -151,8 +174,9 @@ def run_production(args: argparse.Namespace, run_id: str, log_dir: Path, stop: t
             production.stop()
 
 
-def run_embedded(args: argparse.Namespace, run_id: str, log_dir: Path, stop: threading.Event,
-                 results: dict[str, Any]) -> None:
+def run_embedded(
+    args: argparse.Namespace, run_id: str, log_dir: Path, stop: threading.Event, results: dict[str, Any]
+) -> None:
     deployment = EmbeddedDeployment(log_dir)
     say("starting the embedded default: gunicorn config.wsgi -w 1 --threads 8, SQLite, in-process transport")
     try:

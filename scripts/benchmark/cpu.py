@@ -28,7 +28,7 @@ def proc_times(pid: int, *, with_reaped_children: bool = True) -> tuple[int, int
     with open(f"/proc/{pid}/stat", "rb") as f:
         rest = f.read().rsplit(b")", 1)[1].split()
     # rest[0] is field 3 (state): field n of proc(5) is rest[n - 3].
-    return int(rest[1]), sum(int(x) for x in rest[11:15 if with_reaped_children else 13])
+    return int(rest[1]), sum(int(x) for x in rest[11 : 15 if with_reaped_children else 13])
 
 
 def process_table() -> dict[int, tuple[int, int]]:

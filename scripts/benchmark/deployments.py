@@ -104,8 +104,10 @@ class Deployment:
             return
         deadline, last = time.monotonic() + 15, None
         while time.monotonic() < deadline:
-            now = self.query("SELECT (SELECT count(*) FROM messaging_outboxmessage WHERE published_at IS NULL),"
-                             " (SELECT count(*) FROM messaging_inboxmessage)")[0]
+            now = self.query(
+                "SELECT (SELECT count(*) FROM messaging_outboxmessage WHERE published_at IS NULL),"
+                " (SELECT count(*) FROM messaging_inboxmessage)"
+            )[0]
             if now == last and now[0] == 0:
                 return
             last = now
@@ -124,8 +126,11 @@ class Deployment:
         """(published_at - created_at in ms of the published rows, count of rows not yet published)."""
         if self.database_url is None or not order_ids:
             return None
-        rows = self.query("SELECT EXTRACT(EPOCH FROM (published_at - created_at)) * 1000 "
-                          "FROM messaging_outboxmessage WHERE order_id = ANY(%s)", (order_ids,))
+        rows = self.query(
+            "SELECT EXTRACT(EPOCH FROM (published_at - created_at)) * 1000 "
+            "FROM messaging_outboxmessage WHERE order_id = ANY(%s)",
+            (order_ids,),
+        )
         lags = [float(lag) for (lag,) in rows if lag is not None]
         return lags, len(rows) - len(lags)
 
@@ -175,8 +180,20 @@ class ProductionDeployment(Deployment):
         self.children = [
             gunicorn(env, self.log_dir, int(port), self.args.gunicorn_workers, self.args.gunicorn_threads),
             *self._workers(env),
-            Child("beat", [sys.executable, "-m", "celery", "-A", "config", "beat",
-                           f"--schedule={self.log_dir / 'beat-schedule'}"], env, self.log_dir).start(),
+            Child(
+                "beat",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "beat",
+                    f"--schedule={self.log_dir / 'beat-schedule'}",
+                ],
+                env,
+                self.log_dir,
+            ).start(),
         ]
         wait_until(lambda: healthy(self.base_url), "/health to answer 200", 60, self.children)
         wait_until(self._consuming, "the worker to consume payments, inventory and saga", 60, self.children)
@@ -188,18 +205,36 @@ class ProductionDeployment(Deployment):
         for consumers in groups:
             for i in range(1, self.args.celery_workers + 1):
                 name = f"worker-{'-'.join(consumers) if self.args.split_consumers else 'all'}-{i}"
-                args = [sys.executable, "-m", "celery", "-A", "config", "worker", "--without-mingle",
-                        "--without-gossip", f"--hostname={name}-{self.vhost}@%h"]
-                workers.append(Child("worker", args, {**env, "MESSAGING_CONSUMERS": ",".join(consumers)},
-                                     self.log_dir, name=name).start())
+                args = [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--without-mingle",
+                    "--without-gossip",
+                    f"--hostname={name}-{self.vhost}@%h",
+                ]
+                workers.append(
+                    Child(
+                        "worker", args, {**env, "MESSAGING_CONSUMERS": ",".join(consumers)}, self.log_dir, name=name
+                    ).start()
+                )
         return workers
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({"DATABASE_URL": self.database_url, "BROKER_URL": f"{self.args.amqp_url.rstrip('/')}/{self.vhost}",
-                    "SECRET_KEY": os.environ.get("SECRET_KEY") or self.secret_key, "PYTHONUNBUFFERED": "1",
-                    # The bench is one operator placing every order: its order rate must not be throttled.
-                    "API_OPERATOR_ORDER_RATE": "off"})
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "BROKER_URL": f"{self.args.amqp_url.rstrip('/')}/{self.vhost}",
+                "SECRET_KEY": os.environ.get("SECRET_KEY") or self.secret_key,
+                "PYTHONUNBUFFERED": "1",
+                # The bench is one operator placing every order: its order rate must not be throttled.
+                "API_OPERATOR_ORDER_RATE": "off",
+            }
+        )
         return env
 
     def _create_database(self) -> None:
@@ -225,8 +260,13 @@ class ProductionDeployment(Deployment):
     def cpu_sample(self) -> dict[str, dict[int, int]]:
         sample = super().cpu_sample() or {}
         table = process_table()
-        backends = [pid for (pid,) in self.query("SELECT pid FROM pg_stat_activity WHERE datname = %s "
-                                                 "AND application_name <> %s", (self.db_name, BENCH_APP))]
+        backends = [
+            pid
+            for (pid,) in self.query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name <> %s",
+                (self.db_name, BENCH_APP),
+            )
+        ]
         sample["postgres backends"] = {pid: table[pid][1] for pid in backends if pid in table}
         sample[SHARED_RABBITMQ] = {pid: table[pid][1] for pid in pids_named("beam.smp") if pid in table}
         return sample
@@ -282,14 +322,21 @@ class EmbeddedDeployment(Deployment):
 
     def settle(self) -> None:
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.query(
-                "SELECT count(*) FROM messaging_outboxmessage WHERE published_at IS NULL")[0][0]:
+        while (
+            time.monotonic() < deadline
+            and self.query("SELECT count(*) FROM messaging_outboxmessage WHERE published_at IS NULL")[0][0]
+        ):
             time.sleep(0.1)
 
     def relay_lags_ms(self, order_ids: list[str]) -> tuple[list[float], int] | None:
         marks = ",".join("?" * len(order_ids))
-        rows = self.query(f"SELECT created_at, published_at FROM messaging_outboxmessage "
-                          f"WHERE order_id IN ({marks})", tuple(order_ids))
-        lags = [(dt.datetime.fromisoformat(p) - dt.datetime.fromisoformat(c)).total_seconds() * 1000
-                for c, p in rows if p is not None]
+        rows = self.query(
+            f"SELECT created_at, published_at FROM messaging_outboxmessage WHERE order_id IN ({marks})",
+            tuple(order_ids),
+        )
+        lags = [
+            (dt.datetime.fromisoformat(p) - dt.datetime.fromisoformat(c)).total_seconds() * 1000
+            for c, p in rows
+            if p is not None
+        ]
         return lags, len(rows) - len(lags)

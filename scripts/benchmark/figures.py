@@ -13,13 +13,20 @@ if TYPE_CHECKING:
     from .polling import Poller
 
 
-def phase_figures(phase: Phase, deployment: Deployment, poller: Poller, cpu: dict[str, float] | None,
-                  settings: dict[str, Any]) -> dict[str, Any]:
+def phase_figures(
+    phase: Phase, deployment: Deployment, poller: Poller, cpu: dict[str, float] | None, settings: dict[str, Any]
+) -> dict[str, Any]:
     """Outcomes, rates and latencies, the database's stamps (lags, hops) and CPU seconds (when measured)."""
     placed = [r for r in phase.records if r.order_id]
     finals = [r for r in placed if r.final_stamp is not None]
-    figures = {"label": phase.label, **settings, **outcomes(phase.records), **timings(phase),
-               "poll_requests": poller.requests, "poll_errors": poller.errors}
+    figures = {
+        "label": phase.label,
+        **settings,
+        **outcomes(phase.records),
+        **timings(phase),
+        "poll_requests": poller.requests,
+        "poll_errors": poller.errors,
+    }
     figures.update(database_figures(deployment, [r.order_id for r in placed]))
     if cpu is not None:
         figures.update(cpu_figures(cpu, sagas=len(finals), seconds=phase.ended - phase.started))
@@ -36,10 +43,14 @@ def outcomes(records: list[OrderRecord]) -> dict[str, Any]:
         if r.status in {"FAILED", "CANCELLED"}:
             reasons[r.failure_reason or "?"] = reasons.get(r.failure_reason or "?", 0) + 1
     return {
-        "orders_posted": len(records), "post_errors": sum(1 for r in records if r.error),
+        "orders_posted": len(records),
+        "post_errors": sum(1 for r in records if r.error),
         "post_error_examples": sorted({r.error for r in records if r.error})[:3],
-        "completed": statuses["COMPLETED"], "failed": statuses["FAILED"], "cancelled": statuses["CANCELLED"],
-        "not_final": len(placed) - sum(1 for r in placed if r.final_stamp is not None), "failure_reasons": reasons,
+        "completed": statuses["COMPLETED"],
+        "failed": statuses["FAILED"],
+        "cancelled": statuses["CANCELLED"],
+        "not_final": len(placed) - sum(1 for r in placed if r.final_stamp is not None),
+        "failure_reasons": reasons,
     }
 
 
@@ -55,13 +66,16 @@ def timings(phase: Phase) -> dict[str, Any]:
     last_final = max((r.final_stamp for r in finals if r.final_stamp is not None), default=phase.ended)
     window = max(last_final - first_post, 1e-9)
     return {
-        "window_s": round(window, 3), "wall_s": round(phase.ended - phase.started, 3),
+        "window_s": round(window, 3),
+        "wall_s": round(phase.ended - phase.started, 3),
         "sagas_per_s": per_second(len(finals), window),
         "post_latency_ms": spread([(r.post_end - r.post_start) * 1000 for r in placed]),
-        "post_to_final_ms": spread([(r.final_stamp - r.post_start) * 1000 for r in finals
-                                    if r.final_stamp is not None]),
-        "post_to_final_observed_ms": spread([(r.observed_final - r.post_start) * 1000
-                                             for r in placed if r.observed_final is not None]),
+        "post_to_final_ms": spread(
+            [(r.final_stamp - r.post_start) * 1000 for r in finals if r.final_stamp is not None]
+        ),
+        "post_to_final_observed_ms": spread(
+            [(r.observed_final - r.post_start) * 1000 for r in placed if r.observed_final is not None]
+        ),
     }
 
 

@@ -23,8 +23,9 @@ def place_order(api: Api, poller: Poller, customer_id: str, sku: str) -> OrderRe
     """POSTs one order of one item; a refused or failed POST is recorded with its error, never raised."""
     record = OrderRecord(customer_id=customer_id, post_start=time.time())
     try:
-        status, content = api.request("POST", "/api/orders", {"customer_id": customer_id,
-                                                              "items": [{"sku": sku, "quantity": 1}]})
+        status, content = api.request(
+            "POST", "/api/orders", {"customer_id": customer_id, "items": [{"sku": sku, "quantity": 1}]}
+        )
         record.http_status = status
         if status == 201:
             record.order_id = json.loads(content)["id"]
@@ -38,8 +39,9 @@ def place_order(api: Api, poller: Poller, customer_id: str, sku: str) -> OrderRe
     return record
 
 
-def run_closed_loop(api: Api, poller: Poller, phase: Phase, orders: int, concurrency: int, timeout: float,
-                    stop: threading.Event) -> None:
+def run_closed_loop(
+    api: Api, poller: Poller, phase: Phase, orders: int, concurrency: int, timeout: float, stop: threading.Event
+) -> None:
     """`concurrency` clients; each places an order and waits for it to be final before the next."""
     counter, lock = itertools.count(), threading.Lock()
 
@@ -59,8 +61,7 @@ def run_closed_loop(api: Api, poller: Poller, phase: Phase, orders: int, concurr
     join_all(start_threads(client, concurrency))
 
 
-def run_open_loop(api: Api, poller: Poller, phase: Phase, rate: float, seconds: float,
-                  stop: threading.Event) -> None:
+def run_open_loop(api: Api, poller: Poller, phase: Phase, rate: float, seconds: float, stop: threading.Event) -> None:
     """Orders sent on a fixed schedule, whatever the system's answers, by a pool of posting threads."""
     jobs: queue.Queue[int | None] = queue.Queue()
     posters = 16

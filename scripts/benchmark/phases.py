@@ -85,15 +85,16 @@ class Embedded(PhaseKind):
         return args.embedded_orders
 
     def label(self, args: argparse.Namespace) -> str:
-        return (f"embedded: {args.embedded_orders} orders, {args.embedded_concurrency} closed-loop client(s), "
-                "SQLite, in-process transport")
+        return (
+            f"embedded: {args.embedded_orders} orders, {args.embedded_concurrency} closed-loop client(s), "
+            "SQLite, in-process transport"
+        )
 
     def settings(self, args: argparse.Namespace) -> dict[str, Any]:
         return {"orders": args.embedded_orders, "concurrency": args.embedded_concurrency}
 
     def load(self, api: Api, poller: Poller, phase: Phase, args: argparse.Namespace, stop: threading.Event) -> None:
-        run_closed_loop(api, poller, phase, args.embedded_orders, args.embedded_concurrency, args.phase_timeout,
-                        stop)
+        run_closed_loop(api, poller, phase, args.embedded_orders, args.embedded_concurrency, args.phase_timeout, stop)
 
 
 # Against the production topology (self-started or --url), then against the embedded default.

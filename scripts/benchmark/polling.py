@@ -50,8 +50,9 @@ class PostgresStatusReader(StatusReader):
         self.conn = pg_connect(database_url)
 
     def final_among(self, order_ids: list[str]) -> set[str]:
-        rows = self.conn.execute("SELECT id::text FROM orders_order WHERE id = ANY(%s::uuid[]) "
-                                 "AND status <> 'PENDING'", (order_ids,)).fetchall()
+        rows = self.conn.execute(
+            "SELECT id::text FROM orders_order WHERE id = ANY(%s::uuid[]) AND status <> 'PENDING'", (order_ids,)
+        ).fetchall()
         return {order_id for (order_id,) in rows}
 
     def close(self) -> None:
@@ -67,8 +68,9 @@ class SqliteStatusReader(StatusReader):
     def final_among(self, order_ids: list[str]) -> set[str]:
         by_hex = {uuid.UUID(order_id).hex: order_id for order_id in order_ids}  # Django stores hex there
         marks = ",".join("?" * len(by_hex))
-        rows = self.conn.execute(f"SELECT id FROM orders_order WHERE status <> 'PENDING' AND id IN ({marks})",
-                                 tuple(by_hex)).fetchall()
+        rows = self.conn.execute(
+            f"SELECT id FROM orders_order WHERE status <> 'PENDING' AND id IN ({marks})", tuple(by_hex)
+        ).fetchall()
         return {by_hex[order_id] for (order_id,) in rows}
 
     def close(self) -> None:

@@ -26,23 +26,29 @@ def measure_raw_parts(database_url: str, broker_url: str, seconds: float = 1.5) 
     Single-threaded rates of 2-row transactions (fsync on), of persistent messages confirmed one at a time and
     with a window, all on a quorum queue as the product's, and of messages consumed and acked through kombu.
     """
-    rates = {"pg_two_row_transactions_per_s": pg_two_row_transactions_per_s(database_url, seconds),
-             **amqp_rates(broker_url, seconds)}
+    rates = {
+        "pg_two_row_transactions_per_s": pg_two_row_transactions_per_s(database_url, seconds),
+        **amqp_rates(broker_url, seconds),
+    }
     rates["one_sagas_share_ms"] = saga_share_ms(rates)
     return {key: round(value, 2) for key, value in rates.items()}
 
 
 def saga_share_ms(rates: dict[str, float]) -> float:
     """Milliseconds of one saga's transactions, windowed publishes and deliveries at the measured rates."""
-    return 1000 * (SAGA_TRANSACTIONS / rates["pg_two_row_transactions_per_s"]
-                   + SAGA_PUBLISHES / rates["amqp_confirmed_publishes_windowed_per_s"]
-                   + SAGA_DELIVERIES / rates["kombu_consumed_per_s"])
+    return 1000 * (
+        SAGA_TRANSACTIONS / rates["pg_two_row_transactions_per_s"]
+        + SAGA_PUBLISHES / rates["amqp_confirmed_publishes_windowed_per_s"]
+        + SAGA_DELIVERIES / rates["kombu_consumed_per_s"]
+    )
 
 
 def pg_two_row_transactions_per_s(database_url: str, seconds: float) -> float:
     with pg_connect(database_url) as conn:
-        conn.execute("CREATE TABLE bench_probe (id bigserial PRIMARY KEY, body jsonb NOT NULL, "
-                     "at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(
+            "CREATE TABLE bench_probe (id bigserial PRIMARY KEY, body jsonb NOT NULL, "
+            "at timestamptz NOT NULL DEFAULT now())"
+        )
         try:
             conn.autocommit = False
             done, started = 0, time.perf_counter()
@@ -70,9 +76,11 @@ def amqp_rates(broker_url: str, seconds: float) -> dict[str, float]:
             body = json.dumps({"order_id": str(uuid.uuid4()), "amount": "10.00"}).encode()
             one_at_a_time, one_at_a_time_rate = publish_one_at_a_time(channel, body, seconds)
             windowed, windowed_rate = publish_windowed(broker, channel, body, seconds, already=one_at_a_time)
-            return {"amqp_confirmed_publishes_one_at_a_time_per_s": one_at_a_time_rate,
-                    "amqp_confirmed_publishes_windowed_per_s": windowed_rate,
-                    "kombu_consumed_per_s": consumed_per_s(broker, one_at_a_time + windowed)}
+            return {
+                "amqp_confirmed_publishes_one_at_a_time_per_s": one_at_a_time_rate,
+                "amqp_confirmed_publishes_windowed_per_s": windowed_rate,
+                "kombu_consumed_per_s": consumed_per_s(broker, one_at_a_time + windowed),
+            }
         finally:
             broker.channel().queue_delete(PROBE_QUEUE)
 

@@ -24,47 +24,65 @@ def hop_line(stages: dict[str, dict[str, Any]]) -> str:
 
 def summary_line(name: str, f: dict[str, Any]) -> str:
     lag = f.get("relay_lag_ms") or f.get("dispatch_lag_ms")
-    return (f"  [{name}] done: {f['completed']} completed, {f['failed']} failed, {f['cancelled']} cancelled, "
-            f"{f['not_final']} not final, {f['post_errors']} POST errors; {f['sagas_per_s']} sagas/s; "
-            f"POST p50/p90/p99 {ms(f['post_latency_ms'], 'p50', 'p90', 'p99')} ms; "
-            f"POST-to-final {ms(f['post_to_final_ms'], 'p50', 'p90', 'p99')} ms "
-            f"(observed {ms(f['post_to_final_observed_ms'], 'p50', 'p90', 'p99')}); "
-            f"lag p50/p99 {ms(lag, 'p50', 'p99')} ms")
+    return (
+        f"  [{name}] done: {f['completed']} completed, {f['failed']} failed, {f['cancelled']} cancelled, "
+        f"{f['not_final']} not final, {f['post_errors']} POST errors; {f['sagas_per_s']} sagas/s; "
+        f"POST p50/p90/p99 {ms(f['post_latency_ms'], 'p50', 'p90', 'p99')} ms; "
+        f"POST-to-final {ms(f['post_to_final_ms'], 'p50', 'p90', 'p99')} ms "
+        f"(observed {ms(f['post_to_final_observed_ms'], 'p50', 'p90', 'p99')}); "
+        f"lag p50/p99 {ms(lag, 'p50', 'p99')} ms"
+    )
 
 
 def report(results: dict[str, Any]) -> None:
     """Prints the summary of the run: a table of the phases, CPU, where the time goes, raw parts, targets."""
     say("\n== sagaflow benchmark ==")
     host = results["host"]
-    say(f"{host['cpus']} CPUs; load average {host['loadavg_before']} before, {host['loadavg_after']} after. "
-        "Other work on this machine (tests, builds) makes every figure noisy.")
+    say(
+        f"{host['cpus']} CPUs; load average {host['loadavg_before']} before, {host['loadavg_after']} after. "
+        "Other work on this machine (tests, builds) makes every figure noisy."
+    )
     phases = results["phases"]
-    for line in [*phase_table(phases), *cpu_lines(phases), *hops_lines(phases),
-                 *raw_parts_lines(results.get("raw_parts")), *target_lines(results["targets"])]:
+    for line in [
+        *phase_table(phases),
+        *cpu_lines(phases),
+        *hops_lines(phases),
+        *raw_parts_lines(results.get("raw_parts")),
+        *target_lines(results["targets"]),
+    ]:
         say(line)
 
 
 def phase_table(phases: dict[str, dict[str, Any]]) -> list[str]:
-    lines = [f"{'phase':<11}{'done/failed':>12}{'sagas/s':>9}{'POST p50/90/99':>17}{'to final p50/90/99':>21}"
-             f"{'observed p50/99':>17}{'lag p50/99':>12}"]
+    lines = [
+        f"{'phase':<11}{'done/failed':>12}{'sagas/s':>9}{'POST p50/90/99':>17}{'to final p50/90/99':>21}"
+        f"{'observed p50/99':>17}{'lag p50/99':>12}"
+    ]
     for name, f in phases.items():
         lag = f.get("relay_lag_ms") or f.get("dispatch_lag_ms")
-        lines.append(f"{name:<11}{f['completed']:>6}/{f['failed'] + f['cancelled']:<5}{f['sagas_per_s']:>9}"
-                     f"{ms(f['post_latency_ms'], 'p50', 'p90', 'p99'):>17}"
-                     f"{ms(f['post_to_final_ms'], 'p50', 'p90', 'p99'):>21}"
-                     f"{ms(f['post_to_final_observed_ms'], 'p50', 'p99'):>17}{ms(lag, 'p50', 'p99'):>12}")
-    lines.append("(ms; 'to final' = server's final stamp minus POST start; 'observed' = when the poller saw it; "
-                 "embedded lag = outbox row to delivered)")
+        lines.append(
+            f"{name:<11}{f['completed']:>6}/{f['failed'] + f['cancelled']:<5}{f['sagas_per_s']:>9}"
+            f"{ms(f['post_latency_ms'], 'p50', 'p90', 'p99'):>17}"
+            f"{ms(f['post_to_final_ms'], 'p50', 'p90', 'p99'):>21}"
+            f"{ms(f['post_to_final_observed_ms'], 'p50', 'p99'):>17}{ms(lag, 'p50', 'p99'):>12}"
+        )
+    lines.append(
+        "(ms; 'to final' = server's final stamp minus POST start; 'observed' = when the poller saw it; "
+        "embedded lag = outbox row to delivered)"
+    )
     return lines
 
 
 def cpu_lines(phases: dict[str, dict[str, Any]]) -> list[str]:
     """A line for each phase whose CPU was measured."""
-    return [f"CPU ms per saga, {name}: "
-            + ", ".join(f"{kind} {seconds * 1000:.1f}" for kind, seconds in f["cpu_s_per_saga"].items())
-            + f"  (poller requests: {f['poll_requests']}); the machine was busy {f['machine_busy_cores']} of "
-            f"{os.cpu_count()} cores, {f['other_busy_cores']} of them with work other than this benchmark"
-            for name, f in phases.items() if "cpu_s_per_saga" in f]
+    return [
+        f"CPU ms per saga, {name}: "
+        + ", ".join(f"{kind} {seconds * 1000:.1f}" for kind, seconds in f["cpu_s_per_saga"].items())
+        + f"  (poller requests: {f['poll_requests']}); the machine was busy {f['machine_busy_cores']} of "
+        f"{os.cpu_count()} cores, {f['other_busy_cores']} of them with work other than this benchmark"
+        for name, f in phases.items()
+        if "cpu_s_per_saga" in f
+    ]
 
 
 def hops_lines(phases: dict[str, dict[str, Any]]) -> list[str]:
@@ -79,12 +97,14 @@ def hops_lines(phases: dict[str, dict[str, Any]]) -> list[str]:
 def raw_parts_lines(raw: dict[str, float] | None) -> list[str]:
     if not raw:
         return []
-    return [f"raw parts, alone on this machine before the phases: PostgreSQL "
-            f"{raw['pg_two_row_transactions_per_s']:.0f} two-row transactions/s; RabbitMQ "
-            f"{raw['amqp_confirmed_publishes_one_at_a_time_per_s']:.0f} confirmed publishes/s one at a time, "
-            f"{raw['amqp_confirmed_publishes_windowed_per_s']:.0f}/s with a window; kombu "
-            f"{raw['kombu_consumed_per_s']:.0f} consumed/s. A saga's share of them (6 transactions, 6 publishes, "
-            f"5 deliveries; no HTTP): {raw['one_sagas_share_ms']:.1f} ms, single-threaded"]
+    return [
+        f"raw parts, alone on this machine before the phases: PostgreSQL "
+        f"{raw['pg_two_row_transactions_per_s']:.0f} two-row transactions/s; RabbitMQ "
+        f"{raw['amqp_confirmed_publishes_one_at_a_time_per_s']:.0f} confirmed publishes/s one at a time, "
+        f"{raw['amqp_confirmed_publishes_windowed_per_s']:.0f}/s with a window; kombu "
+        f"{raw['kombu_consumed_per_s']:.0f} consumed/s. A saga's share of them (6 transactions, 6 publishes, "
+        f"5 deliveries; no HTTP): {raw['one_sagas_share_ms']:.1f} ms, single-threaded"
+    ]
 
 
 def target_lines(verdicts: list[dict[str, Any]]) -> list[str]:

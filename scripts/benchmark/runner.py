@@ -26,16 +26,22 @@ BALANCE = "1000000.00"
 
 def prepare_phase(api: Api, run_id: str, name: str, label: str, orders: int, customers: int) -> Phase:
     """The phase's own product, with stock for every order, and its customers' accounts, through the API."""
-    phase = Phase(name=name, label=label, sku=f"BENCH-{run_id}-{name}", orders=orders,
-                  customers=[f"bench-{run_id}-{name}-{i}" for i in range(min(customers, max(orders, 1)))])
+    phase = Phase(
+        name=name,
+        label=label,
+        sku=f"BENCH-{run_id}-{name}",
+        orders=orders,
+        customers=[f"bench-{run_id}-{name}-{i}" for i in range(min(customers, max(orders, 1)))],
+    )
     api.post("/api/products", {"sku": phase.sku, "name": f"bench {name}", "price": PRICE, "stock": orders + 100})
     for customer_id in phase.customers:
         api.post("/api/accounts", {"customer_id": customer_id, "balance": BALANCE})
     return phase
 
 
-def run_phase(deployment: Deployment, api: Api, phase: Phase, kind: PhaseKind, args: argparse.Namespace,
-              stop: threading.Event) -> dict[str, Any]:
+def run_phase(
+    deployment: Deployment, api: Api, phase: Phase, kind: PhaseKind, args: argparse.Namespace, stop: threading.Event
+) -> dict[str, Any]:
     """Measures one phase and prints its summary line; raises KeyboardInterrupt if the run was stopped."""
     poller = Poller(deployment.status_reader(api), args.poll_interval, stop)
     poller.start()
@@ -78,9 +84,11 @@ def progress(phase: Phase, deployment: Deployment, stop: threading.Event) -> Non
         finals = sum(1 for r in records if r.done.is_set())
         failed = sum(1 for r in records if r.error)
         elapsed = time.time() - phase.started
-        say(f"  [{phase.name}] {elapsed:5.1f}s posted {len(records)}/{phase.orders}, final {finals}"
+        say(
+            f"  [{phase.name}] {elapsed:5.1f}s posted {len(records)}/{phase.orders}, final {finals}"
             f" ({finals / elapsed:.0f}/s), in flight {len(records) - finals - failed}"
-            + (f", POST errors {failed}" if failed else ""))
+            + (f", POST errors {failed}" if failed else "")
+        )
         try:
             deployment.check_alive()
         except RuntimeError as error:
@@ -102,8 +110,7 @@ def collect_finals(api: Api, phase: Phase) -> None:
                 record.final_stamp = dt.datetime.fromisoformat(order["updated_at"]).timestamp()
 
 
-def warm_up(deployment: Deployment, api: Api, run_id: str, orders: int, timeout: float,
-            stop: threading.Event) -> None:
+def warm_up(deployment: Deployment, api: Api, run_id: str, orders: int, timeout: float, stop: threading.Event) -> None:
     if orders <= 0:
         return
     say(f"  warming up with {orders} orders ...")
@@ -119,8 +126,14 @@ def warm_up(deployment: Deployment, api: Api, run_id: str, orders: int, timeout:
         raise RuntimeError(f"warm-up orders failed: {errors[0]}")
 
 
-def measure(deployment: Deployment, kinds: list[PhaseKind], args: argparse.Namespace, run_id: str,
-            warmup: int, stop: threading.Event) -> dict[str, dict[str, Any]]:
+def measure(
+    deployment: Deployment,
+    kinds: list[PhaseKind],
+    args: argparse.Namespace,
+    run_id: str,
+    warmup: int,
+    stop: threading.Event,
+) -> dict[str, dict[str, Any]]:
     """`warmup` unmeasured orders, then each phase of `kinds` in turn: {phase name: its figures}."""
     api = Api(deployment)
     results: dict[str, dict[str, Any]] = {}

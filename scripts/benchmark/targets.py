@@ -25,6 +25,13 @@ def evaluate_targets(phases: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             value = value.get(sub)
         met = None if value is None else (value >= bound if op == ">=" else value <= bound)
         as_stated = all(figures.get(k) == v for k, v in conditions.items())
-        verdicts.append({"target": what, "bound": f"{op} {bound}", "measured": value, "met": met,
-                         "settings_as_in_target": as_stated if figures else None})
+        verdicts.append(
+            {
+                "target": what,
+                "bound": f"{op} {bound}",
+                "measured": value,
+                "met": met,
+                "settings_as_in_target": as_stated if figures else None,
+            }
+        )
     return verdicts

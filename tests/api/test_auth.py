@@ -59,9 +59,9 @@ def place(client, body: dict, **headers: str):
 
 # No token, or a bad one: 401.
 
+
 @pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
-def test_every_api_path_without_a_token_answers_401_with_the_error_body_and_www_authenticate(anonymous, method,
-                                                                                             path):
+def test_every_api_path_without_a_token_answers_401_with_the_error_body_and_www_authenticate(anonymous, method, path):
     with writes_nothing():
         response = call(anonymous, method, path)
 
@@ -69,14 +69,18 @@ def test_every_api_path_without_a_token_answers_401_with_the_error_body_and_www_
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer sf_not-a-token-that-exists",
-    "Bearer",
-    "Bearer two parts",
-    "bearer " + "x" * 5000,
-    "Basic dXNlcjpwYXNz",
-    "Bearer caf\u00e9",
-], ids=["unknown", "no-token", "two-parts", "huge", "basic", "not-ascii"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer sf_not-a-token-that-exists",
+        "Bearer",
+        "Bearer two parts",
+        "bearer " + "x" * 5000,
+        "Basic dXNlcjpwYXNz",
+        "Bearer caf\u00e9",
+    ],
+    ids=["unknown", "no-token", "two-parts", "huge", "basic", "not-ascii"],
+)
 def test_a_bad_authorization_header_answers_401(anonymous, header):
     response = anonymous.get("/api/orders", HTTP_AUTHORIZATION=header)
 
@@ -114,8 +118,10 @@ def test_the_schema_declares_the_bearer_scheme_on_every_api_operation(anonymous)
     schema = anonymous.get("/api/schema", HTTP_ACCEPT="application/json").json()
 
     assert schema["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "description": schema["components"]["securitySchemes"]["bearerAuth"][
-            "description"]}
+        "type": "http",
+        "scheme": "bearer",
+        "description": schema["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
     operations = [(path, method, op) for path, item in schema["paths"].items() for method, op in item.items()]
     assert len(operations) == len(PROTECTED)
     for path, method, operation in operations:
@@ -123,8 +129,7 @@ def test_the_schema_declares_the_bearer_scheme_on_every_api_operation(anonymous)
         assert "401" in operation["responses"], (path, method)
 
 
-def test_metrics_is_public_unless_metrics_token_required_and_then_needs_an_operator(anonymous, token_for,
-                                                                                   settings):
+def test_metrics_is_public_unless_metrics_token_required_and_then_needs_an_operator(anonymous, token_for, settings):
     assert anonymous.get("/metrics").status_code == 200
 
     settings.METRICS_TOKEN_REQUIRED = True
@@ -146,6 +151,7 @@ def test_a_post_to_an_unknown_api_path_is_a_json_404_even_where_csrf_is_enforced
 
 # Operators.
 
+
 def test_an_operator_may_order_for_any_customer_and_must_say_for_whom(client, sku):
     customer = make_account().customer_id
 
@@ -157,6 +163,7 @@ def test_an_operator_may_order_for_any_customer_and_must_say_for_whom(client, sk
 
 
 # Customers.
+
 
 def test_a_customer_places_orders_for_itself_with_or_without_naming_itself(client, token_for, sku):
     customer = make_account().customer_id
@@ -173,8 +180,9 @@ def test_a_customer_may_not_order_for_another_customer(client, token_for, sku):
     token = token_for("customer", unique("alice"))
 
     with writes_nothing():
-        response = place(client, {"customer_id": unique("bob"), "items": [{"sku": sku, "quantity": 1}]},
-                         **bearer(token))
+        response = place(
+            client, {"customer_id": unique("bob"), "items": [{"sku": sku, "quantity": 1}]}, **bearer(token)
+        )
 
     assert_error(response, 403, "customer_mismatch")
 
@@ -232,20 +240,25 @@ def test_a_customer_reads_its_own_account_and_another_is_answered_as_missing(cli
     mine, theirs = make_account(balance="12.00").customer_id, make_account().customer_id
     token = token_for("customer", mine)
 
-    assert client.get(f"/api/accounts/{mine}", headers=bearer(token)).json() == {"customer_id": mine,
-                                                                                "balance": "12.00"}
+    assert client.get(f"/api/accounts/{mine}", headers=bearer(token)).json() == {
+        "customer_id": mine,
+        "balance": "12.00",
+    }
     theirs_body = assert_error(client.get(f"/api/accounts/{theirs}", headers=bearer(token)), 404)
     nobody_body = assert_error(client.get(f"/api/accounts/{unique('nobody')}", headers=bearer(token)), 404)
     assert theirs_body["code"] == nobody_body["code"] == "account_not_found"
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/api/products", {"sku": "NEW-1", "name": "n", "price": "1.00", "stock": 1}),
-    ("/api/products/{sku}/restock", {"quantity": 1}),
-    ("/api/accounts", {"customer_id": "mallory", "balance": "1000000.00"}),
-], ids=["create-product", "restock", "open-account"])
-def test_a_customer_may_read_the_catalogue_but_not_change_it_nor_open_accounts(client, token_for, sku, path,
-                                                                               body):
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/products", {"sku": "NEW-1", "name": "n", "price": "1.00", "stock": 1}),
+        ("/api/products/{sku}/restock", {"quantity": 1}),
+        ("/api/accounts", {"customer_id": "mallory", "balance": "1000000.00"}),
+    ],
+    ids=["create-product", "restock", "open-account"],
+)
+def test_a_customer_may_read_the_catalogue_but_not_change_it_nor_open_accounts(client, token_for, sku, path, body):
     token = token_for("customer", unique("alice"))
 
     assert client.get(f"/api/products/{sku}", headers=bearer(token)).status_code == 200
@@ -259,17 +272,26 @@ def test_a_customer_may_read_the_catalogue_but_not_change_it_nor_open_accounts(c
 def test_an_idempotency_key_belongs_to_one_customer(client, token_for, sku):
     key = unique("key")
     alice, bob = unique("alice"), unique("bob")
-    first = place(client, {"items": [{"sku": sku, "quantity": 1}]}, **bearer(token_for("customer", alice)),
-                  **{"Idempotency-Key": key})
+    first = place(
+        client,
+        {"items": [{"sku": sku, "quantity": 1}]},
+        **bearer(token_for("customer", alice)),
+        **{"Idempotency-Key": key},
+    )
 
-    second = place(client, {"items": [{"sku": sku, "quantity": 2}]}, **bearer(token_for("customer", bob)),
-                   **{"Idempotency-Key": key})
+    second = place(
+        client,
+        {"items": [{"sku": sku, "quantity": 2}]},
+        **bearer(token_for("customer", bob)),
+        **{"Idempotency-Key": key},
+    )
 
     assert (first.status_code, second.status_code) == (201, 201)
     assert second.json()["id"] != first.json()["id"] and second.json()["customer_id"] == bob
 
 
 # Throttling.
+
 
 def test_a_customer_token_placing_orders_too_fast_gets_429_with_retry_after(client, token_for, sku, settings):
     settings.API_CUSTOMER_ORDER_RATE = "2/min"
@@ -292,17 +314,20 @@ def test_the_operator_rate_is_its_own_and_off_disables_it(client, token_for, sku
     settings.API_OPERATOR_ORDER_RATE = "off"
     customer = unique("c")
 
-    statuses = [place(client, {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]}).status_code
-                for _ in range(4)]
+    statuses = [
+        place(client, {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]}).status_code for _ in range(4)
+    ]
     settings.API_OPERATOR_ORDER_RATE = "1/min"
-    limited = [place(client, {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]}).status_code
-               for _ in range(2)]
+    limited = [
+        place(client, {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]}).status_code for _ in range(2)
+    ]
 
     assert statuses == [201] * 4
     assert limited == [201, 429]
 
 
 # Commands.
+
 
 def test_create_api_token_prints_the_token_on_its_last_line_and_stores_only_its_hash(capsys, anonymous):
     call_command("create_api_token", "--role", "customer", "--customer-id", "alice", "--by", "ops")
@@ -315,11 +340,15 @@ def test_create_api_token_prints_the_token_on_its_last_line_and_stores_only_its_
     assert AuditEntry.objects.filter(action="api_token.create", actor="ops").exists()
 
 
-@pytest.mark.parametrize("args", [
-    ["--role", "customer"],
-    ["--role", "operator", "--customer-id", "alice"],
-    ["--role", "customer", "--customer-id", "x" * 65],
-], ids=["customer-without-id", "operator-with-id", "id-too-long"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--role", "customer"],
+        ["--role", "operator", "--customer-id", "alice"],
+        ["--role", "customer", "--customer-id", "x" * 65],
+    ],
+    ids=["customer-without-id", "operator-with-id", "id-too-long"],
+)
 def test_create_api_token_refuses_a_token_that_would_not_make_sense(args):
     with pytest.raises(CommandError):
         call_command("create_api_token", *args)

@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 from django.conf import settings
-from django.db import DataError
 
 from tests.api.conftest import assert_error, post_json, writes_nothing
 from tests.factories import make_account, make_product, unique
@@ -27,14 +26,19 @@ def order_body(customer_id, items) -> dict:
 
 # Placing orders.
 
-@pytest.mark.parametrize("raw", [
-    '{"customer_id": "c", "items": [',
-    "{'customer_id': 'c'}",
-    "not json at all",
-    '{"customer_id": "c", "items": [{"sku": "x", "quantity": NaN}]}',
-    b"\xff\xfe\x00garbage",
-    "[" * 200_000,  # nested deeper than Python's decoder recurses
-], ids=["truncated", "single-quotes", "prose", "nan", "not-utf8", "nested-too-deep"])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"customer_id": "c", "items": [',
+        "{'customer_id': 'c'}",
+        "not json at all",
+        '{"customer_id": "c", "items": [{"sku": "x", "quantity": NaN}]}',
+        b"\xff\xfe\x00garbage",
+        "[" * 200_000,  # nested deeper than Python's decoder recurses
+    ],
+    ids=["truncated", "single-quotes", "prose", "nan", "not-utf8", "nested-too-deep"],
+)
 def test_a_body_that_is_not_json_is_a_400(client, raw):
     with writes_nothing():
         response = post_json(client, "/api/orders", raw)
@@ -57,11 +61,14 @@ def test_a_body_that_is_not_sent_as_json_is_a_415(client, sku):
     assert_error(response, 415, "unsupported_media_type")
 
 
-@pytest.mark.parametrize(("body", "missing"), [
-    ({}, {"customer_id", "items"}),
-    ({"items": [{"sku": "S", "quantity": 1}]}, {"customer_id"}),
-    ({"customer_id": "c"}, {"items"}),
-])
+@pytest.mark.parametrize(
+    ("body", "missing"),
+    [
+        ({}, {"customer_id", "items"}),
+        ({"items": [{"sku": "S", "quantity": 1}]}, {"customer_id"}),
+        ({"customer_id": "c"}, {"items"}),
+    ],
+)
 def test_missing_fields_are_named_in_the_details(client, body, missing):
     with writes_nothing():
         response = post_json(client, "/api/orders", body)
@@ -76,31 +83,53 @@ def test_a_line_without_quantity_is_refused(client, sku):
     assert "items" in assert_error(response, 400, "invalid_request")["details"]
 
 
-@pytest.mark.parametrize(("customer_id", "items", "field"), [
-    (12345, [{"sku": "@SKU", "quantity": 1}], "customer_id"),
-    (None, [{"sku": "@SKU", "quantity": 1}], "customer_id"),
-    (["c"], [{"sku": "@SKU", "quantity": 1}], "customer_id"),
-    ("", [{"sku": "@SKU", "quantity": 1}], "customer_id"),
-    ("c" * 65, [{"sku": "@SKU", "quantity": 1}], "customer_id"),
-    ("nul\u0000", [{"sku": "@SKU", "quantity": 1}], "customer_id"),
-    ("lone\ud800", [{"sku": "@SKU", "quantity": 1}], "customer_id"),
-    ("c", {"sku": "@SKU", "quantity": 1}, "items"),
-    ("c", "@SKU", "items"),
-    ("c", [], "items"),
-    ("c", ["@SKU"], "items"),
-    ("c", [{"sku": 7, "quantity": 1}], "items"),
-    ("c", [{"sku": "@SKU", "quantity": "2"}], "items"),
-    ("c", [{"sku": "@SKU", "quantity": True}], "items"),
-    ("c", [{"sku": "@SKU", "quantity": None}], "items"),
-    ("c", [{"sku": "@SKU", "quantity": 0}], "items"),
-    ("c", [{"sku": "@SKU", "quantity": -1}], "items"),
-    ("c", [{"sku": "@SKU", "quantity": 1.5}], "items"),
-    ("c", [{"sku": "@SKU", "quantity": 2.0}], "items"),
-    ("c", [{"sku": "@SKU", "quantity": 10**30}], "items"),
-], ids=["customer-number", "customer-null", "customer-list", "customer-empty", "customer-65-chars",
-        "customer-nul", "customer-surrogate", "items-object", "items-string", "items-empty", "line-string",
-        "sku-number", "quantity-string", "quantity-true", "quantity-null", "quantity-0", "quantity-minus-1",
-        "quantity-1.5", "quantity-2.0", "quantity-huge"])
+@pytest.mark.parametrize(
+    ("customer_id", "items", "field"),
+    [
+        (12345, [{"sku": "@SKU", "quantity": 1}], "customer_id"),
+        (None, [{"sku": "@SKU", "quantity": 1}], "customer_id"),
+        (["c"], [{"sku": "@SKU", "quantity": 1}], "customer_id"),
+        ("", [{"sku": "@SKU", "quantity": 1}], "customer_id"),
+        ("c" * 65, [{"sku": "@SKU", "quantity": 1}], "customer_id"),
+        ("nul\u0000", [{"sku": "@SKU", "quantity": 1}], "customer_id"),
+        ("lone\ud800", [{"sku": "@SKU", "quantity": 1}], "customer_id"),
+        ("c", {"sku": "@SKU", "quantity": 1}, "items"),
+        ("c", "@SKU", "items"),
+        ("c", [], "items"),
+        ("c", ["@SKU"], "items"),
+        ("c", [{"sku": 7, "quantity": 1}], "items"),
+        ("c", [{"sku": "@SKU", "quantity": "2"}], "items"),
+        ("c", [{"sku": "@SKU", "quantity": True}], "items"),
+        ("c", [{"sku": "@SKU", "quantity": None}], "items"),
+        ("c", [{"sku": "@SKU", "quantity": 0}], "items"),
+        ("c", [{"sku": "@SKU", "quantity": -1}], "items"),
+        ("c", [{"sku": "@SKU", "quantity": 1.5}], "items"),
+        ("c", [{"sku": "@SKU", "quantity": 2.0}], "items"),
+        ("c", [{"sku": "@SKU", "quantity": 10**30}], "items"),
+    ],
+    ids=[
+        "customer-number",
+        "customer-null",
+        "customer-list",
+        "customer-empty",
+        "customer-65-chars",
+        "customer-nul",
+        "customer-surrogate",
+        "items-object",
+        "items-string",
+        "items-empty",
+        "line-string",
+        "sku-number",
+        "quantity-string",
+        "quantity-true",
+        "quantity-null",
+        "quantity-0",
+        "quantity-minus-1",
+        "quantity-1.5",
+        "quantity-2.0",
+        "quantity-huge",
+    ],
+)
 def test_a_wrongly_typed_or_out_of_range_field_is_a_400_naming_it(client, sku, customer_id, items, field):
     items = json.loads(json.dumps(items).replace("@SKU", sku))
 
@@ -114,16 +143,18 @@ def test_an_unknown_sku_is_a_422_naming_it(client, sku):
     missing = unique("NOPE")
 
     with writes_nothing():
-        response = post_json(client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1},
-                                                                     {"sku": missing, "quantity": 1}]))
+        response = post_json(
+            client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}, {"sku": missing, "quantity": 1}])
+        )
 
     assert assert_error(response, 422, "unknown_sku")["details"] == {"unknown_skus": [missing]}
 
 
 def test_the_same_sku_twice_is_a_400(client, sku):
     with writes_nothing():
-        response = post_json(client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1},
-                                                                     {"sku": sku, "quantity": 2}]))
+        response = post_json(
+            client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}, {"sku": sku, "quantity": 2}])
+        )
 
     assert sku in json.dumps(assert_error(response, 400, "invalid_request")["details"]["items"])
 
@@ -151,8 +182,9 @@ def test_a_body_over_256_kib_is_a_413(client, sku):
     padding = "x" * (256 * 1024)
 
     with writes_nothing():
-        response = post_json(client, "/api/orders", {"customer_id": "c", "items": [{"sku": sku, "quantity": 1}],
-                                                     "padding": padding})
+        response = post_json(
+            client, "/api/orders", {"customer_id": "c", "items": [{"sku": sku, "quantity": 1}], "padding": padding}
+        )
 
     body = assert_error(response, 413, "request_too_large")
     assert body["details"] == {"limit_bytes": 256 * 1024}
@@ -177,30 +209,33 @@ def test_a_content_length_that_is_not_a_number_is_a_400(client):
 
 def test_an_idempotency_key_longer_than_255_characters_is_a_400(client, sku):
     with writes_nothing():
-        response = post_json(client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}]),
-                             **{"Idempotency-Key": "k" * 256})
+        response = post_json(
+            client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}]), **{"Idempotency-Key": "k" * 256}
+        )
 
     assert "Idempotency-Key" in assert_error(response, 400, "invalid_request")["details"]
 
 
 def test_an_idempotency_key_holding_a_nul_is_a_400(client, sku):
     with writes_nothing():
-        response = post_json(client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}]),
-                             **{"Idempotency-Key": "key\x00"})
+        response = post_json(
+            client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}]), **{"Idempotency-Key": "key\x00"}
+        )
 
     assert assert_error(response, 400, "invalid_request")["details"] == {
-        "Idempotency-Key": ["Null characters are not allowed."]}
+        "Idempotency-Key": ["Null characters are not allowed."]
+    }
 
 
 def test_an_idempotency_key_reused_with_another_body_is_a_409(client, sku):
     key = unique("key")
-    first = post_json(client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}]),
-                      **{"Idempotency-Key": key})
+    first = post_json(client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 1}]), **{"Idempotency-Key": key})
     assert first.status_code == 201
 
     with writes_nothing():
-        response = post_json(client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 2}]),
-                             **{"Idempotency-Key": key})
+        response = post_json(
+            client, "/api/orders", order_body("c", [{"sku": sku, "quantity": 2}]), **{"Idempotency-Key": key}
+        )
 
     assert assert_error(response, 409, "idempotency_key_reused")["details"]["order_id"] == first.json()["id"]
 
@@ -215,6 +250,7 @@ def test_an_order_whose_total_does_not_fit_is_refused_not_a_500(client):
 
 
 # Reading and cancelling orders.
+
 
 def test_an_order_that_does_not_exist_is_a_404(client):
     order_id = str(uuid.uuid4())
@@ -237,8 +273,9 @@ def test_cancelling_an_order_that_does_not_exist_is_a_404(client):
     assert_error(response, 404, "order_not_found")
 
 
-@pytest.mark.parametrize("query", ["status=pending", "status=SHIPPED", "status=PENDING,FAILED",
-                                   "customer_id=" + "c" * 65])
+@pytest.mark.parametrize(
+    "query", ["status=pending", "status=SHIPPED", "status=PENDING,FAILED", "customer_id=" + "c" * 65]
+)
 def test_an_order_list_filter_out_of_range_is_a_400(client, query):
     body = assert_error(client.get(f"/api/orders?{query}"), 400, "invalid_request")
 
@@ -257,27 +294,42 @@ def test_a_page_that_does_not_exist_is_a_json_404(client, query):
 
 # Paths and methods.
 
-@pytest.mark.parametrize("path", ["/api", "/api/", "/api/nope", "/api/orders/", "/api/products/", "/api/v2/orders",
-                                  f"/api/orders/{uuid.uuid4()}/refund", "/api/payments/42"])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api",
+        "/api/",
+        "/api/nope",
+        "/api/orders/",
+        "/api/products/",
+        "/api/v2/orders",
+        f"/api/orders/{uuid.uuid4()}/refund",
+        "/api/payments/42",
+    ],
+)
 def test_an_unknown_api_path_is_a_json_404(client, path):
     assert_error(client.get(path), 404, "not_found")
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("delete", "/api/orders"),
-    ("put", "/api/orders"),
-    ("patch", "/api/products"),
-    ("delete", f"/api/orders/{uuid.uuid4()}"),
-    ("get", f"/api/orders/{uuid.uuid4()}/cancel"),
-    ("post", "/api/products/SKU-1"),
-    ("get", "/api/products/SKU-1/restock"),
-    ("get", "/api/accounts"),
-    ("delete", "/api/accounts/cust-1"),
-    ("post", "/api/payments"),
-    ("post", "/api/schema"),
-    ("delete", "/api/schema"),
-    ("post", "/api/docs"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("delete", "/api/orders"),
+        ("put", "/api/orders"),
+        ("patch", "/api/products"),
+        ("delete", f"/api/orders/{uuid.uuid4()}"),
+        ("get", f"/api/orders/{uuid.uuid4()}/cancel"),
+        ("post", "/api/products/SKU-1"),
+        ("get", "/api/products/SKU-1/restock"),
+        ("get", "/api/accounts"),
+        ("delete", "/api/accounts/cust-1"),
+        ("post", "/api/payments"),
+        ("post", "/api/schema"),
+        ("delete", "/api/schema"),
+        ("post", "/api/docs"),
+    ],
+)
 def test_a_wrong_method_is_a_json_405(client, method, path):
     with writes_nothing():
         response = getattr(client, method)(path)
@@ -288,30 +340,34 @@ def test_a_wrong_method_is_a_json_405(client, method, path):
 
 # Products and accounts.
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": "n", "price": "1.00", "stock": 1}, "sku"),
-    ({"sku": 12, "name": "n", "price": "1.00", "stock": 1}, "sku"),
-    ({"sku": "s" * 65, "name": "n", "price": "1.00", "stock": 1}, "sku"),
-    ({"sku": "@SKU", "price": "1.00", "stock": 1}, "name"),
-    ({"sku": "@SKU", "name": "", "price": "1.00", "stock": 1}, "name"),
-    ({"sku": "@SKU", "name": "n" * 201, "price": "1.00", "stock": 1}, "name"),
-    ({"sku": "@SKU", "name": "n", "stock": 1}, "price"),
-    ({"sku": "@SKU", "name": "n", "price": "-0.01", "stock": 1}, "price"),
-    ({"sku": "@SKU", "name": "n", "price": "1.001", "stock": 1}, "price"),
-    ({"sku": "@SKU", "name": "n", "price": "ten", "stock": 1}, "price"),
-    ({"sku": "@SKU", "name": "n", "price": "NaN", "stock": 1}, "price"),
-    ({"sku": "@SKU", "name": "n", "price": "Infinity", "stock": 1}, "price"),
-    ({"sku": "@SKU", "name": "n", "price": True, "stock": 1}, "price"),
-    ({"sku": "@SKU", "name": "n", "price": 1.5, "stock": 1}, "price"),  # money is a decimal string
-    ({"sku": "@SKU", "name": "n", "price": 2, "stock": 1}, "price"),
-    ({"sku": "@SKU", "name": "n", "price": "1e400", "stock": 1}, "price"),
-    ({"sku": "@SKU", "name": "n", "price": "1.00"}, "stock"),
-    ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": -1}, "stock"),
-    ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": "5"}, "stock"),
-    ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": 2.5}, "stock"),
-    ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": False}, "stock"),
-    ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": 10**10}, "stock"),
-])
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "n", "price": "1.00", "stock": 1}, "sku"),
+        ({"sku": 12, "name": "n", "price": "1.00", "stock": 1}, "sku"),
+        ({"sku": "s" * 65, "name": "n", "price": "1.00", "stock": 1}, "sku"),
+        ({"sku": "@SKU", "price": "1.00", "stock": 1}, "name"),
+        ({"sku": "@SKU", "name": "", "price": "1.00", "stock": 1}, "name"),
+        ({"sku": "@SKU", "name": "n" * 201, "price": "1.00", "stock": 1}, "name"),
+        ({"sku": "@SKU", "name": "n", "stock": 1}, "price"),
+        ({"sku": "@SKU", "name": "n", "price": "-0.01", "stock": 1}, "price"),
+        ({"sku": "@SKU", "name": "n", "price": "1.001", "stock": 1}, "price"),
+        ({"sku": "@SKU", "name": "n", "price": "ten", "stock": 1}, "price"),
+        ({"sku": "@SKU", "name": "n", "price": "NaN", "stock": 1}, "price"),
+        ({"sku": "@SKU", "name": "n", "price": "Infinity", "stock": 1}, "price"),
+        ({"sku": "@SKU", "name": "n", "price": True, "stock": 1}, "price"),
+        ({"sku": "@SKU", "name": "n", "price": 1.5, "stock": 1}, "price"),  # money is a decimal string
+        ({"sku": "@SKU", "name": "n", "price": 2, "stock": 1}, "price"),
+        ({"sku": "@SKU", "name": "n", "price": "1e400", "stock": 1}, "price"),
+        ({"sku": "@SKU", "name": "n", "price": "1.00"}, "stock"),
+        ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": -1}, "stock"),
+        ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": "5"}, "stock"),
+        ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": 2.5}, "stock"),
+        ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": False}, "stock"),
+        ({"sku": "@SKU", "name": "n", "price": "1.00", "stock": 10**10}, "stock"),
+    ],
+)
 def test_creating_a_product_with_bad_input_is_a_400_naming_the_field(client, body, field):
     body = json.loads(json.dumps(body).replace("@SKU", unique("SKU")))
 
@@ -328,8 +384,18 @@ def test_creating_a_product_with_a_taken_sku_is_a_409(client, sku):
     assert assert_error(response, 409, "product_exists")["details"] == {"sku": sku}
 
 
-@pytest.mark.parametrize("body", [{}, {"quantity": 0}, {"quantity": -3}, {"quantity": "3"}, {"quantity": 1.5},
-                                  {"quantity": True}, {"quantity": 10**10}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"quantity": 0},
+        {"quantity": -3},
+        {"quantity": "3"},
+        {"quantity": 1.5},
+        {"quantity": True},
+        {"quantity": 10**10},
+    ],
+)
 def test_restocking_with_bad_input_is_a_400(client, sku, body):
     with writes_nothing():
         response = post_json(client, f"/api/products/{sku}/restock", body)
@@ -357,19 +423,22 @@ def test_an_unknown_product_is_a_404(client):
     assert_error(client.get(f"/api/products/{unique('NOPE')}"), 404, "product_not_found")
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"balance": "10.00"}, "customer_id"),
-    ({"customer_id": 7, "balance": "10.00"}, "customer_id"),
-    ({"customer_id": "", "balance": "10.00"}, "customer_id"),
-    ({"customer_id": "c" * 65, "balance": "10.00"}, "customer_id"),
-    ({"customer_id": "@CUST"}, "balance"),
-    ({"customer_id": "@CUST", "balance": "-1.00"}, "balance"),
-    ({"customer_id": "@CUST", "balance": "1.005"}, "balance"),
-    ({"customer_id": "@CUST", "balance": "plenty"}, "balance"),
-    ({"customer_id": "@CUST", "balance": True}, "balance"),
-    ({"customer_id": "@CUST", "balance": 100}, "balance"),
-    ({"customer_id": "@CUST", "balance": "1e20"}, "balance"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"balance": "10.00"}, "customer_id"),
+        ({"customer_id": 7, "balance": "10.00"}, "customer_id"),
+        ({"customer_id": "", "balance": "10.00"}, "customer_id"),
+        ({"customer_id": "c" * 65, "balance": "10.00"}, "customer_id"),
+        ({"customer_id": "@CUST"}, "balance"),
+        ({"customer_id": "@CUST", "balance": "-1.00"}, "balance"),
+        ({"customer_id": "@CUST", "balance": "1.005"}, "balance"),
+        ({"customer_id": "@CUST", "balance": "plenty"}, "balance"),
+        ({"customer_id": "@CUST", "balance": True}, "balance"),
+        ({"customer_id": "@CUST", "balance": 100}, "balance"),
+        ({"customer_id": "@CUST", "balance": "1e20"}, "balance"),
+    ],
+)
 def test_creating_an_account_with_bad_input_is_a_400_naming_the_field(client, body, field):
     body = json.loads(json.dumps(body).replace("@CUST", unique("cust")))
 

@@ -96,8 +96,12 @@ def test_the_page_lists_every_message_with_its_kind_producer_consumers_and_field
         assert row, key
         raw = re.findall(r"<td>(.*?)</td>", row.group(1), re.DOTALL)
         cells = [" ".join(html.unescape(re.sub(r"<[^>]+>", " ", cell)).split()) for cell in raw]
-        assert cells[:4] == [key, message.kind, message.producer,
-                             ", ".join(bus.consumers_for(key)) or "(no consumer here)"]
+        assert cells[:4] == [
+            key,
+            message.kind,
+            message.producer,
+            ", ".join(bus.consumers_for(key)) or "(no consumer here)",
+        ]
         fields = re.findall(r"<li><code>(.*?)</code> (.*?)</li>", raw[4])
         assert fields == [(name, field_schema(check)["title"]) for name, check in message.fields.items()]
 
@@ -131,8 +135,14 @@ def test_the_contracts_answer_in_the_embedded_mode_too(tmp_path):
     # SQLite, no broker, DEBUG off: what `make run` starts. Asked in a process of its own, so that its settings
     # are read from that environment.
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL", "SECRET_KEY"}}
-    env.update({"SQLITE_PATH": str(tmp_path / "embedded.sqlite3"), "MESSAGING_INPROCESS_AUTOSTART": "false",
-                "ALLOWED_HOSTS": "testserver", "DEBUG": "false"})
+    env.update(
+        {
+            "SQLITE_PATH": str(tmp_path / "embedded.sqlite3"),
+            "MESSAGING_INPROCESS_AUTOSTART": "false",
+            "ALLOWED_HOSTS": "testserver",
+            "DEBUG": "false",
+        }
+    )
     script = (
         "from django.test import Client\n"
         "from django.conf import settings\n"
@@ -143,8 +153,14 @@ def test_the_contracts_answer_in_the_embedded_mode_too(tmp_path):
         "    print(path, response.status_code, response['Content-Type'])\n"
     )
 
-    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert done.returncode == 0, done.stderr[-3000:]
     answers = [line.split(" ", 2) for line in done.stdout.splitlines() if line.startswith("/")]

@@ -21,8 +21,17 @@ from tests.integration.support import drain
 
 MONEY = re.compile(r"^-?\d+\.\d{2}$")
 PRODUCT_FIELDS = {"sku", "name", "price", "on_hand", "reserved", "available"}
-ORDER_FIELDS = {"id", "status", "customer_id", "items", "total", "currency", "failure_reason", "created_at",
-                "updated_at"}
+ORDER_FIELDS = {
+    "id",
+    "status",
+    "customer_id",
+    "items",
+    "total",
+    "currency",
+    "failure_reason",
+    "created_at",
+    "updated_at",
+}
 STEP_FIELDS = {"from_state", "to_state", "message_type", "message_id", "at"}
 PAYMENT_FIELDS = {"id", "order_id", "customer_id", "amount", "status", "created_at", "updated_at"}
 
@@ -41,6 +50,7 @@ def place(client, customer_id: str, items: list[dict], **headers: str) -> dict:
 
 # Products.
 
+
 @pytest.mark.django_db
 def test_creating_a_product_answers_201_with_the_product(client):
     sku = unique("SKU")
@@ -48,8 +58,14 @@ def test_creating_a_product_answers_201_with_the_product(client):
     response = post_json(client, "/api/products", {"sku": sku, "name": "Widget", "price": "7", "stock": 5})
 
     assert response.status_code == 201
-    assert response.json() == {"sku": sku, "name": "Widget", "price": "7.00", "on_hand": 5, "reserved": 0,
-                               "available": 5}
+    assert response.json() == {
+        "sku": sku,
+        "name": "Widget",
+        "price": "7.00",
+        "on_hand": 5,
+        "reserved": 0,
+        "available": 5,
+    }
     assert client.get(f"/api/products/{sku}").json() == response.json()
 
 
@@ -79,10 +95,13 @@ def test_restocking_answers_200_with_the_product_and_records_the_movement(client
     assert response.status_code == 200
     assert (response.json()["on_hand"], response.json()["available"]) == (5, 5)
     assert list(StockMovement.objects.filter(product_id=sku).order_by("id").values_list("kind", "quantity")) == [
-        ("INITIAL", 2), ("RESTOCK", 3)]
+        ("INITIAL", 2),
+        ("RESTOCK", 3),
+    ]
 
 
 # Accounts.
+
 
 @pytest.mark.django_db
 def test_creating_an_account_answers_201_and_it_can_be_read_back(client):
@@ -109,6 +128,7 @@ def test_a_zero_amount_is_never_shown_as_negative_zero(client, zero):
 
 # Orders.
 
+
 @pytest.mark.django_db
 def test_placing_an_order_answers_201_with_the_order_and_its_saga(client):
     sku, other = make_product(price="12.50").sku, make_product(price="0.99").sku
@@ -119,9 +139,15 @@ def test_placing_an_order_answers_201_with_the_order_and_its_saga(client):
     assert set(order) == ORDER_FIELDS | {"failure_detail", "saga"}
     uuid.UUID(order["id"])
     assert (order["status"], order["customer_id"], order["total"], order["currency"]) == (
-        "PENDING", customer, "25.99", "EUR")
-    assert order["items"] == [{"sku": sku, "quantity": 2, "unit_price": "12.50"},
-                              {"sku": other, "quantity": 1, "unit_price": "0.99"}]
+        "PENDING",
+        customer,
+        "25.99",
+        "EUR",
+    )
+    assert order["items"] == [
+        {"sku": sku, "quantity": 2, "unit_price": "12.50"},
+        {"sku": other, "quantity": 1, "unit_price": "0.99"},
+    ]
     assert order["failure_reason"] is None
     assert order["saga"]["state"] == "PAYMENT_PENDING"
     [step] = order["saga"]["history"]
@@ -130,7 +156,9 @@ def test_placing_an_order_answers_201_with_the_order_and_its_saga(client):
     # The answer is built from what was written, without reading it back: it must be what a read gives.
     assert client.get(f"/api/orders/{order['id']}").json() == order
     assert sorted(OutboxMessage.objects.filter(order_id=order["id"]).values_list("routing_key", flat=True)) == [
-        "order.created", "payment.process"]
+        "order.created",
+        "payment.process",
+    ]
 
 
 @pytest.mark.django_db
@@ -221,10 +249,20 @@ def test_a_completed_order_shows_its_history_and_its_payment(client):
     [payment] = assert_page(client.get(f"/api/payments?order_id={order_id}").json())
     assert set(payment) == PAYMENT_FIELDS
     assert (payment["order_id"], payment["customer_id"], payment["amount"], payment["status"]) == (
-        order_id, customer, "25.00", "CAPTURED")
+        order_id,
+        customer,
+        "25.00",
+        "CAPTURED",
+    )
     assert client.get(f"/api/accounts/{customer}").json()["balance"] == "75.00"
     assert client.get(f"/api/products/{sku}").json() == {
-        "sku": sku, "name": "Test product", "price": "12.50", "on_hand": 3, "reserved": 0, "available": 3}
+        "sku": sku,
+        "name": "Test product",
+        "price": "12.50",
+        "on_hand": 3,
+        "reserved": 0,
+        "available": 3,
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -257,8 +295,7 @@ def test_cancelling_a_pending_order_answers_202_and_it_ends_cancelled(client):
     assert response.json()["id"] == order_id
     assert response.json()["saga"]["state"] == "COMPENSATING"
     order = client.get(f"/api/orders/{order_id}").json()
-    assert (order["status"], order["failure_reason"], order["saga"]["state"]) == (
-        "CANCELLED", "cancelled", "CANCELLED")
+    assert (order["status"], order["failure_reason"], order["saga"]["state"]) == ("CANCELLED", "cancelled", "CANCELLED")
     assert client.get(f"/api/accounts/{customer}").json()["balance"] == "100.00"
 
 
@@ -279,6 +316,7 @@ def test_cancelling_a_completed_order_is_a_409(client):
 
 # Schema and docs.
 
+
 @pytest.mark.django_db
 def test_the_schema_is_an_openapi_3_document_of_every_endpoint(client):
     response = client.get("/api/schema?format=json")
@@ -286,9 +324,17 @@ def test_the_schema_is_an_openapi_3_document_of_every_endpoint(client):
     assert response.status_code == 200
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
-    assert {"/api/products", "/api/products/{sku}", "/api/products/{sku}/restock", "/api/accounts",
-            "/api/accounts/{customer_id}", "/api/orders", "/api/orders/{order_id}", "/api/orders/{order_id}/cancel",
-            "/api/payments"} <= set(schema["paths"])
+    assert {
+        "/api/products",
+        "/api/products/{sku}",
+        "/api/products/{sku}/restock",
+        "/api/accounts",
+        "/api/accounts/{customer_id}",
+        "/api/orders",
+        "/api/orders/{order_id}",
+        "/api/orders/{order_id}/cancel",
+        "/api/payments",
+    } <= set(schema["paths"])
 
 
 @pytest.mark.django_db
@@ -317,18 +363,24 @@ def test_the_docs_page_uses_only_local_assets(client):
 
 # Correlation.
 
+
 @pytest.mark.django_db
 def test_a_given_correlation_id_is_echoed_and_rides_on_the_messages_it_causes(client):
     sku = make_product().sku
     correlation = f"req-{uuid.uuid4().hex}"
 
-    response = post_json(client, "/api/orders", {"customer_id": unique("c"), "items": [{"sku": sku, "quantity": 1}]},
-                         **{"X-Correlation-ID": correlation})
+    response = post_json(
+        client,
+        "/api/orders",
+        {"customer_id": unique("c"), "items": [{"sku": sku, "quantity": 1}]},
+        **{"X-Correlation-ID": correlation},
+    )
 
     assert response.status_code == 201
     assert response["x-correlation-id"] == correlation
-    assert set(OutboxMessage.objects.filter(order_id=response.json()["id"]).values_list(
-        "correlation_id", flat=True)) == {correlation}
+    assert set(
+        OutboxMessage.objects.filter(order_id=response.json()["id"]).values_list("correlation_id", flat=True)
+    ) == {correlation}
 
 
 @pytest.mark.django_db
@@ -362,7 +414,6 @@ def test_a_server_error_under_the_api_is_answered_in_json_and_elsewhere_by_djang
     assert set(json.loads(api.content)) == {"code", "message", "details"}
     assert admin.status_code == 500
     assert admin["Content-Type"].startswith("text/html")
-
 
 
 @pytest.mark.django_db

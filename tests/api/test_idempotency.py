@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, connection, connections
@@ -45,16 +46,18 @@ def order_request() -> Callable[[], dict[str, Any]]:
 
 def post(request: dict[str, Any]):
     client = Client(HTTP_AUTHORIZATION=f"Bearer {request['token']}")
-    return client.post("/api/orders", request["body"], content_type="application/json",
-                       headers={"Idempotency-Key": request["key"]})
+    return client.post(
+        "/api/orders", request["body"], content_type="application/json", headers={"Idempotency-Key": request["key"]}
+    )
 
 
 class InThread(threading.Thread):
     """`post(request)` in a thread of its own (so on a connection of its own), optionally under an execute
     wrapper of that connection and after a barrier; keeps the answer, or what it raised."""
 
-    def __init__(self, request: dict[str, Any], wrapper: Callable | None = None,
-                 barrier: threading.Barrier | None = None):
+    def __init__(
+        self, request: dict[str, Any], wrapper: Callable | None = None, barrier: threading.Barrier | None = None
+    ):
         super().__init__(daemon=True)
         self.request, self.wrapper, self.barrier = request, wrapper, barrier
         self.answer: Any = None
@@ -127,13 +130,17 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 
 def waiting_on_a_lock() -> bool:
     with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND wait_event_type = 'Lock' AND query LIKE %s", [ORDER_INSERT + "%"])
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE %s",
+            [ORDER_INSERT + "%"],
+        )
         return cursor.fetchone()[0] > 0
 
 
 def test_a_replay_between_the_first_requests_commit_and_its_answer_gets_the_first_answer_byte_for_byte(
-        order_request, held_after_commit):
+    order_request, held_after_commit
+):
     request = order_request()
     first = InThread(request)
     held = held_after_commit(first)
@@ -156,7 +163,8 @@ def test_a_replay_between_the_first_requests_commit_and_its_answer_gets_the_firs
 
 
 def test_a_duplicate_in_flight_waits_for_the_first_request_and_answers_with_its_answer(
-        order_request, held_after_commit):
+    order_request, held_after_commit
+):
     request = order_request()
     inserted, go_on = threading.Event(), threading.Event()
     conflicted, go_on_after_conflict = threading.Event(), threading.Event()

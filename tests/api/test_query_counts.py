@@ -41,13 +41,16 @@ def test_each_step_of_a_saga_stays_within_its_query_budget(client, inprocess):
     order_id = response.json()["id"]
     for step in ["POST /api/orders with an Idempotency-Key", "its replay"]:
         with CaptureQueriesContext(connection) as keyed:
-            answer = post_json(client, "/api/orders", {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]},
-                               **{"Idempotency-Key": "pinned"})
+            answer = post_json(
+                client,
+                "/api/orders",
+                {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]},
+                **{"Idempotency-Key": "pinned"},
+            )
         assert answer.status_code == 201
         counts[step] = len(keyed)
 
-    for step in ["payment.process", "payment.processed", "inventory.reserve", "inventory.reserved",
-                 "order.completed"]:
+    for step in ["payment.process", "payment.processed", "inventory.reserve", "inventory.reserved", "order.completed"]:
         row = OutboxMessage.objects.get(order_id=order_id, routing_key=step)
         with CaptureQueriesContext(connection) as handled:
             deliver(row)

@@ -26,8 +26,10 @@ def test_the_api_docs_list_the_order_operations_with_no_network_beyond_the_produ
 
     WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".opblock-summary-path")))
     operations = {
-        (block.find_element(By.CSS_SELECTOR, ".opblock-summary-method").text,
-         block.find_element(By.CSS_SELECTOR, ".opblock-summary-path").get_attribute("data-path"))
+        (
+            block.find_element(By.CSS_SELECTOR, ".opblock-summary-method").text,
+            block.find_element(By.CSS_SELECTOR, ".opblock-summary-path").get_attribute("data-path"),
+        )
         for block in browser.find_elements(By.CSS_SELECTOR, ".opblock")
     }
     assert ORDER_OPERATIONS <= operations, operations
@@ -44,8 +46,7 @@ def test_an_admin_logs_in_and_opens_an_orders_saga_timeline(browser, live_server
     User.objects.create_superuser("ops", "ops@example.com", password)
     order_id = place(make_account(balance="100.00").customer_id, (make_product(stock=5).sku, 1))
     drain()
-    message_ids = {str(m) for m in OutboxMessage.objects.filter(order_id=order_id).values_list("message_id",
-                                                                                              flat=True)}
+    message_ids = {str(m) for m in OutboxMessage.objects.filter(order_id=order_id).values_list("message_id", flat=True)}
 
     # when they log in and open the order from the orders list
     browser.get(f"{live_server.url}/admin/")
@@ -58,11 +59,17 @@ def test_an_admin_logs_in_and_opens_an_orders_saga_timeline(browser, live_server
 
     # then the saga timeline is on the page: each transition, and every message with its id
     timeline = WebDriverWait(browser, 15).until(
-        ec.presence_of_element_located((By.CSS_SELECTOR, "table.saga-timeline")))
-    transitions = [row.find_elements(By.TAG_NAME, "td")[4].text
-                   for row in timeline.find_elements(By.CSS_SELECTOR, "tr.timeline-transition")]
-    assert transitions == ["∅ → PAYMENT_PENDING", "PAYMENT_PENDING → INVENTORY_PENDING",
-                           "INVENTORY_PENDING → COMPLETED"]
+        ec.presence_of_element_located((By.CSS_SELECTOR, "table.saga-timeline"))
+    )
+    transitions = [
+        row.find_elements(By.TAG_NAME, "td")[4].text
+        for row in timeline.find_elements(By.CSS_SELECTOR, "tr.timeline-transition")
+    ]
+    assert transitions == [
+        "∅ → PAYMENT_PENDING",
+        "PAYMENT_PENDING → INVENTORY_PENDING",
+        "INVENTORY_PENDING → COMPLETED",
+    ]
     shown_ids = {code.text for code in timeline.find_elements(By.TAG_NAME, "code")}
     assert message_ids <= shown_ids
     assert timeline.find_elements(By.CSS_SELECTOR, "tr.timeline-handled")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Iterator
 
 import httpx
 import pytest
 
 from config.services import api_token_create
 from tests.plugin import TEST_VHOST, add_vhost, delete_vhost
-
 from tests.processes import Process, celery_worker, wait_for, wait_until_consuming
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}

@@ -1,11 +1,11 @@
 """`celery -A config worker` that dies at one chosen instant, as a machine dies there: no cleanup, no ack.
 
-    python -m tests.e2e.dying_worker ack payment.process -A config worker ...
-        dies when its consumer is about to ack the first payment.process: the handler's transaction committed,
-        the broker still holds the message unacked.
-    python -m tests.e2e.dying_worker mark payment.process -A config worker ...
-        dies when its relay is about to mark published a batch holding a payment.process: the broker confirmed
-        the message, the outbox row is still unpublished.
+python -m tests.e2e.dying_worker ack payment.process -A config worker ...
+    dies when its consumer is about to ack the first payment.process: the handler's transaction committed,
+    the broker still holds the message unacked.
+python -m tests.e2e.dying_worker mark payment.process -A config worker ...
+    dies when its relay is about to mark published a batch holding a payment.process: the broker confirmed
+    the message, the outbox row is still unpublished.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import suppress
-from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 UP, DOWN = "up", "down"
@@ -41,7 +41,7 @@ class FaultProxy:
         self._closed = threading.Event()
         self.accepted = 0
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         threading.Thread(target=self._accept, name=f"faultproxy-{self.port}", daemon=True).start()
         return self
 
@@ -107,7 +107,7 @@ class FaultProxy:
                 self._links.add(link)
             link.start()
 
-    def _forget(self, link: "_Link") -> None:
+    def _forget(self, link: _Link) -> None:
         with self._lock:
             self._links.discard(link)
 

@@ -64,8 +64,9 @@ class OrderStream(threading.Thread):
             customer = self.poor if kind == "declined" else self.rich[number % len(self.rich)]
             sku = self.scarce if kind == "scarce" else self.plenty
             try:
-                response = self.api.post("/api/orders", json={"customer_id": customer,
-                                                              "items": [{"sku": sku, "quantity": 1}]})
+                response = self.api.post(
+                    "/api/orders", json={"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]}
+                )
                 if response.status_code == 201:
                     self.orders.append(response.json())
                 else:
@@ -85,12 +86,23 @@ def in_flight() -> int:
     return Order.objects.filter(status=Order.Status.PENDING).count()
 
 
-def assert_recovered(api: httpx.Client, orders: list[dict], workers: list[Process], *, poison: set[str] = frozenset(),
-                     name: str, fault_in_flight: int, timeout: float = 120) -> dict:
+def assert_recovered(
+    api: httpx.Client,
+    orders: list[dict],
+    workers: list[Process],
+    *,
+    poison: set[str] = frozenset(),
+    name: str,
+    fault_in_flight: int,
+    timeout: float = 120,
+) -> dict:
     """After a fault: every order final, audit clean, outbox published, dead letters = poison, workers alive."""
     finals = [wait_final(api, order["id"], timeout=timeout) for order in orders]
-    wait_for(lambda: not OutboxMessage.objects.filter(published_at__isnull=True).exists(), timeout=60,
-             message="the outbox to be fully published")
+    wait_for(
+        lambda: not OutboxMessage.objects.filter(published_at__isnull=True).exists(),
+        timeout=60,
+        message="the outbox to be fully published",
+    )
     wait_for(lambda: not audit(settled=True), timeout=60, message="a clean audit")
     # Dead letters travel through the broker's dead-letter queue before they are stored: wait for them.
     stored = lambda: set(DeadLetter.objects.values_list("message_id", flat=True))  # noqa: E731
@@ -101,9 +113,16 @@ def assert_recovered(api: httpx.Client, orders: list[dict], workers: list[Proces
     for worker in workers:
         assert worker.running(), f"{worker.name} died:\n{worker.log()[-3000:]}"
     statuses = [order["status"] for order in finals]
-    result = {"fault": name, "orders": len(orders), "in_flight_at_fault": fault_in_flight,
-              "completed": statuses.count("COMPLETED"), "failed": statuses.count("FAILED"),
-              "cancelled": statuses.count("CANCELLED"), "dead_letters": len(poison), "audit_violations": 0}
+    result = {
+        "fault": name,
+        "orders": len(orders),
+        "in_flight_at_fault": fault_in_flight,
+        "completed": statuses.count("COMPLETED"),
+        "failed": statuses.count("FAILED"),
+        "cancelled": statuses.count("CANCELLED"),
+        "dead_letters": len(poison),
+        "audit_violations": 0,
+    }
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / "fault-results.jsonl", "a") as report:
         report.write(json.dumps(result) + "\n")

@@ -25,8 +25,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 def worker_metrics(port: int) -> dict[tuple[str, tuple], float]:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_a_backlog_is_handled_in_batches_and_a_poisoned_batch_one_message_at_a_time(api, started):
@@ -41,15 +44,22 @@ def test_a_backlog_is_handled_in_batches_and_a_poisoned_batch_one_message_at_a_t
         # batch holds the poison.
         Producer(broker.channel()).publish(
             json.dumps({"order_id": "not-a-uuid", "customer_id": "x", "amount": "1.00", "currency": "EUR"}),
-            exchange="", routing_key="payments", message_id=poison_id, type="payment.process",
-            content_type="application/json", content_encoding="utf-8", delivery_mode=2)
+            exchange="",
+            routing_key="payments",
+            message_id=poison_id,
+            type="payment.process",
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+        )
         assert relay_once(ConfirmingPublisher(broker)) >= len(orders)
 
     port = free_port()
     worker = started(celery_worker("batches", METRICS_WORKER_PORT=str(port), METRICS_WORKER_ADDR="127.0.0.1"))
 
-    result = assert_recovered(api, orders, [worker], poison={poison_id}, name="backlog with poison",
-                              fault_in_flight=len(orders))
+    result = assert_recovered(
+        api, orders, [worker], poison={poison_id}, name="backlog with poison", fault_in_flight=len(orders)
+    )
     assert result["completed"] == len(orders)
     assert DeadLetter.objects.get(message_id=poison_id).reason == "invalid_payload"
     # Each message applied once by each of its consumers, batch or not.

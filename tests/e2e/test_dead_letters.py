@@ -47,8 +47,11 @@ def test_exhausted_retries_are_dead_lettered_and_a_replay_completes_the_order(ap
     with psycopg.connect(worker_database_url()) as blocker:
         blocker.execute("SELECT 1 FROM payments_account WHERE customer_id = %s FOR UPDATE", [customer])
         order = place_order(api, customer, [{"sku": sku, "quantity": 1}])
-        letter = wait_for(lambda: DeadLetter.objects.filter(routing_key="payment.process").first(), timeout=30,
-                          message="payment.process to be dead-lettered")
+        letter = wait_for(
+            lambda: DeadLetter.objects.filter(routing_key="payment.process").first(),
+            timeout=30,
+            message="payment.process to be dead-lettered",
+        )
         blocker.rollback()
 
     # then it was retried through the delay queues, then stored with its reason and attempts
@@ -72,8 +75,10 @@ def test_exhausted_retries_are_dead_lettered_and_a_replay_completes_the_order(ap
     assert "0 replayed, 1 refused" in replay("--id", str(letter.pk))
     assert "skipped as a duplicate" in replay("--id", str(letter.pk), "--dry-run", "--force")
     assert "1 replayed" in replay("--id", str(letter.pk), "--force")
-    wait_for(lambda: impatient_worker.log().count("duplicate payment.process skipped") == 1,
-             message="the forced replay to be skipped by the inbox")
+    wait_for(
+        lambda: impatient_worker.log().count("duplicate payment.process skipped") == 1,
+        message="the forced replay to be skipped by the inbox",
+    )
     assert balance(api, customer) == Decimal("40.00")
 
 
@@ -84,9 +89,15 @@ def test_a_message_that_keeps_coming_back_is_dead_lettered_by_the_broker(api, st
     started(celery_worker("no-payments", MESSAGING_CONSUMERS="saga,inventory"), ("saga", "inventory"))
     message_id = str(uuid.uuid4())
     with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
-        Producer(broker.channel()).publish(b'{"order_id": "x"}', exchange="", routing_key="payments",
-                                           message_id=message_id, type="payment.process",
-                                           content_type="application/json", delivery_mode=2)
+        Producer(broker.channel()).publish(
+            b'{"order_id": "x"}',
+            exchange="",
+            routing_key="payments",
+            message_id=message_id,
+            type="payment.process",
+            content_type="application/json",
+            delivery_mode=2,
+        )
         # when a consumer of payments takes it and dies (returns it unacked) more often than the limit allows
         returned = []
         channel = broker.channel()

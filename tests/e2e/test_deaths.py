@@ -24,8 +24,13 @@ from tests.processes import celery_worker, dying_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
-CONSUMER = {"payment.process": "payments", "payment.processed": "saga", "inventory.reserve": "inventory",
-            "inventory.reserved": "saga", "order.completed": "inventory"}
+CONSUMER = {
+    "payment.process": "payments",
+    "payment.processed": "saga",
+    "inventory.reserve": "inventory",
+    "inventory.reserved": "saga",
+    "order.completed": "inventory",
+}
 
 
 def place_and_lose_a_worker(api, started, instant: str, message_type: str) -> tuple[dict, str, str]:
@@ -43,20 +48,27 @@ def assert_completed_once(api, order: dict, customer: str, sku: str, message_id:
     final = wait_final(api, order["id"])
     assert final["status"] == "COMPLETED", final
     assert [step["to_state"] for step in final["saga"]["history"]] == [
-        "PAYMENT_PENDING", "INVENTORY_PENDING", "COMPLETED"]
+        "PAYMENT_PENDING",
+        "INVENTORY_PENDING",
+        "COMPLETED",
+    ]
     assert LedgerEntry.objects.filter(payment__order_id=order["id"], kind=LedgerEntry.Kind.CAPTURE).count() == 1
     assert balance(api, customer) == Decimal("80.00")
     wait_for(lambda: stock(api, sku)["on_hand"] == 3, message="the goods to leave on_hand")
     assert (stock(api, sku)["on_hand"], stock(api, sku)["reserved"]) == (3, 0)
     assert InboxMessage.objects.filter(message_id=message_id).count() == 1
-    wait_for(lambda: not OutboxMessage.objects.filter(published_at__isnull=True).exists(), timeout=30,
-             message="the outbox to be fully published")
+    wait_for(
+        lambda: not OutboxMessage.objects.filter(published_at__isnull=True).exists(),
+        timeout=30,
+        message="the outbox to be fully published",
+    )
     wait_for(lambda: not audit(settled=True), timeout=30, message="a clean audit")
 
 
 @pytest.mark.parametrize("message_type", list(CONSUMER))
 def test_a_worker_dead_between_the_commit_and_the_ack_leaves_a_redelivery_that_changes_nothing(
-        api, started, message_type):
+    api, started, message_type
+):
     order, customer, sku = place_and_lose_a_worker(api, started, "ack", message_type)
     message = OutboxMessage.objects.get(order_id=order["id"], routing_key=message_type)
     # The handler committed: its inbox row is there, while the broker still holds the message.
@@ -65,13 +77,16 @@ def test_a_worker_dead_between_the_commit_and_the_ack_leaves_a_redelivery_that_c
     survivor = started(celery_worker("survivor"))
 
     assert_completed_once(api, order, customer, sku, str(message.message_id))
-    wait_for(lambda: f"duplicate {message_type} skipped by {CONSUMER[message_type]}" in survivor.log(),
-             message=f"the survivor to skip the redelivered {message_type}")
+    wait_for(
+        lambda: f"duplicate {message_type} skipped by {CONSUMER[message_type]}" in survivor.log(),
+        message=f"the survivor to skip the redelivered {message_type}",
+    )
 
 
 @pytest.mark.parametrize("message_type", ["payment.process", "inventory.reserve"])
 def test_a_worker_dead_between_the_confirm_and_the_mark_publishes_again_and_the_copy_changes_nothing(
-        api, started, message_type):
+    api, started, message_type
+):
     order, customer, sku = place_and_lose_a_worker(api, started, "mark", message_type)
     message = OutboxMessage.objects.get(order_id=order["id"], routing_key=message_type)
     # The broker took the message, the outbox does not know it.
@@ -80,5 +95,7 @@ def test_a_worker_dead_between_the_confirm_and_the_mark_publishes_again_and_the_
     survivor = started(celery_worker("survivor"))
 
     assert_completed_once(api, order, customer, sku, str(message.message_id))
-    wait_for(lambda: f"duplicate {message_type} skipped by {CONSUMER[message_type]}" in survivor.log(),
-             message=f"the survivor to skip the second copy of {message_type}")
+    wait_for(
+        lambda: f"duplicate {message_type} skipped by {CONSUMER[message_type]}" in survivor.log(),
+        message=f"the survivor to skip the second copy of {message_type}",
+    )

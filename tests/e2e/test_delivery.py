@@ -29,8 +29,9 @@ class Duplicator(threading.Thread):
         self.copies = 0
 
     def run(self) -> None:
-        tap = Queue("test.duplicator", Exchange(settings.MESSAGING_EXCHANGE, type="topic"), routing_key="#",
-                    auto_delete=True)
+        tap = Queue(
+            "test.duplicator", Exchange(settings.MESSAGING_EXCHANGE, type="topic"), routing_key="#", auto_delete=True
+        )
         with Connection(settings.BROKER_URL) as broker:
             producer = Producer(broker.channel())
             with Consumer(broker.channel(), queues=[tap], on_message=lambda m: self._copy(producer, m)):
@@ -43,10 +44,19 @@ class Duplicator(threading.Thread):
 
     def _copy(self, producer: Producer, message) -> None:
         for queue in bus.consumers_for(message.delivery_info["routing_key"]):
-            producer.publish(message.body, exchange="", routing_key=queue, headers=message.headers,
-                             content_type=message.content_type, content_encoding=message.content_encoding,
-                             **{k: v for k, v in message.properties.items()
-                                if k in {"message_id", "correlation_id", "type", "timestamp"}})
+            producer.publish(
+                message.body,
+                exchange="",
+                routing_key=queue,
+                headers=message.headers,
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                **{
+                    k: v
+                    for k, v in message.properties.items()
+                    if k in {"message_id", "correlation_id", "type", "timestamp"}
+                },
+            )
             self.copies += 1
         message.ack()
 

@@ -60,8 +60,10 @@ def _cut_connections(application_name: str, seconds: float) -> int:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                           "WHERE application_name = %s", [application_name])
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                [application_name],
+            )
             cut += cursor.fetchone()[0]
         time.sleep(0.05)
     return cut
@@ -71,8 +73,9 @@ def test_database_connections_cut_mid_stream_are_retried(api, started):
     from tests.plugin import worker_database_url
 
     name = f"sagaflow-worker-{uuid.uuid4().hex[:8]}"
-    worker = started(celery_worker(DATABASE_URL=f"{worker_database_url()}?application_name={name}",
-                                     MESSAGING_MAX_ATTEMPTS="10"))
+    worker = started(
+        celery_worker(DATABASE_URL=f"{worker_database_url()}?application_name={name}", MESSAGING_MAX_ATTEMPTS="10")
+    )
     stream = OrderStream(api, interval=0.01, clients=4)
     stream.start()
     time.sleep(2)
@@ -81,8 +84,7 @@ def test_database_connections_cut_mid_stream_are_retried(api, started):
     assert _cut_connections(name, seconds=3) > 0
     time.sleep(2)
 
-    assert_recovered(api, stream.finish(), [worker], name="PostgreSQL connections cut",
-                     fault_in_flight=fault_in_flight)
+    assert_recovered(api, stream.finish(), [worker], name="PostgreSQL connections cut", fault_in_flight=fault_in_flight)
     assert "transient failure" in worker.log()
 
 
@@ -90,8 +92,12 @@ POISON = [
     ("payments", "payment.process", b"\x00\xffnot json", "undecodable_body"),
     ("inventory", "inventory.teleport", json.dumps({"order_id": str(uuid.uuid4())}).encode(), "unknown_type"),
     ("saga", "payment.processed", json.dumps({"order_id": "not-a-uuid"}).encode(), "invalid_payload"),
-    ("saga", "payment.failed", json.dumps({"order_id": str(uuid.uuid4()), "code": "x", "reason": "y"}).encode(),
-     "handler_error"),
+    (
+        "saga",
+        "payment.failed",
+        json.dumps({"order_id": str(uuid.uuid4()), "code": "x", "reason": "y"}).encode(),
+        "handler_error",
+    ),
 ]
 
 
@@ -108,12 +114,21 @@ def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(api, started):
         for queue, message_type, body, _reason in POISON:
             message_id = str(uuid.uuid4())
             poison_ids.add(message_id)
-            producer.publish(body, exchange="", routing_key=queue, message_id=message_id, type=message_type,
-                             content_type="application/json", content_encoding="binary", delivery_mode=2)
+            producer.publish(
+                body,
+                exchange="",
+                routing_key=queue,
+                message_id=message_id,
+                type=message_type,
+                content_type="application/json",
+                content_encoding="binary",
+                delivery_mode=2,
+            )
     time.sleep(2)
 
-    assert_recovered(api, stream.finish(), [worker], poison=poison_ids, name="poison messages",
-                     fault_in_flight=fault_in_flight)
+    assert_recovered(
+        api, stream.finish(), [worker], poison=poison_ids, name="poison messages", fault_in_flight=fault_in_flight
+    )
     reasons = dict(DeadLetter.objects.values_list("routing_key", "reason"))
     assert {reason for *_, reason in POISON} == set(DeadLetter.objects.values_list("reason", flat=True))
     assert reasons["inventory.teleport"] == "unknown_type"
@@ -135,23 +150,24 @@ def test_a_participant_that_never_replies_is_timed_out_and_its_late_reply_refund
     time.sleep(2)
     fault_in_flight = in_flight()
     orders = stream.finish()
-    wait_for(lambda: in_flight() == 0 or _all_compensating(orders), timeout=30,
-             message="the stuck sagas to time out")
+    wait_for(lambda: in_flight() == 0 or _all_compensating(orders), timeout=30, message="the stuck sagas to time out")
     # and comes back: its late replies arrive after the timeout
-    payments = started(celery_worker("payments-again", MESSAGING_CONSUMERS="payments", **timing),
-                         queues=("payments",))
+    payments = started(celery_worker("payments-again", MESSAGING_CONSUMERS="payments", **timing), queues=("payments",))
 
-    result = assert_recovered(api, orders, [payments], name="participant never replies",
-                              fault_in_flight=fault_in_flight)
+    result = assert_recovered(
+        api, orders, [payments], name="participant never replies", fault_in_flight=fault_in_flight
+    )
     assert result["failed"] > 0
-    timed_out = [o for o in (api.get(f"/api/orders/{o['id']}").json() for o in orders)
-                 if o["failure_reason"] == "timeout"]
+    timed_out = [
+        o for o in (api.get(f"/api/orders/{o['id']}").json() for o in orders) if o["failure_reason"] == "timeout"
+    ]
     assert timed_out, "no order timed out"
 
 
 def _all_compensating(orders: list[dict]) -> bool:
     from saga.models import Saga
 
-    pending = Saga.objects.filter(order_id__in=[o["id"] for o in orders],
-                                  state__in=["PAYMENT_PENDING", "INVENTORY_PENDING"])
+    pending = Saga.objects.filter(
+        order_id__in=[o["id"] for o in orders], state__in=["PAYMENT_PENDING", "INVENTORY_PENDING"]
+    )
     return not pending.exists()

@@ -37,18 +37,27 @@ def generated(count: int) -> list[HostileMessage]:
     """`count` hostile messages drawn by hypothesis, up front, and a few of the worst kinds by hand."""
     drawn: list[HostileMessage] = []
 
-    @hypothesis_settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None,
-                         suppress_health_check=list(HealthCheck))
+    @hypothesis_settings(
+        max_examples=count,
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(hostile_messages(through_broker=True))
     def draw(message: HostileMessage) -> None:
         drawn.append(message)
 
     draw()
-    by_hand = [HostileMessage(queue, b"[" * 100_000, {"message_id": str(uuid.uuid4()), "type": "payment.process"})
-               for queue in ("payments", "inventory", "saga")]
-    by_hand += [HostileMessage("payments", b'"' + b"x" * (4 << 20) + b'"', {"type": "payment.process"}),
-                HostileMessage(topology.DEAD_LETTER_QUEUE, b"\xff" * (1 << 20), {}),
-                HostileMessage("saga", b"{}", {"message_id": b"\xff\xfe", "type": b"\xc3", "correlation_id": b"\xff"})]
+    by_hand = [
+        HostileMessage(queue, b"[" * 100_000, {"message_id": str(uuid.uuid4()), "type": "payment.process"})
+        for queue in ("payments", "inventory", "saga")
+    ]
+    by_hand += [
+        HostileMessage("payments", b'"' + b"x" * (4 << 20) + b'"', {"type": "payment.process"}),
+        HostileMessage(topology.DEAD_LETTER_QUEUE, b"\xff" * (1 << 20), {}),
+        HostileMessage("saga", b"{}", {"message_id": b"\xff\xfe", "type": b"\xc3", "correlation_id": b"\xff"}),
+    ]
     return _one_per_letter(drawn + by_hand)
 
 
@@ -65,13 +74,19 @@ def _one_per_letter(messages: list[HostileMessage]) -> list[HostileMessage]:
 
 def publish(channel, message: HostileMessage) -> None:
     # py-amqp's own message, so that a property may be any bytes, as a foreign publisher may send.
-    channel.basic_publish(amqp.Message(message.body, application_headers=message.headers, **message.properties),
-                          exchange="", routing_key=message.queue)
+    channel.basic_publish(
+        amqp.Message(message.body, application_headers=message.headers, **message.properties),
+        exchange="",
+        routing_key=message.queue,
+    )
 
 
 def stored_markers() -> list[str]:
-    return list(DeadLetter.objects.filter(headers__has_key=MARKER).annotate(marker=KT(f"headers__{MARKER}"))
-                .values_list("marker", flat=True))
+    return list(
+        DeadLetter.objects.filter(headers__has_key=MARKER)
+        .annotate(marker=KT(f"headers__{MARKER}"))
+        .values_list("marker", flat=True)
+    )
 
 
 def test_hostile_messages_between_valid_orders_are_each_a_dead_letter_and_every_order_completes(api, worker):
@@ -92,8 +107,12 @@ def test_hostile_messages_between_valid_orders_are_each_a_dead_letter_and_every_
     assert {wait_final(api, order["id"], timeout=90)["status"] for order in orders} == {"COMPLETED"}
     # and every hostile message is one stored dead letter, those without an id included
     expected = sorted(message.headers[MARKER] for message in messages)
-    wait_for(lambda: len(stored_markers()) >= len(expected), timeout=120, interval=0.5,
-             message=f"{len(expected)} hostile messages to be stored as dead letters")
+    wait_for(
+        lambda: len(stored_markers()) >= len(expected),
+        timeout=120,
+        interval=0.5,
+        message=f"{len(expected)} hostile messages to be stored as dead letters",
+    )
     assert sorted(stored_markers()) == expected
     without_id = DeadLetter.objects.filter(headers__has_key=MARKER, headers__contains={ORIGINAL: {"message_id": None}})
     assert without_id.count() == sum(message.has_no_id for message in messages)
@@ -117,9 +136,15 @@ def test_a_correlation_id_with_newlines_is_cleaned_where_it_enters_and_its_effec
     with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
         topology.declare_all(broker.default_channel)
         channel = broker.channel()
-        channel.basic_publish(amqp.Message(command.body(), application_headers=command.wire_headers(),
-                                           **{**command.wire_properties(), "correlation_id": hostile}),
-                              exchange="", routing_key="payments")
+        channel.basic_publish(
+            amqp.Message(
+                command.body(),
+                application_headers=command.wire_headers(),
+                **{**command.wire_properties(), "correlation_id": hostile},
+            ),
+            exchange="",
+            routing_key="payments",
+        )
 
     # when a worker that logs text handles it
     worker = started(celery_worker("text-log", LOG_FORMAT="text"))

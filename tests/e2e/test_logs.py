@@ -6,15 +6,15 @@ import io
 import json
 import logging
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 import pytest
 from django.conf import settings
 from pythonjsonlogger.json import JsonFormatter
 
 from messaging.correlation import LogContextFilter
-from tests.e2e.conftest import place_order, wait_final
+from tests.e2e.conftest import wait_final
 from tests.e2e.test_saga_flows import create_account, create_product
 from tests.processes import wait_for
 
@@ -63,8 +63,11 @@ def test_one_correlation_id_links_the_api_line_with_every_handler_line_of_the_or
     correlation_id = f"trace-{uuid.uuid4().hex}"
 
     # when an order is placed with that correlation id and completes
-    response = api.post("/api/orders", json={"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]},
-                        headers={"x-correlation-id": correlation_id})
+    response = api.post(
+        "/api/orders",
+        json={"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]},
+        headers={"x-correlation-id": correlation_id},
+    )
     assert response.status_code == 201, response.text
     assert response.headers["x-correlation-id"] == correlation_id
     order_id = response.json()["id"]

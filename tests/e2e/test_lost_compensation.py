@@ -23,9 +23,14 @@ from tests.processes import celery_beat, celery_worker, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 MAX_ATTEMPTS = 3
-TIMING = {"SAGA_PAYMENT_DEADLINE_S": "30", "SAGA_INVENTORY_DEADLINE_S": "2", "SAGA_SWEEP_INTERVAL_S": "0.5",
-          "SAGA_COMPENSATION_DEADLINE_S": "1", "SAGA_COMPENSATION_BACKOFF_MAX_S": "3",
-          "SAGA_COMPENSATION_MAX_ATTEMPTS": str(MAX_ATTEMPTS)}
+TIMING = {
+    "SAGA_PAYMENT_DEADLINE_S": "30",
+    "SAGA_INVENTORY_DEADLINE_S": "2",
+    "SAGA_SWEEP_INTERVAL_S": "0.5",
+    "SAGA_COMPENSATION_DEADLINE_S": "1",
+    "SAGA_COMPENSATION_BACKOFF_MAX_S": "3",
+    "SAGA_COMPENSATION_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+}
 
 
 @pytest.fixture
@@ -39,22 +44,33 @@ def test_a_refund_lost_after_its_retries_is_sent_again_until_the_money_is_back(a
     # given payments and the saga in a worker whose database sessions give up on a lock after 100 ms, beat,
     # and no inventory consumer yet: the stock will not answer in time
     impatient = f"{worker_database_url()}?options=-c%20lock_timeout%3D100"
-    started(celery_worker("core", MESSAGING_CONSUMERS="payments,saga", DATABASE_URL=impatient,
-                          MESSAGING_MAX_ATTEMPTS="2", **TIMING), ("payments", "saga"))
+    started(
+        celery_worker(
+            "core", MESSAGING_CONSUMERS="payments,saga", DATABASE_URL=impatient, MESSAGING_MAX_ATTEMPTS="2", **TIMING
+        ),
+        ("payments", "saga"),
+    )
     started(celery_beat(**TIMING), queues=())
     sku = create_product(api, stock_level=5, price="10.00")
     customer = create_account(api, balance_amount="100.00")
     order_id = place_order(api, customer, [{"sku": sku, "quantity": 1}])["id"]
-    wait_for(lambda: Payment.objects.filter(order_id=order_id, status="CAPTURED").exists(), timeout=30,
-             message="the charge")
+    wait_for(
+        lambda: Payment.objects.filter(order_id=order_id, status="CAPTURED").exists(), timeout=30, message="the charge"
+    )
 
     with psycopg.connect(worker_database_url()) as blocker:
         # when the payment's row is locked by someone else, so that every refund times out and is dead-lettered
         blocker.execute("SELECT 1 FROM payments_payment WHERE order_id = %s FOR UPDATE", [order_id])
-        wait_for(lambda: Saga.objects.filter(order_id=order_id, compensation_attempts__gte=MAX_ATTEMPTS).exists(),
-                 timeout=60, message="the refund to be sent again until the saga is flagged")
-        wait_for(lambda: DeadLetter.objects.filter(routing_key="payment.refund").count() >= 2, timeout=30,
-                 message="the refunds to be dead-lettered")
+        wait_for(
+            lambda: Saga.objects.filter(order_id=order_id, compensation_attempts__gte=MAX_ATTEMPTS).exists(),
+            timeout=60,
+            message="the refund to be sent again until the saga is flagged",
+        )
+        wait_for(
+            lambda: DeadLetter.objects.filter(routing_key="payment.refund").count() >= 2,
+            timeout=30,
+            message="the refunds to be dead-lettered",
+        )
 
         # then the saga is still COMPENSATING, flagged, and /health and saga_audit say so
         assert api.get(f"/api/orders/{order_id}").json()["status"] == "PENDING"
@@ -77,8 +93,7 @@ def test_a_refund_lost_after_its_retries_is_sent_again_until_the_money_is_back(a
     assert list(Payment.objects.filter(order_id=order_id).values_list("status", flat=True)) == ["REFUNDED"]
     wait_for(lambda: stock(api, sku)["reserved"] == 0, timeout=30, message="the stock to be released")
     assert stock(api, sku)["available"] == 5
-    sent_again = SagaTransition.objects.filter(saga_id=order_id, from_state="COMPENSATING",
-                                               message_type="saga.timeout")
+    sent_again = SagaTransition.objects.filter(saga_id=order_id, from_state="COMPENSATING", message_type="saga.timeout")
     assert sent_again.count() >= MAX_ATTEMPTS - 1
     assert all(step.emitted == ["payment.refund"] for step in sent_again)
     # and the audit is clean: every refund was handled or is a dead letter, and the money adds up

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,14 +18,20 @@ def test_health_sees_a_live_worker_and_names_it_missing_once_it_stops(api, start
     assert api.get("/health").json()["failing"] == ["worker"]
 
     worker = started(celery_worker("heartbeat", WORKER_HEARTBEAT_INTERVAL_S="0.5"))
-    body = wait_for(lambda: (r := api.get("/health")).status_code == 200 and r.json(), timeout=15,
-                    message="/health to see the worker")
+    body = wait_for(
+        lambda: (r := api.get("/health")).status_code == 200 and r.json(),
+        timeout=15,
+        message="/health to see the worker",
+    )
     assert body["checks"]["worker"] == "ok"
     worker.stop()
 
     # Its loops fall silent one after the other; wait until the last to beat, the relay, is named too.
-    response = wait_for(lambda: (r := api.get("/health")).status_code == 503 and "relay" in r.text and r,
-                        timeout=15, message="/health to miss the stopped worker's relay")
+    response = wait_for(
+        lambda: (r := api.get("/health")).status_code == 503 and "relay" in r.text and r,
+        timeout=15,
+        message="/health to miss the stopped worker's relay",
+    )
     assert response.json()["failing"] == ["worker"]
     assert "payments" in response.json()["checks"]["worker"]
 
@@ -41,10 +46,16 @@ def test_a_worker_serves_its_handler_latency_on_its_metrics_port(api, started):
 
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
 
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
-    for consumer, message_type in [("payments", "payment.process"), ("inventory", "inventory.reserve"),
-                                   ("saga", "inventory.reserved")]:
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    for consumer, message_type in [
+        ("payments", "payment.process"),
+        ("inventory", "inventory.reserve"),
+        ("saga", "inventory.reserved"),
+    ]:
         labels = (("consumer", consumer), ("message_type", message_type))
         assert samples[("sagaflow_handler_duration_seconds_count", labels)] >= 1
     assert ("process_resident_memory_bytes", ()) in samples

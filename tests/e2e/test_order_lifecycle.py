@@ -61,8 +61,9 @@ def test_same_idempotency_key_and_body_returns_the_same_order_and_one_saga(api, 
     first = api.post("/api/orders", json=body, headers={"Idempotency-Key": key})
     wait_final(api, first.json()["id"])
     again = api.post("/api/orders", json=body, headers={"Idempotency-Key": key})
-    other = api.post("/api/orders", json={**body, "items": [{"sku": sku, "quantity": 2}]},
-                     headers={"Idempotency-Key": key})
+    other = api.post(
+        "/api/orders", json={**body, "items": [{"sku": sku, "quantity": 2}]}, headers={"Idempotency-Key": key}
+    )
 
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json() == first.json()
@@ -95,8 +96,9 @@ def test_concurrent_requests_with_one_key_make_one_order(api, worker):
     assert len(answers) == 10
     created = {payload["id"] for status, payload in answers if status == 201}
     assert len(created) == 1
-    assert all(status == 201 or (status == 409 and payload["code"] == "idempotency_key_in_use")
-               for status, payload in answers)
+    assert all(
+        status == 201 or (status == 409 and payload["code"] == "idempotency_key_in_use") for status, payload in answers
+    )
     assert Order.objects.filter(customer_id=customer).count() == 1
     wait_final(api, created.pop())
     wait_for(lambda: balance(api, customer) == Decimal("90.00"), message="one charge")

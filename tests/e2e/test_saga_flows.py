@@ -38,7 +38,10 @@ def test_happy_path_completes_and_takes_money_and_stock(api, worker):
     assert final["failure_reason"] is None
     assert final["total"] == "25.00"
     assert [step["to_state"] for step in final["saga"]["history"]] == [
-        "PAYMENT_PENDING", "INVENTORY_PENDING", "COMPLETED"]
+        "PAYMENT_PENDING",
+        "INVENTORY_PENDING",
+        "COMPLETED",
+    ]
     assert balance(api, customer) == Decimal("75.00")
     payments = api.get("/api/payments", params={"order_id": order["id"]}).json()["results"]
     assert [(p["status"], p["amount"]) for p in payments] == [("CAPTURED", "25.00")]
@@ -69,7 +72,11 @@ def test_out_of_stock_refunds_the_payment_and_keeps_the_stock(api, worker):
     assert final["status"] == "FAILED"
     assert final["failure_reason"] == "out_of_stock"
     assert [step["to_state"] for step in final["saga"]["history"]] == [
-        "PAYMENT_PENDING", "INVENTORY_PENDING", "COMPENSATING", "FAILED"]
+        "PAYMENT_PENDING",
+        "INVENTORY_PENDING",
+        "COMPENSATING",
+        "FAILED",
+    ]
     assert balance(api, customer) == Decimal("100.00")
     payments = api.get("/api/payments", params={"order_id": final["id"]}).json()["results"]
     assert [p["status"] for p in payments] == ["REFUNDED"]

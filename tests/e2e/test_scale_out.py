@@ -23,8 +23,9 @@ def test_two_workers_with_their_relays_complete_every_order_once(api, started):
     customers = [create_account(api, balance_amount="1000.00") for _ in range(10)]
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        orders = list(pool.map(lambda n: place_order(api, customers[n % 10], [{"sku": sku, "quantity": 1}]),
-                               range(100)))
+        orders = list(
+            pool.map(lambda n: place_order(api, customers[n % 10], [{"sku": sku, "quantity": 1}]), range(100))
+        )
         finals = list(pool.map(lambda o: wait_final(api, o["id"], timeout=60), orders))
 
     assert [o["status"] for o in finals] == ["COMPLETED"] * 100
@@ -45,8 +46,11 @@ def test_two_beat_schedulers_time_each_saga_out_once(api, started):
     customer = create_account(api, balance_amount="1000.00")
 
     orders = [place_order(api, customer, [{"sku": sku, "quantity": 1}]) for _ in range(20)]
-    wait_for(lambda: SagaTransition.objects.filter(message_type="saga.timeout").count() >= 20, timeout=30,
-             message="every saga to time out")
+    wait_for(
+        lambda: SagaTransition.objects.filter(message_type="saga.timeout").count() >= 20,
+        timeout=30,
+        message="every saga to time out",
+    )
     time.sleep(2)  # more sweeps from both schedulers
 
     timeouts = list(SagaTransition.objects.filter(message_type="saga.timeout").values_list("saga_id", flat=True))

@@ -14,8 +14,8 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -47,8 +47,10 @@ MAX_SILENCE_S = 3
 @pytest.fixture
 def proxies() -> Iterator[dict[str, FaultProxy]]:
     """A fault proxy in front of RabbitMQ ("broker") and one in front of PostgreSQL ("database")."""
-    with FaultProxy(urlsplit(settings.BROKER_URL).port) as broker, \
-            FaultProxy(urlsplit(worker_database_url()).port or 5432) as database:
+    with (
+        FaultProxy(urlsplit(settings.BROKER_URL).port) as broker,
+        FaultProxy(urlsplit(worker_database_url()).port or 5432) as database,
+    ):
         yield {"broker": broker, "database": database}
 
 
@@ -101,8 +103,12 @@ def run_fault(api, worker: Process, proxies: dict[str, FaultProxy], name: str) -
     try:
         if silent:
             # then /health sees every loop of the worker stop making progress
-            wait_for(lambda: worker_check_names_every_loop(api, seen), timeout=30, interval=0.5,
-                     message=f"/health to fail the worker check during '{name}'")
+            wait_for(
+                lambda: worker_check_names_every_loop(api, seen),
+                timeout=30,
+                interval=0.5,
+                message=f"/health to fail the worker check during '{name}'",
+            )
         else:
             time.sleep(4)
     except BaseException as error:
@@ -114,11 +120,16 @@ def run_fault(api, worker: Process, proxies: dict[str, FaultProxy], name: str) -
 
     # and once healed the same worker recovers by itself
     assert_recovered(api, stream.finish(), [worker], name=name, fault_in_flight=fault_in_flight)
-    wait_for(lambda: fresh_loops(worker) >= required_loops(), timeout=30,
-             message=f"every loop of the worker to beat again after '{name}'")
+    wait_for(
+        lambda: fresh_loops(worker) >= required_loops(),
+        timeout=30,
+        message=f"every loop of the worker to beat again after '{name}'",
+    )
     wait_for(lambda: api.get("/health").status_code == 200, timeout=30, message=f"/health to pass after '{name}'")
-    print(f"{name}: {'503 after' if silent else 'lasted'} {noticed_s:.1f}s, "
-          f"recovered {time.monotonic() - started_at - noticed_s:.1f}s after healing")
+    print(
+        f"{name}: {'503 after' if silent else 'lasted'} {noticed_s:.1f}s, "
+        f"recovered {time.monotonic() - started_at - noticed_s:.1f}s after healing"
+    )
 
 
 @pytest.fixture
@@ -127,8 +138,7 @@ def health_quick(settings) -> None:
 
 
 @pytest.mark.parametrize("side", ["broker", "database"])
-def test_each_fault_of_a_connection_is_noticed_and_the_same_worker_recovers(api, started, proxies, health_quick,
-                                                                            side):
+def test_each_fault_of_a_connection_is_noticed_and_the_same_worker_recovers(api, started, proxies, health_quick, side):
     worker = started(proxied_worker(proxies, side))
     pid = worker.popen.pid
 

@@ -35,7 +35,7 @@ class HostileMessage:
     properties: dict[str, Any]
     headers: dict[str, Any] = field(default_factory=dict)
 
-    def marked(self, marker: str) -> "HostileMessage":
+    def marked(self, marker: str) -> HostileMessage:
         """The same message with `marker` in a header of its own, to find its dead letter by."""
         return HostileMessage(self.queue, self.body, self.properties, {**self.headers, MARKER: marker})
 
@@ -58,16 +58,22 @@ short_strings = st.one_of(
     st.sampled_from(["", "\n", "a\r\nforged: line", "\x00", "\u202eevil", "\udcff", " "]),
 ).filter(_fits_a_short_string)
 
-_decimals = st.builds(lambda digits, places: Decimal(digits).scaleb(-places),
-                      st.integers(-2**31 + 1, 2**31 - 1), st.integers(0, 30))
+_decimals = st.builds(
+    lambda digits, places: Decimal(digits).scaleb(-places), st.integers(-(2**31) + 1, 2**31 - 1), st.integers(0, 30)
+)
 
 
 def _amqp_values(*, finite: bool) -> st.SearchStrategy[Any]:
     """What a headers table can hold: scalars, and arrays and tables of them; `finite` leaves out NaN and the
     infinities."""
     scalars = st.one_of(
-        short_strings, st.binary(max_size=200), st.integers(-2**63 + 1, 2**63 - 1),
-        st.floats(allow_nan=not finite, allow_infinity=not finite), st.booleans(), st.none(), _decimals,
+        short_strings,
+        st.binary(max_size=200),
+        st.integers(-(2**63) + 1, 2**63 - 1),
+        st.floats(allow_nan=not finite, allow_infinity=not finite),
+        st.booleans(),
+        st.none(),
+        _decimals,
         st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
     )
     return st.recursive(
@@ -81,9 +87,22 @@ amqp_values = _amqp_values(finite=False)
 deep_values = st.integers(20, 200).map(lambda depth: _nested(depth))
 
 # The headers our consumers and dead-letter store read, with values of every type.
-_READ_HEADERS = ["x-attempt", "causation_id", "order_id", "version", "x-death", "x-delivery-count",
-                 "x-first-death-queue", "x-first-death-reason", "x-sagaflow-reason", "x-sagaflow-queue",
-                 "x-sagaflow-detail", "x-sagaflow-traceback", "x-sagaflow-original", "correlation_id"]
+_READ_HEADERS = [
+    "x-attempt",
+    "causation_id",
+    "order_id",
+    "version",
+    "x-death",
+    "x-delivery-count",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-sagaflow-reason",
+    "x-sagaflow-queue",
+    "x-sagaflow-detail",
+    "x-sagaflow-traceback",
+    "x-sagaflow-original",
+    "correlation_id",
+]
 
 
 def _headers(values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -111,8 +130,11 @@ json_values = st.recursive(
     max_leaves=10,
 )
 not_a_uuid = json_values.filter(lambda value: _refused_as_an_order_id(value))
-wrong_payloads = st.builds(lambda order_id, rest: {**rest, "order_id": order_id},
-                           not_a_uuid, st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6))
+wrong_payloads = st.builds(
+    lambda order_id, rest: {**rest, "order_id": order_id},
+    not_a_uuid,
+    st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6),
+)
 
 
 def _refused_as_an_order_id(value: Any) -> bool:
@@ -140,14 +162,17 @@ def bodies(*, huge: bool) -> st.SearchStrategy[bytes]:
 
 
 message_ids = st.one_of(st.none(), st.just(""), short_strings, st.uuids().map(str))
-properties = st.fixed_dictionaries({}, optional={
-    "message_id": message_ids,
-    "type": st.sampled_from(sorted(CATALOGUE)) | short_strings,
-    "correlation_id": short_strings,
-    "timestamp": st.integers(0, 2**64 - 1),
-    "content_type": short_strings,
-    "content_encoding": short_strings,
-})
+properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "message_id": message_ids,
+        "type": st.sampled_from(sorted(CATALOGUE)) | short_strings,
+        "correlation_id": short_strings,
+        "timestamp": st.integers(0, 2**64 - 1),
+        "content_type": short_strings,
+        "content_encoding": short_strings,
+    },
+)
 
 
 def hostile_messages(*, huge: bool = False, through_broker: bool = False) -> st.SearchStrategy[HostileMessage]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from django.db import connections, transaction
 from django.utils import timezone
@@ -51,16 +52,23 @@ def in_another_transaction(work: Callable[[], Any]) -> Iterator[Any]:
 
 def place(customer_id: str, *lines: tuple[str, int]) -> str:
     """Place an order through the service, as the API does; returns its id."""
-    order, created = order_create(customer_id=customer_id,
-                                  items=[{"sku": sku, "quantity": quantity} for sku, quantity in lines])
+    order, created = order_create(
+        customer_id=customer_id, items=[{"sku": sku, "quantity": quantity} for sku, quantity in lines]
+    )
     assert created
     return str(order.id)
 
 
 def envelope_of(row: OutboxMessage, **changes) -> Envelope:
     """The envelope a consumer would receive for an outbox row."""
-    fields = dict(message_id=str(row.message_id), routing_key=row.routing_key, payload=row.payload,
-                  correlation_id=row.correlation_id, causation_id=row.causation_id, order_id=row.order_id)
+    fields = dict(
+        message_id=str(row.message_id),
+        routing_key=row.routing_key,
+        payload=row.payload,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        order_id=row.order_id,
+    )
     fields.update(changes)
     return Envelope(**fields)
 
@@ -91,8 +99,12 @@ def deliver_all_except(*held_back: str) -> int:
     a slow queue. Returns how many were delivered."""
     delivered = 0
     while True:
-        row = (OutboxMessage.objects.filter(published_at__isnull=True).exclude(routing_key__in=held_back)
-               .order_by("created_at", "id").first())
+        row = (
+            OutboxMessage.objects.filter(published_at__isnull=True)
+            .exclude(routing_key__in=held_back)
+            .order_by("created_at", "id")
+            .first()
+        )
         if row is None:
             return delivered
         deliver(row)

@@ -55,12 +55,16 @@ def test_the_timeline_merges_transitions_and_messages_in_and_out_in_time_order(i
 
     assert [e.at for e in entries] == sorted(e.at for e in entries)
     assert [e.what for e in entries if e.kind == TRANSITION] == [
-        "∅ → PAYMENT_PENDING", "PAYMENT_PENDING → INVENTORY_PENDING", "INVENTORY_PENDING → COMPLETED"]
+        "∅ → PAYMENT_PENDING",
+        "PAYMENT_PENDING → INVENTORY_PENDING",
+        "INVENTORY_PENDING → COMPLETED",
+    ]
     sent = {e.message_id: e.message_type for e in entries if e.kind == SENT}
     assert sent == {str(row.message_id): row.routing_key for row in outbox(order_id)}
     handled = {(e.message_id, e.what) for e in entries if e.kind == HANDLED}
-    assert handled == {(row.message_id, f"by {row.consumer}")
-                       for row in InboxMessage.objects.filter(message_id__in=sent)}
+    assert handled == {
+        (row.message_id, f"by {row.consumer}") for row in InboxMessage.objects.filter(message_id__in=sent)
+    }
     assert ("by saga" in {what for _, what in handled}) and ("by payments" in {what for _, what in handled})
 
 
@@ -68,9 +72,16 @@ def test_a_dead_letter_of_the_orders_message_is_on_its_timeline(inprocess):
     order_id = place(make_account().customer_id, (make_product().sku, 1))
     row = outbox(order_id, "payment.process")[0]
     now = timezone.now()
-    DeadLetter.objects.create(message_id=str(row.message_id), routing_key=row.routing_key, queue="payments",
-                              body="{}", reason="handler_error", detail="boom", first_failed_at=now,
-                              last_failed_at=now)
+    DeadLetter.objects.create(
+        message_id=str(row.message_id),
+        routing_key=row.routing_key,
+        queue="payments",
+        body="{}",
+        reason="handler_error",
+        detail="boom",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
 
     (dead,) = [e for e in saga_timeline(order_id=order_id) if e.kind == DEAD_LETTER]
 
@@ -105,8 +116,9 @@ def test_the_cancel_action_goes_through_the_saga_and_refuses_a_final_order(inpro
     final = completed_order()
     pending = place(make_account().customer_id, (make_product().sku, 1))
 
-    response = staff.post("/admin/orders/order/", {"action": "cancel", "_selected_action": [pending, final]},
-                          follow=True)
+    response = staff.post(
+        "/admin/orders/order/", {"action": "cancel", "_selected_action": [pending, final]}, follow=True
+    )
 
     assert response.status_code == 200
     assert saga_of(pending).state == "COMPENSATING"
@@ -163,8 +175,7 @@ def test_a_sagas_page_shows_its_timeline_and_cannot_be_saved(inprocess, staff):
 def test_the_outbox_filters_pending_from_published_and_shows_the_lag(inprocess, staff):
     order_id = place(make_account().customer_id, (make_product().sku, 1))
     published, waiting = outbox(order_id)
-    OutboxMessage.objects.filter(pk=published.pk).update(published_at=published.created_at + timedelta(
-        milliseconds=42))
+    OutboxMessage.objects.filter(pk=published.pk).update(published_at=published.created_at + timedelta(milliseconds=42))
 
     pending_page = staff.get("/admin/messaging/outboxmessage/?status=pending").content.decode()
     published_page = staff.get("/admin/messaging/outboxmessage/?status=published").content.decode()
@@ -176,8 +187,15 @@ def test_the_outbox_filters_pending_from_published_and_shows_the_lag(inprocess, 
 
 def test_dead_letters_keep_their_replay_and_discard_actions(staff):
     now = timezone.now()
-    DeadLetter.objects.create(message_id=str(uuid.uuid4()), routing_key="payment.process", queue="payments",
-                              body="{}", reason="invalid_payload", first_failed_at=now, last_failed_at=now)
+    DeadLetter.objects.create(
+        message_id=str(uuid.uuid4()),
+        routing_key="payment.process",
+        queue="payments",
+        body="{}",
+        reason="invalid_payload",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
 
     page = staff.get("/admin/messaging/deadletter/").content.decode()
 
@@ -198,8 +216,15 @@ def test_staff_who_may_only_view_dead_letters_cannot_replay_or_discard_them():
     client = Client()
     client.force_login(user)
     now = timezone.now()
-    letter = DeadLetter.objects.create(message_id=str(uuid.uuid4()), routing_key="payment.process", queue="payments",
-                                       body="{}", reason="invalid_payload", first_failed_at=now, last_failed_at=now)
+    letter = DeadLetter.objects.create(
+        message_id=str(uuid.uuid4()),
+        routing_key="payment.process",
+        queue="payments",
+        body="{}",
+        reason="invalid_payload",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
 
     page = client.get("/admin/messaging/deadletter/").content.decode()
     client.post("/admin/messaging/deadletter/", {"action": "discard", "_selected_action": [letter.pk]})
@@ -210,7 +235,8 @@ def test_staff_who_may_only_view_dead_letters_cannot_replay_or_discard_them():
 
 
 def test_the_lists_of_tables_that_grow_with_every_order_are_counted_from_the_estimate_when_unfiltered(
-        staff, monkeypatch):
+    staff, monkeypatch
+):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -240,8 +266,10 @@ def test_the_indexes_of_the_admins_newest_first_lists_are_built_and_valid():
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT t.relname, i.indisvalid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
-                       "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(i.indkey) "
-                       "WHERE t.relname IN ('saga_saga', 'payments_payment') AND a.attname = 'created_at' "
-                       "AND i.indnatts = 1")
+        cursor.execute(
+            "SELECT t.relname, i.indisvalid FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
+            "JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(i.indkey) "
+            "WHERE t.relname IN ('saga_saga', 'payments_payment') AND a.attname = 'created_at' "
+            "AND i.indnatts = 1"
+        )
         assert sorted(cursor.fetchall()) == [("payments_payment", True), ("saga_saga", True)]

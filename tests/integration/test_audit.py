@@ -100,9 +100,15 @@ def test_a_message_kept_as_a_dead_letter_is_not_lost():
     drain()
     kept = OutboxMessage.objects.get(order_id=order_id, routing_key="inventory.reserve")
     InboxMessage.objects.filter(consumer="inventory", message_id=str(kept.message_id)).delete()
-    DeadLetter.objects.create(message_id=str(kept.message_id), routing_key=kept.routing_key, queue="inventory",
-                              body="{}", reason="handler_error", first_failed_at=timezone.now(),
-                              last_failed_at=timezone.now())
+    DeadLetter.objects.create(
+        message_id=str(kept.message_id),
+        routing_key=kept.routing_key,
+        queue="inventory",
+        body="{}",
+        reason="handler_error",
+        first_failed_at=timezone.now(),
+        last_failed_at=timezone.now(),
+    )
 
     assert audit(settled=True) == []
 

@@ -32,7 +32,16 @@ from saga.models import Saga, SagaTransition
 from saga.services import flagged_sagas, saga_sweep_timeouts, stuck_sagas
 from tests.factories import make_account, make_product
 from tests.integration.support import (
-    balance, deliver_all_except, ledger_of, make_overdue, order_of, outbox, payments_of, place, saga_of, stock,
+    balance,
+    deliver_all_except,
+    ledger_of,
+    make_overdue,
+    order_of,
+    outbox,
+    payments_of,
+    place,
+    saga_of,
+    stock,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inprocess", "timing")]
@@ -54,9 +63,15 @@ def lose(order_id: str, routing_key: str) -> OutboxMessage:
     now = timezone.now()
     OutboxMessage.objects.filter(pk=row.pk).update(published_at=now)
     for queue in bus.consumers_for(routing_key):
-        DeadLetter.objects.create(message_id=str(row.message_id), routing_key=routing_key, queue=queue,
-                                  body=json.dumps(row.payload), reason="retries_exhausted", first_failed_at=now,
-                                  last_failed_at=now)
+        DeadLetter.objects.create(
+            message_id=str(row.message_id),
+            routing_key=routing_key,
+            queue=queue,
+            body=json.dumps(row.payload),
+            reason="retries_exhausted",
+            first_failed_at=now,
+            last_failed_at=now,
+        )
     return row
 
 
@@ -85,8 +100,11 @@ def assert_waits(order_id: str, seconds: float, around: tuple[datetime, datetime
 
 
 def resends(order_id: str) -> list[SagaTransition]:
-    return list(SagaTransition.objects.filter(saga_id=order_id, from_state="COMPENSATING", to_state="COMPENSATING",
-                                              message_type="saga.timeout").order_by("at", "id"))
+    return list(
+        SagaTransition.objects.filter(
+            saga_id=order_id, from_state="COMPENSATING", to_state="COMPENSATING", message_type="saga.timeout"
+        ).order_by("at", "id")
+    )
 
 
 def timed_out_waiting_for_stock(customer: str, sku: str, quantity: int = 1) -> str:
@@ -105,7 +123,10 @@ def compensating_with_its_refund_lost(customer: str, sku: str) -> str:
     deliver_all_except()  # the stock answers late: reserved, while compensating
     saga = saga_of(order_id)
     assert (saga.state, saga.compensation_attempts, payments_of(order_id)) == (
-        "COMPENSATING", 1, [("CAPTURED", Decimal("10.00"))])
+        "COMPENSATING",
+        1,
+        [("CAPTURED", Decimal("10.00"))],
+    )
     return order_id
 
 
@@ -138,7 +159,8 @@ def test_a_lost_refund_is_sent_again_with_backoff_until_it_is_answered_and_the_m
     # every attempt is a step of the timeline, and a refund in the outbox
     assert [step.emitted for step in resends(order_id)] == [["payment.refund"]] * 3
     assert [row.payload for row in outbox(order_id, "payment.refund")] == [
-        {"order_id": order_id, "reason": "timeout"}] * 4
+        {"order_id": order_id, "reason": "timeout"}
+    ] * 4
 
     # when the fourth is answered, the order fails with its money back, refunded once, and nothing held
     flow()
@@ -220,8 +242,9 @@ def test_a_compensating_saga_past_its_deadline_with_no_sweep_is_counted_by_healt
     make_due(order_id, by=timedelta(seconds=6))
 
     # then the health check, the audit and the metric count it, naming its state (and the audit its order)
-    assert stuck_check() == ("Unavailable: 1 sagas past their deadline (COMPENSATING 1); is the sweep (beat) "
-                             "running? (limit 0)")
+    assert stuck_check() == (
+        "Unavailable: 1 sagas past their deadline (COMPENSATING 1); is the sweep (beat) running? (limit 0)"
+    )
     [violation] = [v for v in audit() if v.invariant == 1]
     assert violation.subject == f"order {order_id}"
     assert violation.problem.startswith("PENDING, its saga in COMPENSATING past its deadline ")
@@ -240,8 +263,10 @@ def test_a_saga_flagged_after_its_last_attempt_is_counted_even_while_the_sweep_k
     assert saga_of(order_id).compensation_due_at > timezone.now()
 
     # then the health check, the audit and the metric count it as flagged
-    assert stuck_check() == (f"Unavailable: 1 sagas flagged after {MAX_ATTEMPTS} compensation attempts without "
-                             "effect (COMPENSATING 1); see Admin → Sagas (limit 0)")
+    assert stuck_check() == (
+        f"Unavailable: 1 sagas flagged after {MAX_ATTEMPTS} compensation attempts without "
+        "effect (COMPENSATING 1); see Admin → Sagas (limit 0)"
+    )
     [violation] = [v for v in audit() if v.invariant == 1]
     assert violation.subject == f"order {order_id}"
     assert f"has sent payment.refund {MAX_ATTEMPTS} times without an answer (flagged" in violation.problem
@@ -272,15 +297,20 @@ def test_stock_still_held_after_a_lost_release_is_reported_then_released_by_the_
     make_due(order_id, by=timedelta(seconds=6))
     [violation] = [v for v in audit() if v.invariant == 3]
     assert violation.subject == f"order {order_id}"
-    assert "ended without success but holds {'%s': 2}" % sku in violation.problem
-    assert stuck_check() == ("Unavailable: 1 sagas past their deadline (FAILED 1); is the sweep (beat) running? "
-                             "(limit 0)")
+    assert f"ended without success but holds {{'{sku}': 2}}" in violation.problem
+    assert stuck_check() == (
+        "Unavailable: 1 sagas past their deadline (FAILED 1); is the sweep (beat) running? (limit 0)"
+    )
 
     # when the sweep runs, it asks the release again, and the stock comes back
     assert saga_sweep_timeouts() == 1
     step = SagaTransition.objects.filter(saga_id=order_id).order_by("at", "id").last()
     assert (step.from_state, step.to_state, step.message_type, step.emitted) == (
-        "FAILED", "FAILED", "saga.stock_held", ["inventory.release"])
+        "FAILED",
+        "FAILED",
+        "saga.stock_held",
+        ["inventory.release"],
+    )
     flow()
     assert stock(sku) == (5, 0, 5)
     assert Reservation.objects.get(order_id=order_id).status == "RELEASED"
@@ -333,12 +363,16 @@ def test_two_sweeps_at_once_send_each_refund_again_once():
 
     # then each saga sent its refund again exactly once
     assert sum(counts) == 20
-    assert sorted(SagaTransition.objects.filter(from_state="COMPENSATING", message_type="saga.timeout")
-                  .values_list("saga_id", flat=True)) == sorted(Saga.objects.values_list("order_id", flat=True))
+    assert sorted(
+        SagaTransition.objects.filter(from_state="COMPENSATING", message_type="saga.timeout").values_list(
+            "saga_id", flat=True
+        )
+    ) == sorted(Saga.objects.values_list("order_id", flat=True))
     assert set(Saga.objects.values_list("compensation_attempts", flat=True)) == {2}
 
 
 # The admin: find the sagas that do not finish, and send their compensation again.
+
 
 @pytest.fixture
 def staff() -> Client:
@@ -371,8 +405,9 @@ def test_the_admin_finds_flagged_and_retried_sagas_and_sends_a_compensation_agai
     assert flagged in page and retried not in page and fine not in page
 
     # when an operator sends the compensation of the flagged one, and of the pending one, again now
-    response = staff.post("/admin/saga/saga/", {"action": "retry_compensation",
-                                                "_selected_action": [flagged, fine]}, follow=True)
+    response = staff.post(
+        "/admin/saga/saga/", {"action": "retry_compensation", "_selected_action": [flagged, fine]}, follow=True
+    )
 
     # then the flagged one sent its refund again, audited; the pending one was refused with the reason
     assert response.status_code == 200
@@ -381,9 +416,12 @@ def test_the_admin_finds_flagged_and_retried_sagas_and_sends_a_compensation_agai
     (entry,) = AuditEntry.objects.filter(action="saga.retry_compensation")
     assert (entry.actor, entry.target) == ("ops-comp", f"order:{flagged}")
     assert entry.details == {"saga_state": "COMPENSATING", "attempts_before": MAX_ATTEMPTS}
-    assert sorted(str(message) for message in response.context["messages"]) == sorted([
-        f"order {flagged}: sent payment.refund again",
-        f"order {fine}: the saga is PAYMENT_PENDING and waits on no compensation"])
+    assert sorted(str(message) for message in response.context["messages"]) == sorted(
+        [
+            f"order {flagged}: sent payment.refund again",
+            f"order {fine}: the saga is PAYMENT_PENDING and waits on no compensation",
+        ]
+    )
     assert saga_of(fine).state == "PAYMENT_PENDING" and len(outbox(fine, "payment.refund")) == 0
     # and once the refund flows, the order fails and nothing is flagged any more
     flow()
@@ -416,18 +454,30 @@ def test_staff_who_may_only_view_sagas_cannot_send_a_compensation_again():
     assert not AuditEntry.objects.filter(action="saga.retry_compensation").exists()
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({"SAGA_COMPENSATION_DEADLINE_S": "60", "SAGA_COMPENSATION_BACKOFF_MAX_S": "30"},
-     "SAGA_COMPENSATION_BACKOFF_MAX_S"),
-    ({"SAGA_COMPENSATION_MAX_ATTEMPTS": "0"}, "SAGA_COMPENSATION_MAX_ATTEMPTS"),
-    ({"SAGA_COMPENSATION_DEADLINE_S": "soon"}, "SAGA_COMPENSATION_DEADLINE_S"),
-])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"SAGA_COMPENSATION_DEADLINE_S": "60", "SAGA_COMPENSATION_BACKOFF_MAX_S": "30"},
+            "SAGA_COMPENSATION_BACKOFF_MAX_S",
+        ),
+        ({"SAGA_COMPENSATION_MAX_ATTEMPTS": "0"}, "SAGA_COMPENSATION_MAX_ATTEMPTS"),
+        ({"SAGA_COMPENSATION_DEADLINE_S": "soon"}, "SAGA_COMPENSATION_DEADLINE_S"),
+    ],
+)
 def test_a_bad_compensation_setting_stops_the_start_and_names_the_variable(env, named):
     # The embedded mode (no database or broker URL) starts with nothing else set.
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("SAGA_") and k not in {"DATABASE_URL", "BROKER_URL"}}
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=Path(__file__).resolve().parents[2],
-                            env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith("SAGA_") and k not in {"DATABASE_URL", "BROKER_URL"}
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and named in result.stderr

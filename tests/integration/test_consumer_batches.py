@@ -59,8 +59,10 @@ def refused_at_commit():
                     IF NEW.message_id = '{message_id}' THEN RAISE EXCEPTION 'refused at commit'; END IF;
                     RETURN NULL;
                 END $$""")
-            cursor.execute("CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON messaging_inboxmessage "
-                           "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()")
+            cursor.execute(
+                "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON messaging_inboxmessage "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"
+            )
 
     yield refuse
     if refused:
@@ -81,8 +83,10 @@ def settle(queue: str, *deliveries: Delivery) -> int:
     """Hands `deliveries` to a consumer thread of `queue` as one receipt; returns how many dead letters it sent."""
     with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
         topology.declare_all(broker.default_channel)
-        waiting = lambda: broker.default_channel.queue_declare(  # noqa: E731
-            topology.DEAD_LETTER_QUEUE, passive=True).message_count
+
+        def waiting() -> int:
+            return broker.default_channel.queue_declare(topology.DEAD_LETTER_QUEUE, passive=True).message_count
+
         dead_letters_before = waiting()
         consumer = ConsumerThread(queue, threading.Event())
         consumer.producer = Producer(broker.channel())
@@ -118,8 +122,13 @@ def reply_and_orphan() -> tuple[str, Delivery, Delivery]:
     order_id, _, payment = awaiting_payment()
     bus.dispatch("payments", payment)
     reply = delivery_of(outbox(order_id, "payment.processed")[0])
-    orphan = delivery_of(OutboxMessage(message_id=uuid.uuid4(), routing_key="payment.failed", payload={
-        "order_id": str(uuid.uuid4()), "code": "declined", "reason": "no saga has this order"}))
+    orphan = delivery_of(
+        OutboxMessage(
+            message_id=uuid.uuid4(),
+            routing_key="payment.failed",
+            payload={"order_id": str(uuid.uuid4()), "code": "declined", "reason": "no saga has this order"},
+        )
+    )
     return order_id, reply, orphan
 
 
@@ -130,8 +139,7 @@ def test_a_message_that_fails_in_a_batch_is_logged_and_counted_once_when_handled
     dead_letters = settle("saga", reply, orphan)
 
     assert dead_letters == 1
-    assert sample("sagaflow_messages_dead_lettered_total", consumer="saga",
-                  reason="handler_error") == dead_before + 1
+    assert sample("sagaflow_messages_dead_lettered_total", consumer="saga", reason="handler_error") == dead_before + 1
     assert caplog.text.count("handler of payment.failed failed permanently") == 1
     # the reply, rolled back with the batch and then applied alone, moved the saga once
     assert saga_of(order_id).state == "INVENTORY_PENDING"

@@ -8,7 +8,7 @@ so neither TCP keepalives nor the server's statement_timeout can help.
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from django.db import OperationalError, connection
@@ -47,7 +47,8 @@ def select_one(database: DatabaseWrapper) -> None:
 
 
 def test_a_query_the_database_never_answers_fails_after_the_answer_timeout_and_the_connection_is_closed(
-        proxy, settings):
+    proxy, settings
+):
     settings.DATABASE_ANSWER_TIMEOUT_S = 1.5
     database = through(proxy)
     try:

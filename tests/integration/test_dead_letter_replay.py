@@ -27,16 +27,25 @@ def letter(age_s: int, **fields) -> DeadLetter:
     """A dead letter of payment.process that failed `age_s` seconds ago (the command replays oldest first)."""
     at = timezone.now() - timedelta(seconds=age_s)
     body = json.dumps({"order_id": str(uuid.uuid4()), "customer_id": "c", "amount": "1.00", "currency": "EUR"})
-    values = {"message_id": str(uuid.uuid4()), "routing_key": "payment.process", "queue": "payments",
-              "body": body, "reason": "retries_exhausted", "first_failed_at": at, "last_failed_at": at, **fields}
+    values = {
+        "message_id": str(uuid.uuid4()),
+        "routing_key": "payment.process",
+        "queue": "payments",
+        "body": body,
+        "reason": "retries_exhausted",
+        "first_failed_at": at,
+        "last_failed_at": at,
+        **fields,
+    }
     return DeadLetter.objects.create(**values)
 
 
 def without_an_id() -> DeadLetter:
     """How a message that came without a message_id is stored now: under an id derived from it."""
     body = json.dumps({"order_id": "not-a-uuid"}).encode()
-    verdict = handle_delivery("saga", body, {"type": "payment.processed"}, {"marker": uuid.uuid4().hex},
-                              "payment.processed")
+    verdict = handle_delivery(
+        "saga", body, {"type": "payment.processed"}, {"marker": uuid.uuid4().hex}, "payment.processed"
+    )
     store_dead_letter(verdict)
     return DeadLetter.objects.get()
 
@@ -49,8 +58,10 @@ def outbox_refuses():
     def refuse(message_id: str) -> None:
         refused.append(message_id)
         with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE messaging_outboxmessage ADD CONSTRAINT the_outbox_refuses_this_one "
-                           f"CHECK (message_id <> '{uuid.UUID(message_id)}')")
+            cursor.execute(
+                "ALTER TABLE messaging_outboxmessage ADD CONSTRAINT the_outbox_refuses_this_one "
+                f"CHECK (message_id <> '{uuid.UUID(message_id)}')"
+            )
 
     yield refuse
     if refused:
@@ -73,8 +84,14 @@ def hopeless(outbox_refuses) -> dict[str, DeadLetter]:
 
 
 def replay_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", "replay_dead_letters", "--by", "ops", *args], cwd=ROOT,
-                          env=process_env(LOG_LEVEL="error"), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", "replay_dead_letters", "--by", "ops", *args],
+        cwd=ROOT,
+        env=process_env(LOG_LEVEL="error"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_command_replays_what_it_can_reports_each_letter_it_cannot_and_exits_non_zero(hopeless):
@@ -83,8 +100,10 @@ def test_the_command_replays_what_it_can_reports_each_letter_it_cannot_and_exits
     lines = result.stdout.splitlines()
     assert result.returncode != 0, result.stdout + result.stderr
     assert lines[-1] == "1 replayed, 3 refused, 1 failed", result.stdout
-    by_letter = {name: [line for line in lines if re.match(rf"\w+ (#|dead letter ){row.pk} ", line)]
-                 for name, row in hopeless.items()}
+    by_letter = {
+        name: [line for line in lines if re.match(rf"\w+ (#|dead letter ){row.pk} ", line)]
+        for name, row in hopeless.items()
+    }
     assert by_letter["merged-without-id"][0].startswith("refused") and "not a UUID" in by_letter["merged-without-id"][0]
     assert by_letter["brackets"][0].startswith("refused") and "not a JSON object" in by_letter["brackets"][0]
     assert by_letter["unknown-queue"][0].startswith("refused") and "not the queue of a consumer" in result.stdout
@@ -115,9 +134,12 @@ def test_a_letter_stored_without_an_id_is_replayed_under_the_id_it_was_stored_wi
     assert (str(row.message_id), row.target_queue) == (stored.message_id, "saga")
 
 
-def test_the_admin_replays_what_it_can_and_names_the_letters_it_could_not(staff, hopeless):
-    response = staff.post("/admin/messaging/deadletter/", {
-        "action": "replay", "_selected_action": [row.pk for row in hopeless.values()]}, follow=True)
+def test_the_admin_replays_what_it_can_and_names_the_letters_it_could_not(staff, hopeless):  # noqa: F811
+    response = staff.post(
+        "/admin/messaging/deadletter/",
+        {"action": "replay", "_selected_action": [row.pk for row in hopeless.values()]},
+        follow=True,
+    )
 
     assert response.status_code == 200
     said = [(message.level_tag, str(message)) for message in get_messages(response.wsgi_request)]
@@ -125,9 +147,11 @@ def test_the_admin_replays_what_it_can_and_names_the_letters_it_could_not(staff,
     warnings = [text for level, text in said if level == "warning"]
     assert len(errors) == 1 and f"{hopeless['raises'].pk}" in errors[0] and "the_outbox_refuses_this_one" in errors[0]
     assert sorted(int(text.split()[2]) for text in warnings) == sorted(
-        hopeless[name].pk for name in ("merged-without-id", "brackets", "unknown-queue"))
-    assert (tuple(DeadLetter.objects.filter(replayed_at__isnull=False).values_list("pk", flat=True))
-            == (hopeless["good"].pk,))
+        hopeless[name].pk for name in ("merged-without-id", "brackets", "unknown-queue")
+    )
+    assert tuple(DeadLetter.objects.filter(replayed_at__isnull=False).values_list("pk", flat=True)) == (
+        hopeless["good"].pk,
+    )
 
 
 def test_letters_an_earlier_version_stored_as_none_get_an_id_each_and_are_replayed_under_it():
@@ -135,8 +159,16 @@ def test_letters_an_earlier_version_stored_as_none_get_an_id_each_and_are_replay
 
     before, after = ("messaging", "0005_outbox_notify_names_the_row"), ("messaging", "0006_dead_letters_without_an_id")
     MigrationExecutor(connection).migrate([before])
-    legacy = [letter(20 - n, message_id="(none)", queue="saga", routing_key="payment.failed",
-                     body=json.dumps({"order_id": "not-a-uuid", "n": n})) for n in range(2)]
+    legacy = [
+        letter(
+            20 - n,
+            message_id="(none)",
+            queue="saga",
+            routing_key="payment.failed",
+            body=json.dumps({"order_id": "not-a-uuid", "n": n}),
+        )
+        for n in range(2)
+    ]
 
     MigrationExecutor(connection).migrate([after])
 

@@ -34,8 +34,7 @@ def client() -> Client:
 def beat(*loops: str, age_s: float = 0.0, worker: str = "test-host:1") -> None:
     at = timezone.now() - timedelta(seconds=age_s)
     for loop in loops:
-        WorkerHeartbeat.objects.update_or_create(worker=worker, loop=loop,
-                                                 defaults={"started_at": at, "beat_at": at})
+        WorkerHeartbeat.objects.update_or_create(worker=worker, loop=loop, defaults={"started_at": at, "beat_at": at})
 
 
 @pytest.fixture
@@ -129,8 +128,15 @@ def test_an_old_unpublished_outbox_row_fails_outbox_lag(client, live_worker, set
 
 def dead_letter(*, age_s: float = 0.0) -> DeadLetter:
     at = timezone.now() - timedelta(seconds=age_s)
-    return DeadLetter.objects.create(message_id=str(uuid.uuid4()), routing_key="payment.process", queue="payments",
-                                     body="{}", reason="invalid_payload", first_failed_at=at, last_failed_at=at)
+    return DeadLetter.objects.create(
+        message_id=str(uuid.uuid4()),
+        routing_key="payment.process",
+        queue="payments",
+        body="{}",
+        reason="invalid_payload",
+        first_failed_at=at,
+        last_failed_at=at,
+    )
 
 
 def test_new_dead_letters_in_the_window_fail_until_replayed_or_discarded(client, live_worker, settings):

@@ -21,7 +21,8 @@ def client() -> Client:
 
 
 def test_a_loop_silent_in_a_worker_whose_other_loops_beat_fails_the_check_even_when_another_worker_has_it(
-        client, settings):
+    client, settings
+):
     settings.HEALTH_WORKER_MAX_SILENCE_S = 30
     beat(*required_loops(), worker="host-a:1")
     beat(*(required_loops() - {"relay"}), worker="host-b:2")
@@ -36,7 +37,8 @@ def test_a_loop_silent_in_a_worker_whose_other_loops_beat_fails_the_check_even_w
 
 
 def test_a_broker_that_accepts_the_connection_but_never_answers_fails_the_broker_check_within_its_timeout(
-        client, settings):
+    client, settings
+):
     beat(*required_loops())
     with FaultProxy(5672) as proxy:
         proxy.silent()

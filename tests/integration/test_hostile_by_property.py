@@ -24,9 +24,17 @@ from tests.integration.hostile import MARKER, HostileMessage, amqp_values, bodie
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the consumer opens its own transactions, as in a worker
 
-MANY = settings(max_examples=300, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large, HealthCheck.large_base_example])
+MANY = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
 
 
 @dataclass
@@ -78,9 +86,12 @@ def test_any_hostile_delivery_becomes_one_stored_dead_letter_with_its_reason_and
 
 
 @MANY
-@given(properties=st.dictionaries(st.sampled_from(["message_id", "type", "correlation_id", "timestamp"]),
-                                  amqp_values, max_size=4),
-       headers=st.dictionaries(st.text(max_size=10), amqp_values, max_size=4) | amqp_values)
+@given(
+    properties=st.dictionaries(
+        st.sampled_from(["message_id", "type", "correlation_id", "timestamp"]), amqp_values, max_size=4
+    ),
+    headers=st.dictionaries(st.text(max_size=10), amqp_values, max_size=4) | amqp_values,
+)
 def test_properties_and_headers_of_any_python_type_never_make_the_delivery_path_raise(properties, headers):
     """In-process, nothing limits them to what AMQP can carry: not even the headers need be a table."""
     verdict = handle_delivery("saga", b"{}", properties, headers, "payment.failed")
@@ -93,8 +104,7 @@ def test_properties_and_headers_of_any_python_type_never_make_the_delivery_path_
 
 @MANY
 @given(first=bodies(huge=False), second=bodies(huge=False), headers=headers)
-def test_messages_without_an_id_are_one_row_each_and_the_same_message_again_is_the_same_row(first, second,
-                                                                                              headers):
+def test_messages_without_an_id_are_one_row_each_and_the_same_message_again_is_the_same_row(first, second, headers):
     assume(first != second)
     ids = set()
 

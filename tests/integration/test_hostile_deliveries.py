@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import threading
 import uuid
 
@@ -32,8 +31,9 @@ ORDER = str(uuid.uuid4())
 VALID_BODY = json.dumps({"order_id": ORDER, "reason": "x", "code": "y"}).encode()
 
 
-def deliver(body: bytes | str = VALID_BODY, *, consumer: str = "saga", message_id: object = "", headers=None,
-            **properties):
+def deliver(
+    body: bytes | str = VALID_BODY, *, consumer: str = "saga", message_id: object = "", headers=None, **properties
+):
     """Hand one delivery to the shared delivery path; store its dead letter as the in-process transport does."""
     properties = {"message_id": message_id or str(uuid.uuid4()), "type": "payment.failed", **properties}
     properties = {key: value for key, value in properties.items() if value is not None}
@@ -49,13 +49,18 @@ def letters(**lookups) -> list[DeadLetter]:
 
 # Bodies.
 
-@pytest.mark.parametrize(("body", "detail"), [
-    (b"[" * 100_000, "RecursionError"),
-    (b"{" * 50_000 + b"}" * 50_000, "body is not JSON"),
-    (b"\xff\xfe\x00binary", "not UTF-8"),
-    ("\ud800 a lone surrogate", "not UTF-8"),
-    (b'"' + b"x" * 3_000_000 + b'"', "must be a JSON object"),
-], ids=["100000-brackets", "deep-objects", "binary", "surrogate", "3MB-string"])
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"[" * 100_000, "RecursionError"),
+        (b"{" * 50_000 + b"}" * 50_000, "body is not JSON"),
+        (b"\xff\xfe\x00binary", "not UTF-8"),
+        ("\ud800 a lone surrogate", "not UTF-8"),
+        (b'"' + b"x" * 3_000_000 + b'"', "must be a JSON object"),
+    ],
+    ids=["100000-brackets", "deep-objects", "binary", "surrogate", "3MB-string"],
+)
 def test_a_body_that_cannot_be_decoded_is_a_dead_letter_with_its_reason(body, detail):
     message_id = str(uuid.uuid4())
 
@@ -68,13 +73,17 @@ def test_a_body_that_cannot_be_decoded_is_a_dead_letter_with_its_reason(body, de
     assert len(letter.body) >= min(len(body), 100_000)  # kept whole, as text or base64
 
 
-@pytest.mark.parametrize("payload", [
-    {"order_id": 7, "reason": "x", "code": "y"},
-    {"order_id": [ORDER], "reason": {"a": 1}, "code": None},
-    {"order_id": {"$gt": ""}, "reason": "x", "code": "y"},
-    {"order_id": ORDER, "reason": "x" * 10_000, "code": True},
-    {"order_id": "1e999999999", "reason": 1e308, "code": float("nan")},
-], ids=["int", "list", "object", "huge-and-bool", "numbers"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"order_id": 7, "reason": "x", "code": "y"},
+        {"order_id": [ORDER], "reason": {"a": 1}, "code": None},
+        {"order_id": {"$gt": ""}, "reason": "x", "code": "y"},
+        {"order_id": ORDER, "reason": "x" * 10_000, "code": True},
+        {"order_id": "1e999999999", "reason": 1e308, "code": float("nan")},
+    ],
+    ids=["int", "list", "object", "huge-and-bool", "numbers"],
+)
 def test_wrong_json_types_in_a_payload_are_a_clean_invalid_payload(payload):
     message_id = str(uuid.uuid4())
 
@@ -87,18 +96,32 @@ def test_wrong_json_types_in_a_payload_are_a_clean_invalid_payload(payload):
 
 # Headers and properties.
 
-@pytest.mark.parametrize("headers", [
-    {"x-attempt": float("inf")},
-    {"x-attempt": {"table": 1}},
-    {"x-attempt": [1, 2]},
-    {"x-attempt": 2**63 - 1},
-    {"x-attempt": -2**63},
-    {"x-attempt": "9" * 5000},
-    {"causation_id": b"\xff\xfe", "order_id": {"nested": [1]}, "version": float("nan")},
-    {"causation_id": "line\nforged", "order_id": "o" * 500},
-    {b"\xff": b"\xfe", "\x00key": "\x00value", "float": float("-inf"), "deep": [[[[[[{"a": [b"\x00"]}]]]]]]},
-], ids=["attempt-inf", "attempt-table", "attempt-list", "attempt-huge", "attempt-negative", "attempt-digits",
-        "ids-of-wrong-types", "ids-with-newline-and-long", "odd-keys-and-values"])
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-attempt": float("inf")},
+        {"x-attempt": {"table": 1}},
+        {"x-attempt": [1, 2]},
+        {"x-attempt": 2**63 - 1},
+        {"x-attempt": -(2**63)},
+        {"x-attempt": "9" * 5000},
+        {"causation_id": b"\xff\xfe", "order_id": {"nested": [1]}, "version": float("nan")},
+        {"causation_id": "line\nforged", "order_id": "o" * 500},
+        {b"\xff": b"\xfe", "\x00key": "\x00value", "float": float("-inf"), "deep": [[[[[[{"a": [b"\x00"]}]]]]]]},
+    ],
+    ids=[
+        "attempt-inf",
+        "attempt-table",
+        "attempt-list",
+        "attempt-huge",
+        "attempt-negative",
+        "attempt-digits",
+        "ids-of-wrong-types",
+        "ids-with-newline-and-long",
+        "odd-keys-and-values",
+    ],
+)
 def test_header_values_of_the_wrong_type_never_make_the_delivery_raise(headers):
     message_id = str(uuid.uuid4())
 
@@ -110,8 +133,11 @@ def test_header_values_of_the_wrong_type_never_make_the_delivery_raise(headers):
     assert 1 <= letter.attempts <= 2**31 - 1
 
 
-@pytest.mark.parametrize("message_id", [b"\xff\xfe", "m" * 129, "id\nwith a newline", 12345, {"a": 1}],
-                         ids=["bytes", "too-long", "newline", "int", "table"])
+@pytest.mark.parametrize(
+    "message_id",
+    [b"\xff\xfe", "m" * 129, "id\nwith a newline", 12345, {"a": 1}],
+    ids=["bytes", "too-long", "newline", "int", "table"],
+)
 def test_a_message_id_that_cannot_be_an_inbox_key_is_a_dead_letter_keeping_the_original(message_id):
     verdict = deliver(message_id=message_id, headers={"x-marker": (marker := uuid.uuid4().hex)})
 
@@ -155,8 +181,9 @@ def text_log():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(LogContextFilter())
-    handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["text"]["fmt"],
-                                           defaults={"correlation_id": "-"}))
+    handler.setFormatter(
+        logging.Formatter(settings.LOGGING["formatters"]["text"]["fmt"], defaults={"correlation_id": "-"})
+    )
     root = logging.getLogger()
     level = root.level
     root.addHandler(handler)
@@ -166,14 +193,18 @@ def text_log():
     root.setLevel(level)
 
 
-def test_a_newline_and_a_300_character_correlation_id_are_cleaned_where_they_enter_and_the_handler_publishes(
-        text_log):
+def test_a_newline_and_a_300_character_correlation_id_are_cleaned_where_they_enter_and_the_handler_publishes(text_log):
     order_id, _, _ = awaiting_payment()
     row = outbox(order_id, "payment.process")[0]
     hostile = "forged\nERROR   fake.logger [x] an operator should act now" + "c" * 300
 
-    verdict = handle_delivery("payments", row.body(), {**row.wire_properties(), "correlation_id": hostile},
-                              row.wire_headers(), row.routing_key)
+    verdict = handle_delivery(
+        "payments",
+        row.body(),
+        {**row.wire_properties(), "correlation_id": hostile},
+        row.wire_headers(),
+        row.routing_key,
+    )
 
     assert verdict.action == "ack"
     [reply] = outbox(order_id, "payment.processed")
@@ -185,6 +216,7 @@ def test_a_newline_and_a_300_character_correlation_id_are_cleaned_where_they_ent
 
 
 # Through RabbitMQ: the consumer thread's own dead-lettering, and the dead-letter thread that stores it.
+
 
 class Broker:
     """A connection to this test's vhost with a consumer thread and a dead-letter thread that are driven by
@@ -211,15 +243,19 @@ class Broker:
         """The next message of `queue`, received as a consumer thread receives it: kombu's Consumer, which
         decodes it (and raises, in drain_events, on what it cannot decode)."""
         received = []
-        with Consumer(self.connection.channel(), queues=[Queue(queue, no_declare=True)], auto_declare=False,
-                      on_message=received.append):
+        with Consumer(
+            self.connection.channel(),
+            queues=[Queue(queue, no_declare=True)],
+            auto_declare=False,
+            on_message=received.append,
+        ):
             wait_for(lambda: self._drained() or received, timeout=10, message=f"a message in {queue}")
         return received[0]
 
     def _drained(self) -> None:
         try:
             self.connection.drain_events(timeout=0.05)
-        except socket.timeout:
+        except TimeoutError:
             pass
 
     def through_the_consumer(self, queue: str) -> None:
@@ -235,42 +271,68 @@ def broker():
         yield Broker(connection)
 
 
-@pytest.mark.parametrize("properties", [
-    {"message_id": b"\xff\xfe"},
-    {"correlation_id": b"a\xffb"},
-    {"type": b"\xc3"},
-    {"message_id": "m" * 255, "type": "t" * 255, "correlation_id": "c\n" * 127},
-    {"timestamp": 2**63, "content_type": b"\xff", "content_encoding": b"\xfe"},
-    {"content_encoding": "s" * 255, "body": b""},
-    {"content_encoding": "latin-1", "body": b"\xff{}"},
-    {"application_headers": {"compression": "application/x-gzip"}},
-    {"application_headers": {"compression": b"\xff"}},
-], ids=["message-id-not-utf8", "correlation-id-not-utf8", "type-not-utf8", "longest-shortstrs", "odd-rest",
-        "empty-body-unknown-encoding", "body-decoded-by-py-amqp", "compression-of-nothing", "unknown-compression"])
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"message_id": b"\xff\xfe"},
+        {"correlation_id": b"a\xffb"},
+        {"type": b"\xc3"},
+        {"message_id": "m" * 255, "type": "t" * 255, "correlation_id": "c\n" * 127},
+        {"timestamp": 2**63, "content_type": b"\xff", "content_encoding": b"\xfe"},
+        {"content_encoding": "s" * 255, "body": b""},
+        {"content_encoding": "latin-1", "body": b"\xff{}"},
+        {"application_headers": {"compression": "application/x-gzip"}},
+        {"application_headers": {"compression": b"\xff"}},
+    ],
+    ids=[
+        "message-id-not-utf8",
+        "correlation-id-not-utf8",
+        "type-not-utf8",
+        "longest-shortstrs",
+        "odd-rest",
+        "empty-body-unknown-encoding",
+        "body-decoded-by-py-amqp",
+        "compression-of-nothing",
+        "unknown-compression",
+    ],
+)
 def test_properties_of_any_bytes_reach_the_dead_letters_through_the_broker(broker, properties, caplog):
     marker = uuid.uuid4().hex
     body = properties.pop("body", VALID_BODY)
     headers = {**properties.pop("application_headers", {}), "x-marker": marker}
-    broker.publish("saga", body, application_headers=headers,
-                   **{"message_id": str(uuid.uuid4()), "type": "payment.failed", **properties})
+    broker.publish(
+        "saga",
+        body,
+        application_headers=headers,
+        **{"message_id": str(uuid.uuid4()), "type": "payment.failed", **properties},
+    )
 
     broker.through_the_consumer("saga")
     broker.store_what_reached_the_dead_letters()
 
     [letter] = letters(headers__contains={"x-marker": marker})
-    assert letter.queue == "saga" and letter.reason in {"invalid_envelope", "handler_error", "unknown_type",
-                                                         "undecodable_body", "invalid_payload"}
+    assert letter.queue == "saga" and letter.reason in {
+        "invalid_envelope",
+        "handler_error",
+        "unknown_type",
+        "undecodable_body",
+        "invalid_payload",
+    }
     assert letter.body in {body.decode("utf-8", "replace"), body.decode("latin-1")}
     assert "dropped" not in caplog.text
 
 
-@pytest.mark.parametrize("headers", [
-    {"x-attempt": "not a number", "x-delivery-count": "many"},
-    {"x-death": "not a list", "x-sagaflow-queue": {"a": 1}, "x-sagaflow-reason": ["r"] * 100},
-    {"x-death": [1, "two", None], "x-first-death-queue": b"\xff", "x-sagaflow-detail": b"\x00" * 10},
-    {"x-attempt": 2**63 - 1, "x-sagaflow-traceback": "t" * 100_000},
-    {"x-sagaflow-queue": "q" * 300, "x-sagaflow-reason": "r\n" * 200},
-], ids=["counts-not-numbers", "death-not-a-list", "death-of-odd-items", "huge-attempt", "long-queue-and-reason"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-attempt": "not a number", "x-delivery-count": "many"},
+        {"x-death": "not a list", "x-sagaflow-queue": {"a": 1}, "x-sagaflow-reason": ["r"] * 100},
+        {"x-death": [1, "two", None], "x-first-death-queue": b"\xff", "x-sagaflow-detail": b"\x00" * 10},
+        {"x-attempt": 2**63 - 1, "x-sagaflow-traceback": "t" * 100_000},
+        {"x-sagaflow-queue": "q" * 300, "x-sagaflow-reason": "r\n" * 200},
+    ],
+    ids=["counts-not-numbers", "death-not-a-list", "death-of-odd-items", "huge-attempt", "long-queue-and-reason"],
+)
 def test_whatever_is_published_straight_to_the_dead_letter_queue_is_stored(broker, headers, caplog):
     marker = uuid.uuid4().hex
 
@@ -286,8 +348,13 @@ def test_whatever_is_published_straight_to_the_dead_letter_queue_is_stored(broke
 def test_headers_too_large_to_send_again_are_stored_all_the_same(broker):
     marker = uuid.uuid4().hex
     # near the broker's frame size: the consumer's own headers would not fit beside them
-    broker.publish("payments", b"{}", message_id=str(uuid.uuid4()), type="payment.process",
-                   application_headers={"x-marker": marker, "big": "b" * 130_000})
+    broker.publish(
+        "payments",
+        b"{}",
+        message_id=str(uuid.uuid4()),
+        type="payment.process",
+        application_headers={"x-marker": marker, "big": "b" * 130_000},
+    )
 
     broker.through_the_consumer("payments")
 
@@ -300,8 +367,9 @@ def headers_refused():
     """Makes the database refuse a dead letter whose headers hold the key "refused": a letter that cannot be
     stored whole, for a reason no cleaning foresaw."""
     with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE messaging_deadletter "
-                       "ADD CONSTRAINT headers_refused CHECK (NOT headers ? 'refused')")
+        cursor.execute(
+            "ALTER TABLE messaging_deadletter ADD CONSTRAINT headers_refused CHECK (NOT headers ? 'refused')"
+        )
     yield
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE messaging_deadletter DROP CONSTRAINT headers_refused")

@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from messaging import metrics
 from messaging.consumers import handle_delivery
 from messaging.models import DeadLetter, OutboxMessage, WorkerHeartbeat
-from saga.models import Saga
 from tests.factories import make_account, make_product
 from tests.integration.support import drain, make_overdue, order_of, outbox, place
 
@@ -92,9 +91,17 @@ def test_dead_letters_by_reason_and_status():
     reason = f"test_reason_{uuid.uuid4().hex[:6]}"
     now = timezone.now()
     for replayed, discarded in [(None, None), (None, None), (now, None), (None, now)]:
-        DeadLetter.objects.create(message_id=str(uuid.uuid4()), routing_key="payment.process", queue="payments",
-                                  body="{}", reason=reason, first_failed_at=now, last_failed_at=now,
-                                  replayed_at=replayed, discarded_at=discarded)
+        DeadLetter.objects.create(
+            message_id=str(uuid.uuid4()),
+            routing_key="payment.process",
+            queue="payments",
+            body="{}",
+            reason=reason,
+            first_failed_at=now,
+            last_failed_at=now,
+            replayed_at=replayed,
+            discarded_at=discarded,
+        )
 
     samples = scrape()
 
@@ -119,11 +126,20 @@ def test_in_the_embedded_mode_metrics_include_the_dispatchers_handler_latency(in
 
     samples = scrape()
 
-    count = value(samples, "sagaflow_handler_duration_seconds_count", consumer="payments",
-                  message_type="payment.process")
+    count = value(
+        samples, "sagaflow_handler_duration_seconds_count", consumer="payments", message_type="payment.process"
+    )
     assert count == before + 1
-    assert value(samples, "sagaflow_messages_handled_total", consumer="saga", message_type="inventory.reserved",
-                 outcome="processed") >= 1
+    assert (
+        value(
+            samples,
+            "sagaflow_messages_handled_total",
+            consumer="saga",
+            message_type="inventory.reserved",
+            outcome="processed",
+        )
+        >= 1
+    )
 
 
 def test_with_a_broker_the_web_does_not_pretend_to_know_the_workers_handler_metrics(settings):
@@ -149,16 +165,14 @@ def test_a_transient_failure_counts_a_retry_and_a_permanent_one_a_dead_letter(in
     def down(envelope):
         raise OperationalError("the database went away")
 
-    monkeypatch.setitem(__import__("messaging.bus", fromlist=["registry"]).registry()["payments"],
-                        "payment.process", down)
+    monkeypatch.setitem(
+        __import__("messaging.bus", fromlist=["registry"]).registry()["payments"], "payment.process", down
+    )
     assert handle_delivery("payments", row.body(), properties, headers, row.routing_key).action == "retry"
-    assert handle_delivery("payments", b'{"order_id": 1}', properties, headers, row.routing_key).action == \
-        "dead_letter"
+    assert handle_delivery("payments", b'{"order_id": 1}', properties, headers, row.routing_key).action == "dead_letter"
 
-    assert counter_value(metrics.RETRIES, "_total", consumer="payments", message_type="payment.process") == \
-        retries + 1
-    assert counter_value(metrics.DEAD_LETTERED, "_total", consumer="payments", reason="invalid_payload") == \
-        dead + 1
+    assert counter_value(metrics.RETRIES, "_total", consumer="payments", message_type="payment.process") == retries + 1
+    assert counter_value(metrics.DEAD_LETTERED, "_total", consumer="payments", reason="invalid_payload") == dead + 1
 
 
 def test_a_database_that_does_not_answer_still_gives_a_scrape_that_says_so(monkeypatch):

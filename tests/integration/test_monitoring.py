@@ -27,9 +27,16 @@ from tests.unit.test_monitoring import PROMETHEUS_SERIES, TARGET_LABELS, labels_
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 # The samples each kind of family exposes (prometheus_client adds the suffixes; `_created` is a family of its own).
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "summary": ("", "_sum", "_count"),
-            "gauge": ("",), "unknown": ("",), "info": ("_info",), "stateset": ("",),
-            "gaugehistogram": ("_bucket", "_gsum", "_gcount")}
+SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
+    "gauge": ("",),
+    "unknown": ("",),
+    "info": ("_info",),
+    "stateset": ("",),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+}
 
 
 @dataclass
@@ -62,8 +69,15 @@ def exported(inprocess, settings) -> Exported:
     place(poor.customer_id, (sku, 1))
     drain()
     now = timezone.now()
-    DeadLetter.objects.create(message_id=str(uuid.uuid4()), routing_key="payment.process", queue="payments",
-                              body="{}", reason="invalid_payload", first_failed_at=now, last_failed_at=now)
+    DeadLetter.objects.create(
+        message_id=str(uuid.uuid4()),
+        routing_key="payment.process",
+        queue="payments",
+        body="{}",
+        reason="invalid_payload",
+        first_failed_at=now,
+        last_failed_at=now,
+    )
     WorkerHeartbeat.objects.create(worker="monitoring:1", loop="payments", started_at=now, beat_at=now)
     # A series of each worker metric, without changing any count: the label values are the code's positions.
     metrics.RETRIES.labels("payments", "payment.process")
@@ -103,8 +117,7 @@ def test_every_label_they_use_is_a_label_of_a_metric_they_select(exported):
 
 
 def test_the_dashboard_shows_every_sagaflow_metric(exported):
-    shown = {selector.name for where, query in queries() if where.startswith("panel")
-             for selector in selectors(query)}
+    shown = {selector.name for where, query in queries() if where.startswith("panel") for selector in selectors(query)}
     ours = [family for family in exported.families if family.startswith("sagaflow_")]
     assert len(ours) >= 15, ours
     missing = sorted(family for family in ours if not exported.sample_names(family) & shown)
@@ -113,10 +126,22 @@ def test_the_dashboard_shows_every_sagaflow_metric(exported):
 
 def test_a_name_without_its_suffix_or_with_a_wrong_one_is_not_exported(exported):
     # Counters are read as <name>_total, histograms as _bucket, _sum and _count; a gauge has no suffix.
-    assert unknown_names(exported, "sagaflow_sagas_failed + sagaflow_handler_duration_seconds "
-                                   "+ sagaflow_outbox_pending_total + sagaflow_no_such_metric") == [
-        "sagaflow_sagas_failed", "sagaflow_handler_duration_seconds", "sagaflow_outbox_pending_total",
-        "sagaflow_no_such_metric"]
-    assert unknown_names(exported, "sagaflow_sagas_failed_total + sagaflow_handler_duration_seconds_bucket "
-                                   "+ sagaflow_consumer_batch_size_count + sagaflow_outbox_pending + up") == []
+    assert unknown_names(
+        exported,
+        "sagaflow_sagas_failed + sagaflow_handler_duration_seconds "
+        "+ sagaflow_outbox_pending_total + sagaflow_no_such_metric",
+    ) == [
+        "sagaflow_sagas_failed",
+        "sagaflow_handler_duration_seconds",
+        "sagaflow_outbox_pending_total",
+        "sagaflow_no_such_metric",
+    ]
+    assert (
+        unknown_names(
+            exported,
+            "sagaflow_sagas_failed_total + sagaflow_handler_duration_seconds_bucket "
+            "+ sagaflow_consumer_batch_size_count + sagaflow_outbox_pending + up",
+        )
+        == []
+    )
     assert exported.labels["sagaflow_handler_duration_seconds_bucket"] == {"consumer", "message_type", "le"}

@@ -19,8 +19,7 @@ from tests.integration.support import outbox, outbox_keys
 
 
 def row_counts() -> dict[str, int]:
-    return {model.__name__: model.objects.count()
-            for model in (Order, OrderLine, Saga, SagaTransition, OutboxMessage)}
+    return {model.__name__: model.objects.count() for model in (Order, OrderLine, Saga, SagaTransition, OutboxMessage)}
 
 
 @pytest.mark.django_db
@@ -31,16 +30,22 @@ def test_order_create_writes_the_order_lines_saga_timeline_and_outbox_rows():
     customer = unique("cust")
 
     # when an order is placed
-    order, created = order_create(customer_id=customer, items=[{"sku": first.sku, "quantity": 2},
-                                                               {"sku": second.sku, "quantity": 1}])
+    order, created = order_create(
+        customer_id=customer, items=[{"sku": first.sku, "quantity": 2}, {"sku": second.sku, "quantity": 1}]
+    )
 
     # then the order is pending, priced from the catalogue
     assert created
     order.refresh_from_db()
     assert (order.status, order.customer_id, order.total, order.currency) == (
-        "PENDING", customer, Decimal("28.00"), "EUR")
-    assert sorted(order.lines.values_list("sku", "quantity", "unit_price")) == sorted([
-        (first.sku, 2, Decimal("12.50")), (second.sku, 1, Decimal("3.00"))])
+        "PENDING",
+        customer,
+        Decimal("28.00"),
+        "EUR",
+    )
+    assert sorted(order.lines.values_list("sku", "quantity", "unit_price")) == sorted(
+        [(first.sku, 2, Decimal("12.50")), (second.sku, 1, Decimal("3.00"))]
+    )
     # and its saga waits for the payment, with a deadline
     saga = Saga.objects.get(order_id=order.id)
     assert saga.state == "PAYMENT_PENDING"
@@ -51,17 +56,31 @@ def test_order_create_writes_the_order_lines_saga_timeline_and_outbox_rows():
     created_row, process_row = outbox(str(order.id))
     assert all(row.published_at is None for row in (created_row, process_row))
     assert created_row.payload == {
-        "order_id": str(order.id), "customer_id": customer, "total": "28.00", "currency": "EUR",
-        "items": [{"sku": first.sku, "quantity": 2, "unit_price": "12.50"},
-                  {"sku": second.sku, "quantity": 1, "unit_price": "3.00"}],
+        "order_id": str(order.id),
+        "customer_id": customer,
+        "total": "28.00",
+        "currency": "EUR",
+        "items": [
+            {"sku": first.sku, "quantity": 2, "unit_price": "12.50"},
+            {"sku": second.sku, "quantity": 1, "unit_price": "3.00"},
+        ],
     }
-    assert process_row.payload == {"order_id": str(order.id), "customer_id": customer, "amount": "28.00",
-                                   "currency": "EUR"}
+    assert process_row.payload == {
+        "order_id": str(order.id),
+        "customer_id": customer,
+        "amount": "28.00",
+        "currency": "EUR",
+    }
     assert process_row.headers == {"version": 1}
     # and the timeline starts with order.created
     step = SagaTransition.objects.get(saga=saga)
     assert (step.from_state, step.to_state, step.message_type, step.message_id, step.emitted) == (
-        "", "PAYMENT_PENDING", "order.created", str(created_row.message_id), ["payment.process"])
+        "",
+        "PAYMENT_PENDING",
+        "order.created",
+        str(created_row.message_id),
+        ["payment.process"],
+    )
 
 
 @pytest.mark.django_db
@@ -81,8 +100,10 @@ def test_an_unknown_sku_writes_nothing():
     before = row_counts()
 
     with pytest.raises(UnknownSkuError) as caught:
-        order_create(customer_id=unique("cust"), items=[{"sku": known.sku, "quantity": 1},
-                                                        {"sku": "NOPE-" + unique("x"), "quantity": 1}])
+        order_create(
+            customer_id=unique("cust"),
+            items=[{"sku": known.sku, "quantity": 1}, {"sku": "NOPE-" + unique("x"), "quantity": 1}],
+        )
 
     assert caught.value.code == "unknown_sku"
     assert row_counts() == before
@@ -117,12 +138,14 @@ def test_order_create_refuses_to_run_inside_another_transaction_and_writes_nothi
 def test_the_same_idempotency_key_and_body_returns_the_first_order_and_writes_nothing_more():
     product = make_product()
     customer, key = unique("cust"), unique("key")
-    first, created = order_create(customer_id=customer, items=[{"sku": product.sku, "quantity": 1}],
-                                  idempotency_key=key)
+    first, created = order_create(
+        customer_id=customer, items=[{"sku": product.sku, "quantity": 1}], idempotency_key=key
+    )
     before = row_counts()
 
-    again, created_again = order_create(customer_id=customer, items=[{"sku": product.sku, "quantity": 1}],
-                                        idempotency_key=key)
+    again, created_again = order_create(
+        customer_id=customer, items=[{"sku": product.sku, "quantity": 1}], idempotency_key=key
+    )
 
     assert (created, created_again) == (True, False)
     assert again.id == first.id
@@ -133,8 +156,7 @@ def test_the_same_idempotency_key_and_body_returns_the_first_order_and_writes_no
 def test_the_same_idempotency_key_with_another_body_is_refused():
     product = make_product()
     customer, key = unique("cust"), unique("key")
-    first, _ = order_create(customer_id=customer, items=[{"sku": product.sku, "quantity": 1}],
-                            idempotency_key=key)
+    first, _ = order_create(customer_id=customer, items=[{"sku": product.sku, "quantity": 1}], idempotency_key=key)
     before = row_counts()
 
     with pytest.raises(IdempotencyKeyReusedError) as caught:
@@ -158,8 +180,12 @@ def test_with_a_key_the_first_answer_is_written_with_the_order_or_nothing_is():
         order_create(customer_id=customer, items=items, idempotency_key="k", answer=failing)
     assert row_counts() == before
 
-    order, created = order_create(customer_id=customer, items=items, idempotency_key="k",
-                                  answer=lambda placed: f'{{"id":"{placed.id}","status":"{placed.status}"}}')
+    order, created = order_create(
+        customer_id=customer,
+        items=items,
+        idempotency_key="k",
+        answer=lambda placed: f'{{"id":"{placed.id}","status":"{placed.status}"}}',
+    )
     again, created_again = order_create(customer_id=customer, items=items, idempotency_key="k", answer=failing)
 
     assert (created, created_again) == (True, False)

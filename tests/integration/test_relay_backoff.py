@@ -10,8 +10,8 @@ from __future__ import annotations
 import collections
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 from django.db import connection, transaction
@@ -36,8 +36,15 @@ def quick_backoff(settings) -> None:
 
 def rows(count: int, queue: str) -> list[int]:
     with transaction.atomic():
-        return [republish(message_id=str(uuid.uuid4()), routing_key="order.completed",
-                          payload={"order_id": str(uuid.uuid4())}, target_queue=queue).pk for _ in range(count)]
+        return [
+            republish(
+                message_id=str(uuid.uuid4()),
+                routing_key="order.completed",
+                payload={"order_id": str(uuid.uuid4())},
+                target_queue=queue,
+            ).pk
+            for _ in range(count)
+        ]
 
 
 def published(pk: int) -> bool:
@@ -128,8 +135,11 @@ def test_a_queue_that_rejects_publishes_holds_its_rows_back_and_the_relay_goes_o
     CountingPublisher.offered.clear()
 
     with running(lambda stop: Relay(stop, publisher=CountingPublisher).run()):
-        wait_for(lambda: all(CountingPublisher.offered[pk] for pk in backlog), timeout=15,
-                 message="the backlog to be offered to the broker")
+        wait_for(
+            lambda: all(CountingPublisher.offered[pk] for pk in backlog),
+            timeout=15,
+            message="the backlog to be offered to the broker",
+        )
         (fresh,) = rows(1, open_)
         wait_for(lambda: published(fresh), timeout=3, interval=0.02, message="the new row to be published")
         threading.Event().wait(3)

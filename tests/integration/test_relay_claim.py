@@ -10,8 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging.models import OutboxMessage
-from messaging.outbox import publish
-from messaging.outbox import NOTIFY_CHANNEL
+from messaging.outbox import NOTIFY_CHANNEL, publish
 from messaging.relay import _Listener, claim
 from tests.integration.support import in_another_transaction
 

@@ -35,8 +35,9 @@ def test_a_reused_serializer_answers_as_a_new_one_for_each_order_and_each_list(i
 
 def test_threads_representing_different_orders_at_once_each_get_their_own(inprocess):
     product = make_product(stock=100, price="1.00")
-    orders = [order_get(order_id=place(make_account(balance="100.00").customer_id, (product.sku, n)))
-              for n in range(1, 9)]
+    orders = [
+        order_get(order_id=place(make_account(balance="100.00").customer_id, (product.sku, n))) for n in range(1, 9)
+    ]
     expected = {str(order.id): OrderDetailOutputSerializer(order).data for order in orders}
 
     def represent_many(order):
@@ -46,5 +47,5 @@ def test_threads_representing_different_orders_at_once_each_get_their_own(inproc
             connections.close_all()  # this thread's own: the saga's history is read for each answer
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for order, answers in zip(orders, pool.map(represent_many, orders)):
+        for order, answers in zip(orders, pool.map(represent_many, orders), strict=True):
             assert all(answer == expected[str(order.id)] for answer in answers)

@@ -86,10 +86,19 @@ def test_inbox_rows_older_than_the_retention_go_in_batches(settings, monkeypatch
 def test_beat_prunes_both_every_hour_as_celery_loads_its_schedule_before_django_is_ready():
     # In a fresh interpreter, as `celery -A config beat` starts: the schedule is built before Django's apps
     # are ready, and an import of models there would leave beat with no schedule at all.
-    program = ("import json; from config.celery import app; app.finalize(); "
-               "print(json.dumps({e['task']: e['schedule'] for e in app.conf.beat_schedule.values()}))")
-    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True,
-                            cwd=settings.BASE_DIR, env={**os.environ, "SECRET_KEY": secrets.token_urlsafe(50)})
+    program = (
+        "import json; from config.celery import app; app.finalize(); "
+        "print(json.dumps({e['task']: e['schedule'] for e in app.conf.beat_schedule.values()}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "SECRET_KEY": secrets.token_urlsafe(50)},
+    )
     schedule = json.loads(loaded.stdout.strip().splitlines()[-1])
 
     assert schedule["messaging.tasks.prune_outbox"] == schedule["messaging.tasks.prune_inbox"] == 3600.0

@@ -20,8 +20,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def saga(state: str, *, hours_ago: float, reason: str = "") -> Saga:
-    row = Saga.objects.create(order_id=uuid.uuid4(), state=state, failure_reason=reason, customer_id="c",
-                              amount=Decimal("1.00"), currency="EUR", items=[], state_entered_at=timezone.now())
+    row = Saga.objects.create(
+        order_id=uuid.uuid4(),
+        state=state,
+        failure_reason=reason,
+        customer_id="c",
+        amount=Decimal("1.00"),
+        currency="EUR",
+        items=[],
+        state_entered_at=timezone.now(),
+    )
     Saga.objects.filter(pk=row.pk).update(created_at=timezone.now() - timedelta(hours=hours_ago))
     return row
 
@@ -42,8 +50,16 @@ def test_the_tally_equals_a_full_count_as_sagas_are_placed_and_finish_and_counts
 
     saga("PAYMENT_PENDING", hours_ago=0)
     Saga.objects.filter(pk=stuck.pk).update(state="FAILED", failure_reason="timeout")
-    assert tally.counts() == full_count() == {("COMPLETED", ""): 4, ("FAILED", "insufficient_funds"): 1,
-                                              ("FAILED", "timeout"): 1, ("PAYMENT_PENDING", ""): 1}
+    assert (
+        tally.counts()
+        == full_count()
+        == {
+            ("COMPLETED", ""): 4,
+            ("FAILED", "insufficient_funds"): 1,
+            ("FAILED", "timeout"): 1,
+            ("PAYMENT_PENDING", ""): 1,
+        }
+    )
     assert tally.counts() == full_count()  # asked again: nothing counted twice
 
 

@@ -6,9 +6,9 @@ migrated, and the saga in use is the four-step one (SAGA_DEFINITION), for the le
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Iterator
 
 import pytest
 from django.conf import settings
@@ -24,8 +24,20 @@ from saga.services import saga_sweep_timeouts
 from saga.steps import ORDER_SAGA
 from tests.factories import make_account, make_product
 from tests.integration.support import (
-    balance, deliver, deliver_all_except, drain, history, ledger_of, make_overdue, order_of, outbox, outbox_keys,
-    payments_of, place, saga_of, stock,
+    balance,
+    deliver,
+    deliver_all_except,
+    drain,
+    history,
+    ledger_of,
+    make_overdue,
+    order_of,
+    outbox,
+    outbox_keys,
+    payments_of,
+    place,
+    saga_of,
+    stock,
 )
 from tests.participants.shipping.models import NoDelivery, Parcel, Shipment
 from tests.participants.shipping.saga import FOUR_STEPS
@@ -37,9 +49,12 @@ APP = "tests.participants.shipping"
 def installed() -> Iterator[None]:
     """The warehouse installed, its tables migrated, the four-step saga in use, and its deadlines set; all of
     it undone afterwards."""
-    with override_settings(INSTALLED_APPS=[*settings.INSTALLED_APPS, APP],
-                           SAGA_DEFINITION="tests.participants.shipping.saga.FOUR_STEPS",
-                           PACKING_DEADLINE_S=30.0, SHIPPING_DEADLINE_S=60.0):
+    with override_settings(
+        INSTALLED_APPS=[*settings.INSTALLED_APPS, APP],
+        SAGA_DEFINITION="tests.participants.shipping.saga.FOUR_STEPS",
+        PACKING_DEADLINE_S=30.0,
+        SHIPPING_DEADLINE_S=60.0,
+    ):
         call_command("migrate", "shipping", verbosity=0)
         try:
             yield
@@ -74,11 +89,25 @@ class TestFourSteps:
         drain()
 
         assert order_of(order_id).status == "COMPLETED"
-        assert history(order_id) == ["PAYMENT_PENDING", "INVENTORY_PENDING", "PACKING_PENDING", "SHIPPING_PENDING",
-                                     "COMPLETED"]
+        assert history(order_id) == [
+            "PAYMENT_PENDING",
+            "INVENTORY_PENDING",
+            "PACKING_PENDING",
+            "SHIPPING_PENDING",
+            "COMPLETED",
+        ]
         assert outbox_keys(order_id) == [
-            "order.created", "payment.process", "payment.processed", "inventory.reserve", "inventory.reserved",
-            "packing.pack", "packing.packed", "shipping.dispatch", "shipping.dispatched", "order.completed"]
+            "order.created",
+            "payment.process",
+            "payment.processed",
+            "inventory.reserve",
+            "inventory.reserved",
+            "packing.pack",
+            "packing.packed",
+            "shipping.dispatch",
+            "shipping.dispatched",
+            "order.completed",
+        ]
         assert outbox(order_id, "packing.pack")[0].payload["items"] == [{"sku": sku, "quantity": 2}]
         assert outbox(order_id, "shipping.dispatch")[0].payload["customer_id"] == customer
         assert Parcel.objects.get(order_id=order_id).status == "PACKED"
@@ -100,11 +129,25 @@ class TestFourSteps:
         order = order_of(order_id)
         assert (order.status, order.failure_reason) == ("FAILED", "undeliverable")
         assert order.failure_detail == "the carrier does not deliver to this customer"
-        assert history(order_id) == ["PAYMENT_PENDING", "INVENTORY_PENDING", "PACKING_PENDING", "SHIPPING_PENDING",
-                                     "UNPACKING", "COMPENSATING", "FAILED"]
+        assert history(order_id) == [
+            "PAYMENT_PENDING",
+            "INVENTORY_PENDING",
+            "PACKING_PENDING",
+            "SHIPPING_PENDING",
+            "UNPACKING",
+            "COMPENSATING",
+            "FAILED",
+        ]
         assert outbox_keys(order_id)[7:] == [
-            "shipping.dispatch", "shipping.failed", "packing.unpack", "packing.unpacked", "payment.refund",
-            "payment.refunded", "order.failed", "inventory.released"]
+            "shipping.dispatch",
+            "shipping.failed",
+            "packing.unpack",
+            "packing.unpacked",
+            "payment.refund",
+            "payment.refunded",
+            "order.failed",
+            "inventory.released",
+        ]
         assert _cause_of(order_id, "packing.unpack") == "shipping.failed"
         assert _cause_of(order_id, "payment.refund") == "packing.unpacked"
         assert _cause_of(order_id, "order.failed") == "payment.refunded"

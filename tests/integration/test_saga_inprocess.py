@@ -20,12 +20,30 @@ from orders.models import Order
 from payments.models import ClosedOrder, Payment
 from saga.models import Saga, SagaTransition
 from saga.services import (
-    OWN_FAILURE_DETAIL, OrderNotCancellableError, SagaNotFoundError, saga_cancel, saga_sweep_timeouts,
+    OWN_FAILURE_DETAIL,
+    OrderNotCancellableError,
+    SagaNotFoundError,
+    saga_cancel,
+    saga_sweep_timeouts,
 )
 from tests.factories import make_account, make_product, unique
 from tests.integration.support import (
-    assert_no_money_moved_in_net, balance, deliver, deliver_all_except, drain, envelope_of, history, ledger_of,
-    make_overdue, order_of, outbox, outbox_keys, payments_of, place, saga_of, stock,
+    assert_no_money_moved_in_net,
+    balance,
+    deliver,
+    deliver_all_except,
+    drain,
+    envelope_of,
+    history,
+    ledger_of,
+    make_overdue,
+    order_of,
+    outbox,
+    outbox_keys,
+    payments_of,
+    place,
+    saga_of,
+    stock,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inprocess")]
@@ -51,8 +69,14 @@ def test_happy_path_completes_with_the_payment_captured_and_the_stock_committed(
     assert stock(sku) == (3, 0, 3)
     assert Reservation.objects.get(order_id=order_id).status == "COMMITTED"
     assert list(StockMovement.objects.filter(order_id=order_id).values_list("kind", "quantity")) == [("COMMIT", 2)]
-    assert outbox_keys(order_id) == ["order.created", "payment.process", "payment.processed",
-                                     "inventory.reserve", "inventory.reserved", "order.completed"]
+    assert outbox_keys(order_id) == [
+        "order.created",
+        "payment.process",
+        "payment.processed",
+        "inventory.reserve",
+        "inventory.reserved",
+        "order.completed",
+    ]
 
 
 def test_every_message_an_order_causes_carries_its_correlation_and_the_id_of_its_cause():
@@ -63,7 +87,7 @@ def test_every_message_an_order_causes_carries_its_correlation_and_the_id_of_its
     rows = {row.routing_key: row for row in outbox(order_id)}
     chain = ["payment.process", "payment.processed", "inventory.reserve", "inventory.reserved", "order.completed"]
     assert {rows[key].correlation_id for key in chain} == {rows["payment.process"].correlation_id}
-    for cause, effect in zip(chain, chain[1:]):
+    for cause, effect in zip(chain, chain[1:], strict=False):
         assert rows[effect].causation_id == str(rows[cause].message_id), effect
     assert all(row.order_id == order_id for row in rows.values())
 
@@ -146,7 +170,11 @@ def test_a_late_payment_processed_after_the_saga_failed_sends_a_refund():
     assert len(outbox(order_id, "payment.refund")) == refunds_before + 1
     late = SagaTransition.objects.filter(saga_id=order_id).order_by("at", "id").last()
     assert (late.from_state, late.to_state, late.message_type, late.emitted) == (
-        "FAILED", "FAILED", "payment.processed", ["payment.refund"])
+        "FAILED",
+        "FAILED",
+        "payment.processed",
+        ["payment.refund"],
+    )
     # and once it has flowed, the money is back, refunded once
     drain()
     assert (order_of(order_id).status, order_of(order_id).failure_reason) == ("FAILED", "timeout")
@@ -214,8 +242,11 @@ def test_payments_refuses_payment_process_after_a_refund():
     assert saga_sweep_timeouts() == 1
     deliver_all_except("payment.process")
     assert ClosedOrder.objects.filter(order_id=order_id).exists()
-    assert outbox(order_id, "payment.refunded")[0].payload == {"order_id": order_id, "payment_id": None,
-                                                               "amount": "0.00"}
+    assert outbox(order_id, "payment.refunded")[0].payload == {
+        "order_id": order_id,
+        "payment_id": None,
+        "amount": "0.00",
+    }
 
     # when the payment.process arrives at last
     drain()

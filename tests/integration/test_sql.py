@@ -19,21 +19,37 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def a_saga(**values) -> Saga:
-    fields = {"order_id": uuid.uuid4(), "state": "PAYMENT_PENDING", "customer_id": "c-1", "amount": Decimal("12.50"),
-              "currency": "EUR", "items": [{"sku": "A", "quantity": 2}], "state_entered_at": timezone.now()}
+    fields = {
+        "order_id": uuid.uuid4(),
+        "state": "PAYMENT_PENDING",
+        "customer_id": "c-1",
+        "amount": Decimal("12.50"),
+        "currency": "EUR",
+        "items": [{"sku": "A", "quantity": 2}],
+        "state_entered_at": timezone.now(),
+    }
     return Saga(**{**fields, **values})
 
 
 def test_an_insert_sets_defaults_and_stamps_on_the_instance_and_stores_what_the_orm_reads_back():
-    payment = Payment(order_id=uuid.uuid4(), customer_id="c-1", amount=Decimal("19.99"), currency="EUR",
-                      status=Payment.Status.CAPTURED)
+    payment = Payment(
+        order_id=uuid.uuid4(),
+        customer_id="c-1",
+        amount=Decimal("19.99"),
+        currency="EUR",
+        status=Payment.Status.CAPTURED,
+    )
 
     sql.insert(payment)
 
     stored = Payment.objects.get(pk=payment.pk)
     assert payment.created_at is not None and payment.updated_at is not None
     assert (stored.order_id, stored.amount, stored.status, stored.decline_code) == (
-        payment.order_id, Decimal("19.99"), "CAPTURED", "")
+        payment.order_id,
+        Decimal("19.99"),
+        "CAPTURED",
+        "",
+    )
     assert (stored.created_at, stored.updated_at) == (payment.created_at, payment.updated_at)
     assert not payment._state.adding
 
@@ -87,8 +103,12 @@ def test_an_update_saves_only_the_named_fields_and_the_auto_now_stamp():
 
 def test_a_loaded_instance_saves_as_the_existing_row():
     saga = sql.insert(a_saga())
-    found = sql.select_one(Saga, ["state", "customer_id", "amount", "currency", "items", "state_entered_at"],
-                           "order_id = %s", [sql.adapt(Saga, "order_id", saga.order_id)])
+    found = sql.select_one(
+        Saga,
+        ["state", "customer_id", "amount", "currency", "items", "state_entered_at"],
+        "order_id = %s",
+        [sql.adapt(Saga, "order_id", saga.order_id)],
+    )
     loaded = sql.loaded(Saga, order_id=saga.order_id, **found)
     loaded.state = "FAILED"
 
@@ -99,8 +119,7 @@ def test_a_loaded_instance_saves_as_the_existing_row():
 
 def test_a_locked_select_holds_the_row_until_the_transaction_ends():
     saga = sql.insert(a_saga())
-    with in_another_transaction(
-            lambda: sql.select_one(Saga, ["state"], "order_id = %s", [saga.order_id], lock=True)):
+    with in_another_transaction(lambda: sql.select_one(Saga, ["state"], "order_id = %s", [saga.order_id], lock=True)):
         with pytest.raises(OperationalError), transaction.atomic():
             lock_without_waiting(saga)
 

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection, transaction
 
 from inventory.models import Product, Reservation
-from messaging.models import OutboxMessage
 from inventory.services import stock_reserve
+from messaging.models import OutboxMessage
 from tests.factories import make_product
 from tests.integration.support import stock
 
@@ -36,8 +36,9 @@ def test_twenty_concurrent_reservations_of_five_units_hold_exactly_five():
     order_ids = [str(uuid.uuid4()) for _ in range(THREADS)]
     start = threading.Barrier(THREADS)
     outcomes: dict[str, object] = {}
-    threads = [threading.Thread(target=_reserve_one_unit, args=(sku, order_id, start, outcomes))
-               for order_id in order_ids]
+    threads = [
+        threading.Thread(target=_reserve_one_unit, args=(sku, order_id, start, outcomes)) for order_id in order_ids
+    ]
 
     # when they all reserve at once, while we watch the stock
     for thread in threads:
@@ -53,8 +54,9 @@ def test_twenty_concurrent_reservations_of_five_units_hold_exactly_five():
     assert errors == {}
     assert sorted(outcomes.values()) == ["ACTIVE"] * STOCK + ["REJECTED"] * (THREADS - STOCK)
     assert Reservation.objects.filter(order_id__in=order_ids, status="ACTIVE").count() == STOCK
-    assert set(Reservation.objects.filter(order_id__in=order_ids, status="REJECTED")
-               .values_list("reason", flat=True)) == {"out_of_stock"}
+    assert set(
+        Reservation.objects.filter(order_id__in=order_ids, status="REJECTED").values_list("reason", flat=True)
+    ) == {"out_of_stock"}
     assert stock(sku) == (STOCK, STOCK, 0)
     answers = sorted(OutboxMessage.objects.filter(order_id__in=order_ids).values_list("routing_key", flat=True))
     assert answers == ["inventory.reservation_failed"] * (THREADS - STOCK) + ["inventory.reserved"] * STOCK

@@ -24,22 +24,41 @@ from config.services import api_token_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHECKS = ",".join([
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_headers_conformance",
-    "response_schema_conformance",
-    "ignored_auth",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "ignored_auth",
+    ]
+)
 MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "25")
 FUZZER_BUGS = ("AST constructor recursion depth mismatch",)
 
 
 def schemathesis(url: str, report: Path, *headers: str) -> subprocess.CompletedProcess:
-    command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{url}/api/schema", "--checks", CHECKS,
-               "--max-examples", MAX_EXAMPLES, "--workers", "2", "--request-timeout", "20",
-               "--max-failures", "50", "--report", "junit", "--report-junit-path", str(report), "--no-color"]
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{url}/api/schema",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--workers",
+        "2",
+        "--request-timeout",
+        "20",
+        "--max-failures",
+        "50",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(report),
+        "--no-color",
+    ]
     for header in headers:
         command += ["--header", header]
     # Its own directory: schemathesis keeps state in ./.schemathesis/.
@@ -67,7 +86,9 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(liv
     settings.API_OPERATOR_ORDER_RATE = "off"
     headers = {
         "operator": [f"Authorization: Bearer {api_token_create(role='operator', by='fuzz').token}"],
-        "customer": [f"Authorization: Bearer {api_token_create(role='customer', customer_id='alice', by='fuzz').token}"],
+        "customer": [
+            f"Authorization: Bearer {api_token_create(role='customer', customer_id='alice', by='fuzz').token}"
+        ],
         "nobody": [],
     }[who]
     report = tmp_path / "junit.xml"

@@ -21,16 +21,28 @@ from messaging.deadletters import FailedDelivery, dead_letter_discard, dead_lett
 from messaging.models import DeadLetter
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-DEPLOYMENT = {"DATABASE_URL": "postgres://user@db.invalid:5432/sagaflow", "BROKER_URL": "amqp://u@mq.invalid//",
-              "ALLOWED_HOSTS": "shop.example.com"}
+DEPLOYMENT = {
+    "DATABASE_URL": "postgres://user@db.invalid:5432/sagaflow",
+    "BROKER_URL": "amqp://u@mq.invalid//",
+    "ALLOWED_HOSTS": "shop.example.com",
+}
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     """manage.py in a fresh process with exactly these settings on top of a clean environment."""
-    clean = {k: v for k, v in os.environ.items()
-             if k not in {"SECRET_KEY", "DATABASE_URL", "BROKER_URL", "DEBUG", "SECURE_TLS", "TEST_DATABASE_NAME"}}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
-                          capture_output=True, text=True, timeout=120)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "DATABASE_URL", "BROKER_URL", "DEBUG", "SECURE_TLS", "TEST_DATABASE_NAME"}
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def strong_key() -> str:
@@ -39,9 +51,12 @@ def strong_key() -> str:
 
 # SECRET_KEY.
 
-@pytest.mark.parametrize("key", [None, "sagaflow-insecure-development-key", "short-but-not-empty",
-                                 "a" * 60, "django-insecure-" + "x1y2z3" * 10],
-                         ids=["unset", "the-development-key", "short", "one-character", "django-insecure"])
+
+@pytest.mark.parametrize(
+    "key",
+    [None, "sagaflow-insecure-development-key", "short-but-not-empty", "a" * 60, "django-insecure-" + "x1y2z3" * 10],
+    ids=["unset", "the-development-key", "short", "one-character", "django-insecure"],
+)
 def test_a_deployment_refuses_to_start_with_a_key_anyone_could_know_and_says_why(key):
     result = manage("check", **DEPLOYMENT, **({"SECRET_KEY": key} if key else {}))
 
@@ -49,11 +64,15 @@ def test_a_deployment_refuses_to_start_with_a_key_anyone_could_know_and_says_why
     assert "ImproperlyConfigured: SECRET_KEY will not do for a deployment" in result.stderr
 
 
-@pytest.mark.parametrize("env", [
-    {},  # the embedded mode: SQLite, nothing set
-    {**DEPLOYMENT, "DEBUG": "true"},
-    {**DEPLOYMENT, "SECRET_KEY": "placeholder"},
-], ids=["embedded", "debug", "strong-key"])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},  # the embedded mode: SQLite, nothing set
+        {**DEPLOYMENT, "DEBUG": "true"},
+        {**DEPLOYMENT, "SECRET_KEY": "placeholder"},
+    ],
+    ids=["embedded", "debug", "strong-key"],
+)
 def test_the_embedded_mode_debug_and_a_strong_key_start(env):
     if env.get("SECRET_KEY") == "placeholder":
         env = {**env, "SECRET_KEY": strong_key()}
@@ -64,6 +83,7 @@ def test_the_embedded_mode_debug_and_a_strong_key_start(env):
 
 
 # check --deploy.
+
 
 def deploy_warnings(**env: str) -> set[str]:
     result = manage("check", "--deploy", **DEPLOYMENT, SECRET_KEY=strong_key(), **env)
@@ -81,16 +101,20 @@ def test_check_deploy_without_tls_warns_only_of_what_tls_would_turn_on():
 
 
 def test_secure_tls_makes_cookies_https_only_sends_hsts_and_redirects_all_but_health_and_metrics():
-    script = ("from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
-              "s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SECURE_PROXY_SSL_HEADER, s.SECURE_REDIRECT_EXEMPT)")
+    script = (
+        "from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+        "s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SECURE_PROXY_SSL_HEADER, s.SECURE_REDIRECT_EXEMPT)"
+    )
 
     result = manage("shell", "-c", script, **DEPLOYMENT, SECRET_KEY=strong_key(), SECURE_TLS="true")
 
-    assert result.stdout.strip().splitlines()[-1] == ("True True True 31536000 ('HTTP_X_FORWARDED_PROTO', 'https') "
-                                     "['^health(/|$)', '^metrics$']")
+    assert result.stdout.strip().splitlines()[-1] == (
+        "True True True 31536000 ('HTTP_X_FORWARDED_PROTO', 'https') ['^health(/|$)', '^metrics$']"
+    )
 
 
 # The admin.
+
 
 @pytest.mark.django_db
 def test_the_admin_is_for_staff_only(client):
@@ -114,6 +138,7 @@ def test_the_admin_shows_tokens_without_their_hash_and_revokes_them_with_an_audi
     call_command("create_api_token", "--role", "operator")
     token = capsys.readouterr().out.strip().splitlines()[-1]
     from config.models import ApiToken
+
     record = ApiToken.objects.get(prefix=token[:10])
 
     page = admin_client.get(f"/admin/config/apitoken/{record.pk}/change/")
@@ -123,7 +148,6 @@ def test_the_admin_shows_tokens_without_their_hash_and_revokes_them_with_an_audi
     record.refresh_from_db()
     assert record.revoked_at is not None
     assert AuditEntry.objects.filter(action="api_token.revoke", actor="admin:admin").count() == 1
-
 
 
 def staff_with(*codenames: str) -> Client:
@@ -169,11 +193,20 @@ def test_staff_with_the_change_permission_on_tokens_revoke_them_with_an_audit_en
 
 # The audit log.
 
+
 def dead_letter() -> DeadLetter:
-    return dead_letter_record(FailedDelivery(
-        message_id=str(uuid.uuid4()), routing_key="payment.process", queue="payments",
-        body='{"order_id": "%s", "customer_id": "c", "amount": "1.00", "currency": "EUR"}' % uuid.uuid4(),
-        headers={}, reason="retries_exhausted", detail="test", attempts=5))
+    return dead_letter_record(
+        FailedDelivery(
+            message_id=str(uuid.uuid4()),
+            routing_key="payment.process",
+            queue="payments",
+            body=f'{{"order_id": "{uuid.uuid4()}", "customer_id": "c", "amount": "1.00", "currency": "EUR"}}',
+            headers={},
+            reason="retries_exhausted",
+            detail="test",
+            attempts=5,
+        )
+    )
 
 
 @pytest.mark.django_db(transaction=True)  # replay and discard open durable transactions

@@ -20,8 +20,8 @@ from orders.models import Order
 from tests.api.conftest import assert_error, post_json, writes_nothing
 from tests.factories import make_account, make_product, unique
 
-
 # Pagination.
+
 
 @pytest.mark.django_db
 def test_a_page_holds_at_most_200_whatever_page_size_asks_and_a_bad_size_falls_back_to_50(client):
@@ -39,6 +39,7 @@ def test_a_page_holds_at_most_200_whatever_page_size_asks_and_a_bad_size_falls_b
 
 # Paths.
 
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("odd", ["line\nbreak", "tab\there", "trailing\n", "%FF%FE", "\u202eright-to-left"])
 def test_an_identifier_with_control_or_odd_characters_can_be_created_and_read_back(client, odd):
@@ -52,23 +53,35 @@ def test_an_identifier_with_control_or_odd_characters_can_be_created_and_read_ba
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/api/orders/%0A/cancel", "/api/orders/not-a-uuid", "/api/nothing\n",
-                                  "/api/orders/" + "9" * 5000])
+@pytest.mark.parametrize(
+    "path", ["/api/orders/%0A/cancel", "/api/orders/not-a-uuid", "/api/nothing\n", "/api/orders/" + "9" * 5000]
+)
 def test_an_unknown_api_path_is_a_json_404_whatever_it_holds(client, path):
     assert_error(post_json(client, path, {}), 404, "not_found")
     assert_error(client.get(path), 404, "not_found")
 
 
-
 # NUL characters, which PostgreSQL's text cannot hold.
 
-NUL_IN_A_PATH = [("get", "/api/products/%00"), ("get", "/api/products/a%00b"), ("post", "/api/products/%00/restock"),
-                 ("get", "/api/accounts/%00"), ("get", "/api/orders/%00"), ("post", "/api/orders/%00/cancel")]
-NUL_IN_A_QUERY = [("/api/orders?status=%00", "status"), ("/api/orders?customer_id=%00", "customer_id"),
-                  ("/api/orders?page=%00", "page"), ("/api/products?page=%00", "page"),
-                  ("/api/products?page_size=a%00", "page_size"), ("/api/payments?order_id=%00", "order_id"),
-                  ("/api/payments?customer_id=%00", "customer_id"), ("/api/products/x?%00=1", "\x00"),
-                  ("/api/orders?status=PENDING&customer_id=c%00&page=1", "customer_id")]
+NUL_IN_A_PATH = [
+    ("get", "/api/products/%00"),
+    ("get", "/api/products/a%00b"),
+    ("post", "/api/products/%00/restock"),
+    ("get", "/api/accounts/%00"),
+    ("get", "/api/orders/%00"),
+    ("post", "/api/orders/%00/cancel"),
+]
+NUL_IN_A_QUERY = [
+    ("/api/orders?status=%00", "status"),
+    ("/api/orders?customer_id=%00", "customer_id"),
+    ("/api/orders?page=%00", "page"),
+    ("/api/products?page=%00", "page"),
+    ("/api/products?page_size=a%00", "page_size"),
+    ("/api/payments?order_id=%00", "order_id"),
+    ("/api/payments?customer_id=%00", "customer_id"),
+    ("/api/products/x?%00=1", "\x00"),
+    ("/api/orders?status=PENDING&customer_id=c%00&page=1", "customer_id"),
+]
 
 
 @pytest.mark.django_db
@@ -96,10 +109,16 @@ def test_every_other_control_character_in_a_path_or_a_query_is_a_value_like_any_
     make_account(customer_id=customer)
     for code in [*range(1, 32), 127]:
         escaped = f"%{code:02X}"
-        for path in [f"/api/products/{escaped}", f"/api/accounts/{escaped}", f"/api/orders/{escaped}",
-                     f"/api/orders?customer_id={escaped}", f"/api/orders?status={escaped}",
-                     f"/api/orders?page={escaped}", f"/api/payments?customer_id={escaped}",
-                     f"/api/products?page_size={escaped}"]:
+        for path in [
+            f"/api/products/{escaped}",
+            f"/api/accounts/{escaped}",
+            f"/api/orders/{escaped}",
+            f"/api/orders?customer_id={escaped}",
+            f"/api/orders?status={escaped}",
+            f"/api/orders?page={escaped}",
+            f"/api/payments?customer_id={escaped}",
+            f"/api/products?page_size={escaped}",
+        ]:
             response = client.get(path)
             assert response.status_code in (200, 400, 404), (path, response.status_code, response.content[:300])
             assert response["Content-Type"].startswith("application/json"), path
@@ -108,11 +127,20 @@ def test_every_other_control_character_in_a_path_or_a_query_is_a_value_like_any_
     assert found.status_code == 200 and found.json()["customer_id"] == customer
 
 
-ADMIN_NUL_PATHS = ["/admin/inventory/product/%00/change/", "/admin/inventory/product/%00/history/",
-                   "/admin/inventory/product/%00/delete/", "/admin/payments/account/%00/change/",
-                   "/admin/orders/order/%00/change/", "/admin/config/apitoken/%00/change/"]
-ADMIN_NUL_QUERIES = ["/admin/orders/order/?status=%00", "/admin/orders/order/?status__exact=%00",
-                     "/admin/orders/order/?customer_id=%00", "/admin/inventory/product/?q=%00"]
+ADMIN_NUL_PATHS = [
+    "/admin/inventory/product/%00/change/",
+    "/admin/inventory/product/%00/history/",
+    "/admin/inventory/product/%00/delete/",
+    "/admin/payments/account/%00/change/",
+    "/admin/orders/order/%00/change/",
+    "/admin/config/apitoken/%00/change/",
+]
+ADMIN_NUL_QUERIES = [
+    "/admin/orders/order/?status=%00",
+    "/admin/orders/order/?status__exact=%00",
+    "/admin/orders/order/?customer_id=%00",
+    "/admin/inventory/product/?q=%00",
+]
 
 
 @pytest.mark.django_db
@@ -137,6 +165,7 @@ def test_a_nul_through_a_real_http_server_is_a_json_4xx(live_server):
 
 # Bodies without a Content-Length.
 
+
 @pytest.mark.django_db(transaction=True)
 def test_a_chunked_body_of_a_megabyte_writes_nothing_and_is_never_a_5xx(live_server):
     token = api_token_create(role="operator", by="tests").token
@@ -146,8 +175,11 @@ def test_a_chunked_body_of_a_megabyte_writes_nothing_and_is_never_a_5xx(live_ser
         yield from (chunk for _ in range(1024 * 1024 // len(chunk) + 1))
 
     with httpx.Client(base_url=live_server.url, timeout=30) as api:
-        response = api.post("/api/orders", content=body(), headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        response = api.post(
+            "/api/orders",
+            content=body(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
 
     assert 400 <= response.status_code < 500, response.text[:300]
     assert set(response.json()) == {"code", "message", "details"}
@@ -156,25 +188,41 @@ def test_a_chunked_body_of_a_megabyte_writes_nothing_and_is_never_a_5xx(live_ser
 
 # Messages.
 
+
 def deliver(consumer: str, routing_key: str, payload: object):
     message_id = str(uuid.uuid4())
-    verdict = handle_delivery(consumer, json.dumps(payload).encode(),
-                              {"message_id": message_id, "type": routing_key, "correlation_id": "c-1"},
-                              {"version": 1}, routing_key)
+    verdict = handle_delivery(
+        consumer,
+        json.dumps(payload).encode(),
+        {"message_id": message_id, "type": routing_key, "correlation_id": "c-1"},
+        {"version": 1},
+        routing_key,
+    )
     return message_id, verdict
 
 
 @pytest.mark.django_db(transaction=True)  # the consumer opens its own transactions, as in a worker
-@pytest.mark.parametrize(("consumer", "routing_key", "payload", "field"), [
-    ("saga", "payment.processed", {"order_id": "not-a-uuid", "payment_id": str(uuid.uuid4()), "amount": "1.00"},
-     "order_id"),
-    ("saga", "payment.processed", {"order_id": str(uuid.uuid4()), "amount": "1.00"}, "payment_id"),
-    ("payments", "payment.process", {"order_id": str(uuid.uuid4()), "customer_id": "c", "amount": "lots",
-                                     "currency": "EUR"}, "amount"),
-    ("inventory", "inventory.reserve", {"order_id": str(uuid.uuid4()), "items": "everything"}, "items"),
-], ids=["bad-uuid", "missing-field", "bad-amount", "items-not-a-list"])
-def test_an_invalid_message_is_dead_lettered_by_the_consumer_naming_the_field(consumer, routing_key, payload,
-                                                                              field):
+@pytest.mark.parametrize(
+    ("consumer", "routing_key", "payload", "field"),
+    [
+        (
+            "saga",
+            "payment.processed",
+            {"order_id": "not-a-uuid", "payment_id": str(uuid.uuid4()), "amount": "1.00"},
+            "order_id",
+        ),
+        ("saga", "payment.processed", {"order_id": str(uuid.uuid4()), "amount": "1.00"}, "payment_id"),
+        (
+            "payments",
+            "payment.process",
+            {"order_id": str(uuid.uuid4()), "customer_id": "c", "amount": "lots", "currency": "EUR"},
+            "amount",
+        ),
+        ("inventory", "inventory.reserve", {"order_id": str(uuid.uuid4()), "items": "everything"}, "items"),
+    ],
+    ids=["bad-uuid", "missing-field", "bad-amount", "items-not-a-list"],
+)
+def test_an_invalid_message_is_dead_lettered_by_the_consumer_naming_the_field(consumer, routing_key, payload, field):
     message_id, verdict = deliver(consumer, routing_key, payload)
     store_dead_letter(verdict)
 
@@ -190,7 +238,10 @@ def test_a_valid_message_of_the_same_kind_is_handled(settings):
     account = make_account(balance="5.00")
     order_id = str(uuid.uuid4())
 
-    _, verdict = deliver("payments", "payment.process", {"order_id": order_id, "customer_id": account.customer_id,
-                                                         "amount": "1.00", "currency": "EUR"})
+    _, verdict = deliver(
+        "payments",
+        "payment.process",
+        {"order_id": order_id, "customer_id": account.customer_id, "amount": "1.00", "currency": "EUR"},
+    )
 
     assert verdict.action == "ack"

@@ -23,12 +23,15 @@ def test_the_defaults_ask_for_throughput_then_steady_then_embedded():
     assert names(wanted(EMBEDDED_PHASES, args)) == ["embedded"]
 
 
-@pytest.mark.parametrize("argv, skipped", [
-    (["--orders", "0"], "throughput"),
-    (["--steady-seconds", "0"], "steady"),
-    (["--steady-rate", "10", "--steady-seconds", "0.05"], "steady"),  # half an order is none
-    (["--embedded-orders", "0"], "embedded"),
-])
+@pytest.mark.parametrize(
+    "argv, skipped",
+    [
+        (["--orders", "0"], "throughput"),
+        (["--steady-seconds", "0"], "steady"),
+        (["--steady-rate", "10", "--steady-seconds", "0.05"], "steady"),  # half an order is none
+        (["--embedded-orders", "0"], "embedded"),
+    ],
+)
 def test_a_phase_of_no_orders_is_skipped(argv, skipped):
     args = parse_args(argv)
 
@@ -49,7 +52,10 @@ def test_every_phase_has_its_own_name_and_records_the_orders_it_places():
 
     assert len(set(names(ALL_PHASES))) == len(ALL_PHASES)
     assert {kind.name: kind.settings(args)["orders"] for kind in ALL_PHASES} == {
-        "throughput": 7, "steady": 6, "embedded": 5}
+        "throughput": 7,
+        "steady": 6,
+        "embedded": 5,
+    }
 
 
 def test_every_target_names_a_phase_that_exists():
@@ -57,8 +63,7 @@ def test_every_target_names_a_phase_that_exists():
 
 
 def figures(**overrides) -> dict:
-    base = {"orders": 1000, "concurrency": 20, "sagas_per_s": 160.0,
-            "relay_lag_ms": {"p50": 3.0, "p99": 12.0, "n": 10}}
+    base = {"orders": 1000, "concurrency": 20, "sagas_per_s": 160.0, "relay_lag_ms": {"p50": 3.0, "p99": 12.0, "n": 10}}
     return {**base, **overrides}
 
 
@@ -70,8 +75,12 @@ def test_a_target_is_met_missed_or_not_measured():
     verdicts = evaluate_targets({"throughput": figures(relay_lag_ms={"p50": 3.0, "p99": 25.0, "n": 10})})
 
     assert verdict(verdicts, "completed sagas/s") == {
-        "target": "completed sagas/s", "bound": ">= 150", "measured": 160.0, "met": True,
-        "settings_as_in_target": True}
+        "target": "completed sagas/s",
+        "bound": ">= 150",
+        "measured": 160.0,
+        "met": True,
+        "settings_as_in_target": True,
+    }
     assert verdict(verdicts, "relay lag p99, throughput phase (ms)")["met"] is False
     steady = verdict(verdicts, "steady POST-to-final p50 (ms)")
     assert (steady["measured"], steady["met"], steady["settings_as_in_target"]) == (None, None, None)
@@ -102,6 +111,8 @@ def test_a_target_line_says_what_was_measured_and_the_verdict():
     lines = report.target_lines(evaluate_targets({"throughput": figures(orders=200, sagas_per_s=15.1)}))
 
     assert lines[0] == "targets:"
-    assert lines[1] == ("  completed sagas/s                         >= 150  measured     15.1  MISSED "
-                        "(run with other settings than the target's)")
+    assert lines[1] == (
+        "  completed sagas/s                         >= 150  measured     15.1  MISSED "
+        "(run with other settings than the target's)"
+    )
     assert lines[2].endswith("not measured")

@@ -12,6 +12,7 @@ from scripts.benchmark.records import OrderRecord, Phase
 
 # Percentiles and spreads.
 
+
 def test_a_percentile_interpolates_between_the_closest_ranks():
     values = [40.0, 10.0, 30.0, 20.0]  # unsorted on purpose
 
@@ -54,26 +55,52 @@ def test_a_rate_is_per_second_to_one_decimal_and_a_window_of_no_length_is_no_err
 
 # A phase's figures from its records.
 
-def record(post_start: float, *, post_ms: float = 10.0, final_after_ms: float | None = None,
-           observed_after_ms: float | None = None, status: str = "", reason: str | None = None,
-           error: str = "") -> OrderRecord:
+
+def record(
+    post_start: float,
+    *,
+    post_ms: float = 10.0,
+    final_after_ms: float | None = None,
+    observed_after_ms: float | None = None,
+    status: str = "",
+    reason: str | None = None,
+    error: str = "",
+) -> OrderRecord:
     placed = not error
-    return OrderRecord(customer_id="c", post_start=post_start, post_end=post_start + post_ms / 1000,
-                       error=error, order_id=f"order-{post_start}" if placed else "", status=status,
-                       failure_reason=reason,
-                       final_stamp=None if final_after_ms is None else post_start + final_after_ms / 1000,
-                       observed_final=None if observed_after_ms is None else post_start + observed_after_ms / 1000)
+    return OrderRecord(
+        customer_id="c",
+        post_start=post_start,
+        post_end=post_start + post_ms / 1000,
+        error=error,
+        order_id=f"order-{post_start}" if placed else "",
+        status=status,
+        failure_reason=reason,
+        final_stamp=None if final_after_ms is None else post_start + final_after_ms / 1000,
+        observed_final=None if observed_after_ms is None else post_start + observed_after_ms / 1000,
+    )
 
 
 def phase_of(records: list[OrderRecord], started: float = 100.0, ended: float = 110.0) -> Phase:
-    return Phase(name="throughput", label="t", sku="s", orders=len(records), customers=["c"], records=records,
-                 started=started, ended=ended)
+    return Phase(
+        name="throughput",
+        label="t",
+        sku="s",
+        orders=len(records),
+        customers=["c"],
+        records=records,
+        started=started,
+        ended=ended,
+    )
 
 
 def test_the_rate_counts_final_sagas_from_the_first_post_to_the_last_final_stamp():
-    phase = phase_of([record(100.0, final_after_ms=500, status="COMPLETED"),
-                      record(101.0, final_after_ms=1000, status="COMPLETED"),
-                      record(101.5, status="")])  # never final: not counted, and does not stretch the window
+    phase = phase_of(
+        [
+            record(100.0, final_after_ms=500, status="COMPLETED"),
+            record(101.0, final_after_ms=1000, status="COMPLETED"),
+            record(101.5, status=""),
+        ]
+    )  # never final: not counted, and does not stretch the window
 
     timings = figures.timings(phase)
 
@@ -83,8 +110,12 @@ def test_the_rate_counts_final_sagas_from_the_first_post_to_the_last_final_stamp
 
 
 def test_latencies_are_from_the_clients_post_start_to_its_answer_the_servers_stamp_and_the_poller():
-    phase = phase_of([record(100.0, post_ms=20, final_after_ms=50, observed_after_ms=55, status="COMPLETED"),
-                      record(100.1, post_ms=40, final_after_ms=150, observed_after_ms=160, status="FAILED")])
+    phase = phase_of(
+        [
+            record(100.0, post_ms=20, final_after_ms=50, observed_after_ms=55, status="COMPLETED"),
+            record(100.1, post_ms=40, final_after_ms=150, observed_after_ms=160, status="FAILED"),
+        ]
+    )
 
     timings = figures.timings(phase)
 
@@ -98,16 +129,25 @@ def test_a_refused_post_counts_as_a_post_error_and_in_no_latency():
 
     assert figures.timings(phase)["post_latency_ms"]["n"] == 1
     assert figures.outcomes(phase.records) == {
-        "orders_posted": 2, "post_errors": 1, "post_error_examples": ["HTTP 503: b''"],
-        "completed": 1, "failed": 0, "cancelled": 0, "not_final": 0, "failure_reasons": {}}
+        "orders_posted": 2,
+        "post_errors": 1,
+        "post_error_examples": ["HTTP 503: b''"],
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "not_final": 0,
+        "failure_reasons": {},
+    }
 
 
 def test_outcomes_count_each_final_status_and_the_reasons_of_those_that_did_not_complete():
-    records = [record(100.0, final_after_ms=10, status="COMPLETED"),
-               record(100.1, final_after_ms=10, status="FAILED", reason="insufficient_funds"),
-               record(100.2, final_after_ms=10, status="FAILED", reason="insufficient_funds"),
-               record(100.3, final_after_ms=10, status="CANCELLED", reason=None),
-               record(100.4, status="PENDING")]
+    records = [
+        record(100.0, final_after_ms=10, status="COMPLETED"),
+        record(100.1, final_after_ms=10, status="FAILED", reason="insufficient_funds"),
+        record(100.2, final_after_ms=10, status="FAILED", reason="insufficient_funds"),
+        record(100.3, final_after_ms=10, status="CANCELLED", reason=None),
+        record(100.4, status="PENDING"),
+    ]
 
     outcome = figures.outcomes(records)
 
@@ -124,6 +164,7 @@ def test_a_phase_with_no_orders_falls_back_to_its_own_start_and_end():
 
 
 # CPU accounting.
+
 
 def test_cpu_seconds_per_saga_divide_each_kinds_seconds_by_the_sagas_that_finished():
     used = {"web": 2.0, "worker": 5.0, cpu.WHOLE_MACHINE: 16.0, cpu.SHARED_RABBITMQ: 1.0}
@@ -173,8 +214,12 @@ def test_this_processs_own_times_are_read_from_proc():
 
 # The raw parts.
 
+
 def test_a_sagas_share_of_the_raw_parts_is_six_transactions_six_publishes_and_five_deliveries():
-    rates = {"pg_two_row_transactions_per_s": 1000.0, "amqp_confirmed_publishes_windowed_per_s": 2000.0,
-             "kombu_consumed_per_s": 5000.0}
+    rates = {
+        "pg_two_row_transactions_per_s": 1000.0,
+        "amqp_confirmed_publishes_windowed_per_s": 2000.0,
+        "kombu_consumed_per_s": 5000.0,
+    }
 
     assert raw_parts.saga_share_ms(rates) == pytest.approx(6.0 + 3.0 + 1.0)

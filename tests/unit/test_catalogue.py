@@ -17,9 +17,13 @@ OTHER = str(uuid.uuid4())
 ITEMS = [{"sku": "SKU-1", "quantity": 2}]
 
 VALID: dict[str, dict] = {
-    "order.created": {"order_id": ORDER, "customer_id": "cust-1",
-                      "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": "10.00"}],
-                      "total": "20.00", "currency": "EUR"},
+    "order.created": {
+        "order_id": ORDER,
+        "customer_id": "cust-1",
+        "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": "10.00"}],
+        "total": "20.00",
+        "currency": "EUR",
+    },
     "payment.process": {"order_id": ORDER, "customer_id": "cust-1", "amount": "20.00", "currency": "EUR"},
     "payment.processed": {"order_id": ORDER, "payment_id": OTHER, "amount": "20.00"},
     "payment.failed": {"order_id": ORDER, "reason": "the balance is short", "code": "insufficient_funds"},
@@ -27,8 +31,7 @@ VALID: dict[str, dict] = {
     "payment.refunded": {"order_id": ORDER, "payment_id": OTHER, "amount": "20.00"},
     "inventory.reserve": {"order_id": ORDER, "items": ITEMS},
     "inventory.reserved": {"order_id": ORDER, "reservation_id": OTHER, "items": ITEMS},
-    "inventory.reservation_failed": {"order_id": ORDER, "reason": "not enough", "code": "out_of_stock",
-                                     "items": ITEMS},
+    "inventory.reservation_failed": {"order_id": ORDER, "reason": "not enough", "code": "out_of_stock", "items": ITEMS},
     "inventory.release": {"order_id": ORDER, "reason": "timeout"},
     "inventory.released": {"order_id": ORDER, "items": ITEMS},
     "order.completed": {"order_id": ORDER},
@@ -43,9 +46,20 @@ def test_every_routing_key_in_the_catalogue_has_a_valid_example_here():
 
 
 def test_every_message_of_design_section_2_is_in_the_catalogue():
-    design = {"order.created", "payment.process", "payment.processed", "payment.failed", "payment.refund",
-              "payment.refunded", "inventory.reserve", "inventory.reserved", "inventory.reservation_failed",
-              "inventory.released", "order.completed", "order.failed"}
+    design = {
+        "order.created",
+        "payment.process",
+        "payment.processed",
+        "payment.failed",
+        "payment.refund",
+        "payment.refunded",
+        "inventory.reserve",
+        "inventory.reserved",
+        "inventory.reservation_failed",
+        "inventory.released",
+        "order.completed",
+        "order.failed",
+    }
     assert design <= set(CATALOGUE)
 
 
@@ -75,24 +89,27 @@ def test_unknown_fields_are_ignored(routing_key):
     assert validate_payload(routing_key, payload) is payload
 
 
-@pytest.mark.parametrize(("routing_key", "field", "value"), [
-    ("payment.process", "order_id", "not-a-uuid"),
-    ("payment.process", "order_id", 12),
-    ("payment.process", "amount", 20.0),
-    ("payment.process", "amount", "-1.00"),
-    ("payment.process", "amount", "NaN"),
-    ("payment.process", "amount", "twenty"),
-    ("payment.process", "customer_id", ""),
-    ("payment.process", "customer_id", "c" * 65),
-    ("inventory.reserve", "items", []),
-    ("inventory.reserve", "items", {"sku": "SKU-1", "quantity": 1}),
-    ("inventory.reserve", "items", [{"sku": "SKU-1", "quantity": 0}]),
-    ("inventory.reserve", "items", [{"sku": "SKU-1", "quantity": True}]),
-    ("inventory.reserve", "items", [{"sku": "SKU-1", "quantity": "2"}]),
-    ("inventory.reserve", "items", [{"quantity": 1}]),
-    ("payment.processed", "payment_id", None),
-    ("order.failed", "reason", ""),
-])
+@pytest.mark.parametrize(
+    ("routing_key", "field", "value"),
+    [
+        ("payment.process", "order_id", "not-a-uuid"),
+        ("payment.process", "order_id", 12),
+        ("payment.process", "amount", 20.0),
+        ("payment.process", "amount", "-1.00"),
+        ("payment.process", "amount", "NaN"),
+        ("payment.process", "amount", "twenty"),
+        ("payment.process", "customer_id", ""),
+        ("payment.process", "customer_id", "c" * 65),
+        ("inventory.reserve", "items", []),
+        ("inventory.reserve", "items", {"sku": "SKU-1", "quantity": 1}),
+        ("inventory.reserve", "items", [{"sku": "SKU-1", "quantity": 0}]),
+        ("inventory.reserve", "items", [{"sku": "SKU-1", "quantity": True}]),
+        ("inventory.reserve", "items", [{"sku": "SKU-1", "quantity": "2"}]),
+        ("inventory.reserve", "items", [{"quantity": 1}]),
+        ("payment.processed", "payment_id", None),
+        ("order.failed", "reason", ""),
+    ],
+)
 def test_an_ill_typed_field_is_refused_by_name(routing_key, field, value):
     with pytest.raises(InvalidPayloadError) as caught:
         validate_payload(routing_key, {**VALID[routing_key], field: value})
@@ -145,18 +162,27 @@ def test_decode_builds_the_envelope_from_body_properties_and_headers():
 
 
 def test_decode_reads_back_what_an_outbox_row_sends():
-    row = OutboxMessage(routing_key="order.completed", payload={"order_id": ORDER}, headers={"version": 1},
-                        correlation_id="corr-1", causation_id="cause-1", order_id=ORDER)
+    row = OutboxMessage(
+        routing_key="order.completed",
+        payload={"order_id": ORDER},
+        headers={"version": 1},
+        correlation_id="corr-1",
+        causation_id="cause-1",
+        order_id=ORDER,
+    )
 
     envelope = decode(row.body(), row.wire_properties(), row.wire_headers(attempt=2), "ignored")
 
     assert (envelope.message_id, envelope.routing_key, envelope.payload) == (
-        str(row.message_id), "order.completed", {"order_id": ORDER})
+        str(row.message_id),
+        "order.completed",
+        {"order_id": ORDER},
+    )
     assert (envelope.correlation_id, envelope.causation_id, envelope.order_id) == ("corr-1", "cause-1", ORDER)
     assert (envelope.version, envelope.attempt, envelope.headers) == (1, 2, {})
 
 
-@pytest.mark.parametrize("body", [b"not json", b"{\"order_id\": ", b"", "{'single': 'quotes'}"])
+@pytest.mark.parametrize("body", [b"not json", b'{"order_id": ', b"", "{'single': 'quotes'}"])
 def test_decode_refuses_a_body_that_is_not_json(body):
     with pytest.raises(UndecodableBodyError) as caught:
         decode(body, PROPERTIES, HEADERS, "order.completed")
@@ -169,12 +195,15 @@ def test_decode_refuses_a_body_that_is_not_utf8():
         decode(b"\xff\xfe{}", PROPERTIES, HEADERS, "order.completed")
 
 
-@pytest.mark.parametrize("properties", [
-    {"correlation_id": "corr-1", "type": "order.completed"},
-    {**PROPERTIES, "message_id": ""},
-    {**PROPERTIES, "message_id": None},
-    {**PROPERTIES, "message_id": 1234},
-])
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"correlation_id": "corr-1", "type": "order.completed"},
+        {**PROPERTIES, "message_id": ""},
+        {**PROPERTIES, "message_id": None},
+        {**PROPERTIES, "message_id": 1234},
+    ],
+)
 def test_decode_refuses_a_message_without_a_message_id(properties):
     with pytest.raises(InvalidEnvelopeError) as caught:
         decode(b"{}", properties, HEADERS, "order.completed")

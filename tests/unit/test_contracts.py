@@ -48,6 +48,7 @@ def accepted_by_the_validator(routing_key: str, payload: Any) -> bool:
 
 # The JSON Schema catalogue.
 
+
 def test_every_field_check_of_the_catalogue_has_a_schema_with_a_type_name():
     for message in CATALOGUE.values():
         for name, check in message.fields.items():
@@ -166,6 +167,7 @@ def test_a_quantity_with_a_fraction_part_is_refused_by_the_validator_although_js
 
 # The AsyncAPI document.
 
+
 @pytest.fixture(scope="module")
 def asyncapi() -> dict[str, Any]:
     return contracts.asyncapi()
@@ -232,8 +234,13 @@ def test_the_channels_bind_the_topic_exchange_as_the_topology_declares_it(asynca
     for key in CATALOGUE:
         amqp = asyncapi["channels"][key]["bindings"]["amqp"]
         assert amqp["is"] == "routingKey"
-        assert amqp["exchange"] == {"name": settings.MESSAGING_EXCHANGE, "type": "topic", "durable": True,
-                                    "autoDelete": False, "vhost": "/"}
+        assert amqp["exchange"] == {
+            "name": settings.MESSAGING_EXCHANGE,
+            "type": "topic",
+            "durable": True,
+            "autoDelete": False,
+            "vhost": "/",
+        }
 
 
 def test_each_consumer_queue_is_a_quorum_queue_with_its_delivery_limit_bound_to_the_keys_it_handles(asyncapi, settings):
@@ -242,9 +249,11 @@ def test_each_consumer_queue_is_a_quorum_queue_with_its_delivery_limit_bound_to_
         amqp = channel["bindings"]["amqp"]
         assert amqp["queue"]["name"] == channel["address"] == consumer
         assert amqp["queue"]["durable"] is True
-        assert amqp["x-arguments"] == {"x-queue-type": "quorum",
-                                       "x-delivery-limit": settings.MESSAGING_DELIVERY_LIMIT,
-                                       "x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE}
+        assert amqp["x-arguments"] == {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": settings.MESSAGING_DELIVERY_LIMIT,
+            "x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE,
+        }
         handled = sorted(bus.registry()[consumer])
         assert [b["routingKey"] for b in amqp["x-bound-to"]] == handled
         assert sorted(channel["messages"]) == handled
@@ -263,25 +272,36 @@ def test_the_retry_delay_queues_and_the_dead_letters_are_documented_from_the_set
     retries = sorted(name for name in channels if name.startswith("queue.payments.retry."))
     assert retries == ["queue.payments.retry.1000ms", "queue.payments.retry.500ms"]
     assert channels["queue.payments.retry.500ms"]["bindings"]["amqp"]["x-arguments"] == {
-        "x-message-ttl": 500, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "payments"}
+        "x-message-ttl": 500,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "payments",
+    }
     assert channels["queue.payments"]["bindings"]["amqp"]["x-arguments"]["x-delivery-limit"] == 7
     assert channels[topology.DEAD_LETTER_EXCHANGE]["bindings"]["amqp"]["exchange"]["type"] == "fanout"
     assert channels[f"queue.{topology.DEAD_LETTER_QUEUE}"]["bindings"]["amqp"]["x-bound-to"] == [
-        {"exchange": topology.DEAD_LETTER_EXCHANGE, "routingKey": ""}]
+        {"exchange": topology.DEAD_LETTER_EXCHANGE, "routingKey": ""}
+    ]
     assert document["operations"]["deadletters.receive"]["action"] == "receive"
 
 
 def test_the_documented_envelope_is_what_the_relay_sends():
-    row = OutboxMessage(routing_key="order.completed", payload={"order_id": ORDER}, headers={"version": 1},
-                        correlation_id="corr-1", causation_id=str(uuid.uuid4()), order_id=ORDER)
+    row = OutboxMessage(
+        routing_key="order.completed",
+        payload={"order_id": ORDER},
+        headers={"version": 1},
+        correlation_id="corr-1",
+        causation_id=str(uuid.uuid4()),
+        order_id=ORDER,
+    )
     row.created_at = datetime.now(UTC)
 
     sent = _amqp_message(row)
 
     properties = {k: v for k, v in sent.properties.items() if k != "application_headers"}
     headers = sent.properties["application_headers"]
-    jsonschema.Draft202012Validator(contracts.envelope_properties_schema("order.completed"),
-                                    format_checker=FORMATS).validate(properties)
+    jsonschema.Draft202012Validator(
+        contracts.envelope_properties_schema("order.completed"), format_checker=FORMATS
+    ).validate(properties)
     jsonschema.Draft202012Validator(contracts.envelope_headers_schema()).validate(headers)
     assert set(properties) == set(contracts.envelope_properties_schema()["properties"])
     assert set(headers) == set(contracts.envelope_headers_schema()["properties"])
@@ -291,6 +311,9 @@ def test_the_message_bindings_name_the_content_type_encoding_and_type(asyncapi):
     for key in CATALOGUE:
         message = asyncapi["components"]["messages"][key]
         assert message["contentType"] == "application/json"
-        assert message["bindings"]["amqp"] == {"contentEncoding": "utf-8", "messageType": key,
-                                               "bindingVersion": "0.3.0"}
+        assert message["bindings"]["amqp"] == {
+            "contentEncoding": "utf-8",
+            "messageType": key,
+            "bindingVersion": "0.3.0",
+        }
         assert message["x-consumers"] == bus.consumers_for(key)

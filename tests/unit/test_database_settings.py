@@ -12,9 +12,11 @@ URL = "postgres://u@db.invalid:5432/shop"
 
 
 def database(url: str, **env: str) -> dict:
-    code = ("from django.conf import settings; import json; database = settings.DATABASES['default']; "
-            "print(json.dumps({'ENGINE': database['ENGINE'], 'OPTIONS': database['OPTIONS'], "
-            "'ANSWER': settings.DATABASE_ANSWER_TIMEOUT_S}))")
+    code = (
+        "from django.conf import settings; import json; database = settings.DATABASES['default']; "
+        "print(json.dumps({'ENGINE': database['ENGINE'], 'OPTIONS': database['OPTIONS'], "
+        "'ANSWER': settings.DATABASE_ANSWER_TIMEOUT_S}))"
+    )
     result = manage("shell", "-c", code, DATABASE_URL=url, SECRET_KEY=strong_key(), **env)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -25,9 +27,14 @@ def test_postgresql_binds_parameters_on_the_server_bounds_every_wait_and_keeps_t
 
     assert settings["ENGINE"] == "config.postgresql"
     assert settings["OPTIONS"] == {
-        "server_side_binding": True, "application_name": "worker-7",
-        "connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-        "keepalives_count": 3, "tcp_user_timeout": 25_000,
+        "server_side_binding": True,
+        "application_name": "worker-7",
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 25_000,
         # ours first: the URL's own come after, and win for a setting named twice
         "options": "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000 -c lock_timeout=100",
     }
@@ -41,12 +48,23 @@ def test_the_urls_own_options_win_over_the_settings():
 
 
 def test_the_bounds_come_from_the_settings_and_0_turns_the_server_timeouts_off():
-    settings = database(URL, DATABASE_CONNECT_TIMEOUT_S="2", DATABASE_STATEMENT_TIMEOUT_S="1.5",
-                        DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S="0", DATABASE_KEEPALIVES_IDLE_S="1",
-                        DATABASE_KEEPALIVES_INTERVAL_S="2", DATABASE_KEEPALIVES_COUNT="4")
+    settings = database(
+        URL,
+        DATABASE_CONNECT_TIMEOUT_S="2",
+        DATABASE_STATEMENT_TIMEOUT_S="1.5",
+        DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S="0",
+        DATABASE_KEEPALIVES_IDLE_S="1",
+        DATABASE_KEEPALIVES_INTERVAL_S="2",
+        DATABASE_KEEPALIVES_COUNT="4",
+    )
     options = settings["OPTIONS"]
-    assert (options["connect_timeout"], options["keepalives_idle"], options["keepalives_interval"],
-            options["keepalives_count"], options["tcp_user_timeout"]) == (2, 1, 2, 4, 9_000)
+    assert (
+        options["connect_timeout"],
+        options["keepalives_idle"],
+        options["keepalives_interval"],
+        options["keepalives_count"],
+        options["tcp_user_timeout"],
+    ) == (2, 1, 2, 4, 9_000)
     assert options["options"] == "-c statement_timeout=1500"
     assert settings["ANSWER"] == 6.5
 

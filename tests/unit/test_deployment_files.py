@@ -94,7 +94,8 @@ def dockerignore() -> list[str]:
 
 def ignored(path: str) -> bool:
     return any(
-        fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path, pattern.removeprefix("**/"))
+        fnmatch.fnmatch(path, pattern)
+        or fnmatch.fnmatch(path, pattern.removeprefix("**/"))
         or path.startswith(pattern.rstrip("/") + "/")
         for pattern in dockerignore()
     )
@@ -112,8 +113,11 @@ def environment_variables_read_by_settings() -> set[str]:
             continue
         func = node.func
         is_helper = isinstance(func, ast.Name) and func.id in ENV_HELPERS
-        is_environ = isinstance(func, ast.Attribute) and func.attr in {"get", "getenv"} and (
-            ast.unparse(func.value) in {"os.environ", "os"})
+        is_environ = (
+            isinstance(func, ast.Attribute)
+            and func.attr in {"get", "getenv"}
+            and (ast.unparse(func.value) in {"os.environ", "os"})
+        )
         if is_helper or is_environ:
             names.add(node.args[0].value)
     return names
@@ -140,8 +144,13 @@ def assert_wsgi_module(module: str) -> None:
     assert spec is not None and spec.origin, f"no module {name}"
     # Read, not imported: importing config.wsgi starts the embedded transport.
     tree = ast.parse(Path(spec.origin).read_text())
-    assigned = {target.id for node in tree.body if isinstance(node, ast.Assign)
-                for target in node.targets if isinstance(target, ast.Name)}
+    assigned = {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
     assert (attribute or "application") in assigned
 
 
@@ -280,12 +289,15 @@ def test_the_urls_point_at_the_compose_postgres_and_rabbitmq_with_their_credenti
     database = dj_database_url.parse(env["DATABASE_URL"])
     assert database["ENGINE"] == "django.db.backends.postgresql"
     assert (database["HOST"], database["USER"], database["PASSWORD"], database["NAME"]) == (
-        "postgres", postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"])
+        "postgres",
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_PASSWORD"],
+        postgres["POSTGRES_DB"],
+    )
     broker = urlsplit(env["BROKER_URL"])
     rabbitmq = service("rabbitmq")["environment"]
     assert (broker.scheme, broker.hostname) == ("amqp", "rabbitmq")
-    assert (broker.username, broker.password) == (rabbitmq["RABBITMQ_DEFAULT_USER"],
-                                                  rabbitmq["RABBITMQ_DEFAULT_PASS"])
+    assert (broker.username, broker.password) == (rabbitmq["RABBITMQ_DEFAULT_USER"], rabbitmq["RABBITMQ_DEFAULT_PASS"])
     assert broker.username != "guest", "RabbitMQ refuses guest from any host but localhost"
 
 
@@ -301,8 +313,9 @@ def test_make_run_calls_the_run_script():
 @pytest.mark.parametrize("given", ["DATABASE_URL", "BROKER_URL"])
 def test_make_run_refuses_one_url_without_the_other(given):
     env = {"PATH": "/usr/bin:/bin", given: "postgres://nowhere/x" if given == "DATABASE_URL" else "amqp://nowhere"}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run.py")], env=env, capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run.py")], env=env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert given in result.stderr and "is not" in result.stderr
 
@@ -319,17 +332,29 @@ def test_the_readme_lists_every_setting_the_settings_read():
 def gunicorn_config(env: dict[str, str], *flags: str) -> tuple[dict[str, str], str]:
     """What `gunicorn config.wsgi` resolves with this environment (gunicorn's own --print-config), and its
     stderr."""
-    base = {key: value for key, value in os.environ.items()
-            if key not in {"DATABASE_URL", "BROKER_URL", "WEB_CONCURRENCY", "WEB_THREADS", "GUNICORN_CMD_ARGS"}}
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "--print-config", *flags, "config.wsgi"], cwd=ROOT,
-                          env={**base, **env}, capture_output=True, text=True, timeout=60)
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "BROKER_URL", "WEB_CONCURRENCY", "WEB_THREADS", "GUNICORN_CMD_ARGS"}
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--print-config", *flags, "config.wsgi"],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     resolved = dict(line.split(" = ", 1) for line in done.stdout.splitlines() if " = " in line)
     return {key.strip(): value.strip() for key, value in resolved.items()}, done.stderr
 
 
-PRODUCTION = {"DATABASE_URL": "postgres://sagaflow@db-host:5432/sagaflow", "BROKER_URL": "amqp://mq-host//",
-              "SECRET_KEY": "k3y-" + "abcdefghij" * 6}
+PRODUCTION = {
+    "DATABASE_URL": "postgres://sagaflow@db-host:5432/sagaflow",
+    "BROKER_URL": "amqp://mq-host//",
+    "SECRET_KEY": "k3y-" + "abcdefghij" * 6,
+}
 
 
 def test_the_production_web_serves_from_two_processes_of_four_threads_unless_told_otherwise():
@@ -354,9 +379,14 @@ def test_the_embedded_web_is_one_process_whatever_web_concurrency_says():
 
 
 def test_a_malformed_process_count_stops_gunicorn_with_the_variable_named():
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "--print-config", "config.wsgi"], cwd=ROOT,
-                          env={**PRODUCTION, "PATH": "/usr/bin:/bin", "WEB_THREADS": "many"},
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--print-config", "config.wsgi"],
+        cwd=ROOT,
+        env={**PRODUCTION, "PATH": "/usr/bin:/bin", "WEB_THREADS": "many"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "WEB_THREADS must be a int, got 'many'" in done.stderr
 
@@ -448,8 +478,11 @@ def test_prometheus_scrapes_every_worker_replica_on_its_metrics_port():
     (discovery,) = scrape_config()["sagaflow-worker"]["dns_sd_configs"]
     # The service name resolves to every container of the service: each replica is one target.
     assert (discovery["names"], discovery["type"], discovery["port"]) == (["worker"], "A", port)
-    serving = {name for name, spec in compose()["services"].items()
-               if int(spec.get("environment", {}).get("METRICS_WORKER_PORT", 0) or 0)}
+    serving = {
+        name
+        for name, spec in compose()["services"].items()
+        if int(spec.get("environment", {}).get("METRICS_WORKER_PORT", 0) or 0)
+    }
     assert serving == {"worker"}, "every service with a metrics port is scraped"
 
 

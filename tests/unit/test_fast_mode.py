@@ -17,13 +17,18 @@ UNUSED_PLUGINS = ("-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "n
 
 def pytest_run(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL", "TEST_DATABASE_NAME"}}
-    return subprocess.run([sys.executable, "-m", "pytest", *UNUSED_PLUGINS, "-q", *args], cwd=ROOT,
-                          env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *UNUSED_PLUGINS, "-q", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_run_without_services_refuses_a_test_outside_tests_unit_before_running_any():
-    done = pytest_run("tests/integration/test_sql.py", "tests/unit/test_logging.py",
-                      SAGAFLOW_TEST_SERVICES="none")
+    done = pytest_run("tests/integration/test_sql.py", "tests/unit/test_logging.py", SAGAFLOW_TEST_SERVICES="none")
 
     assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout[-2000:] + done.stderr[-2000:]
     assert "these do (run them with `make test`)" in done.stderr
@@ -33,8 +38,9 @@ def test_a_run_without_services_refuses_a_test_outside_tests_unit_before_running
 
 
 def test_a_run_with_services_stops_loudly_when_postgresql_cannot_be_reached():
-    done = pytest_run("tests/unit/test_logging.py", SAGAFLOW_TEST_SERVICES="required",
-                      TEST_POSTGRES_URL="postgres://root@127.0.0.1:1")
+    done = pytest_run(
+        "tests/unit/test_logging.py", SAGAFLOW_TEST_SERVICES="required", TEST_POSTGRES_URL="postgres://root@127.0.0.1:1"
+    )
 
     assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout[-2000:] + done.stderr[-2000:]
     assert "PostgreSQL at postgres://root@127.0.0.1:1 cannot be reached" in done.stderr

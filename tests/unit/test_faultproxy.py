@@ -7,12 +7,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import suppress
-from typing import Iterator
 
 import pytest
 
 from tests.e2e.faultproxy import FaultProxy
+
 
 @pytest.fixture
 def proxy() -> Iterator[FaultProxy]:
@@ -45,7 +46,7 @@ def echoed(sock: socket.socket, data: bytes = b"ping") -> bytes | None:
     sock.sendall(data)
     try:
         return sock.recv(4096)
-    except socket.timeout:
+    except TimeoutError:
         return None
 
 

@@ -20,8 +20,12 @@ from messaging.envelope import Envelope, decode
 from messaging.errors import PermanentMessageError
 from tests.integration.hostile import amqp_values, bodies, headers, json_values, properties
 
-MANY = settings(max_examples=400, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+MANY = settings(
+    max_examples=400,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 wire.install()  # as MessagingConfig.ready does in every process; idempotent
 
@@ -32,13 +36,19 @@ def content_header(**props) -> bytes:
 
 
 def test_properties_that_are_not_utf8_are_decoded_as_bytes_instead_of_raising():
-    raw = content_header(message_id=b"\xff\xfe", correlation_id="ok", type=b"\xc3", timestamp=2**63,
-                         application_headers={"k": b"\xff"})
+    raw = content_header(
+        message_id=b"\xff\xfe", correlation_id="ok", type=b"\xc3", timestamp=2**63, application_headers={"k": b"\xff"}
+    )
 
     decoded, _ = serialization.PROPERTY_CLASSES[Basic.CLASS_ID](raw, 0)
 
-    assert decoded == {"message_id": b"\xff\xfe", "correlation_id": "ok", "type": b"\xc3", "timestamp": 2**63,
-                       "application_headers": {"k": b"\xff"}}
+    assert decoded == {
+        "message_id": b"\xff\xfe",
+        "correlation_id": "ok",
+        "type": b"\xc3",
+        "timestamp": 2**63,
+        "application_headers": {"k": b"\xff"},
+    }
 
 
 def test_a_headers_table_that_cannot_be_decoded_is_kept_whole_in_base64():
@@ -76,8 +86,11 @@ def test_tolerant_decoding_gives_what_py_amqp_gives_whenever_py_amqp_can(props, 
 
 
 @MANY
-@given(body=bodies(huge=False), props=properties | st.dictionaries(st.text(max_size=15), amqp_values),
-       table=headers | amqp_values)
+@given(
+    body=bodies(huge=False),
+    props=properties | st.dictionaries(st.text(max_size=15), amqp_values),
+    table=headers | amqp_values,
+)
 def test_decode_gives_an_envelope_or_a_permanent_error_whatever_it_is_given(body, props, table):
     try:
         envelope = decode(body, props, table, "payment.failed")
@@ -91,11 +104,12 @@ def test_decode_gives_an_envelope_or_a_permanent_error_whatever_it_is_given(body
 
 
 @MANY
-@given(routing_key=st.sampled_from(sorted(CATALOGUE)), payload=json_values,
-       fields=st.dictionaries(st.sampled_from(sorted({f for t in CATALOGUE.values() for f in t.fields})),
-                              json_values))
-def test_the_catalogue_refuses_wrong_json_types_with_a_permanent_error_and_nothing_else(routing_key, payload,
-                                                                                         fields):
+@given(
+    routing_key=st.sampled_from(sorted(CATALOGUE)),
+    payload=json_values,
+    fields=st.dictionaries(st.sampled_from(sorted({f for t in CATALOGUE.values() for f in t.fields})), json_values),
+)
+def test_the_catalogue_refuses_wrong_json_types_with_a_permanent_error_and_nothing_else(routing_key, payload, fields):
     for candidate in (payload, fields):
         try:
             assert validate_payload(routing_key, candidate) is candidate
@@ -112,9 +126,18 @@ def test_printable_text_stays_on_one_line_and_a_clean_id_is_short_printable_asci
     assert identifier.isascii() and identifier.isprintable() and len(identifier) <= 128
 
 
-@pytest.mark.parametrize(("value", "cleaned"), [
-    ("corr-1", "corr-1"), ("a\nb", "a\\nb"), ("tab\there", "tab\\there"), (b"\xff", "\\xff"),
-    ("\u2028", "\\u2028"), ("é", "\\xe9"), (None, ""), ("x" * 300, "x" * 128),
-])
+@pytest.mark.parametrize(
+    ("value", "cleaned"),
+    [
+        ("corr-1", "corr-1"),
+        ("a\nb", "a\\nb"),
+        ("tab\there", "tab\\there"),
+        (b"\xff", "\\xff"),
+        ("\u2028", "\\u2028"),
+        ("é", "\\xe9"),
+        (None, ""),
+        ("x" * 300, "x" * 128),
+    ],
+)
 def test_a_clean_id_escapes_what_could_forge_a_log_line_and_is_cut_to_128(value, cleaned):
     assert clean_id(value) == cleaned

@@ -33,21 +33,25 @@ def formatted(formatter_name: str, message: str = "hello %s", *args: object) -> 
 
 
 def test_a_json_line_carries_time_level_logger_message_and_the_known_context():
-    with correlation.bound(correlation_id="corr-1", causation_id="cause-1", message_id="msg-1", order_id="ord-1",
-                           saga_state="COMPLETED"):
+    with correlation.bound(
+        correlation_id="corr-1", causation_id="cause-1", message_id="msg-1", order_id="ord-1", saga_state="COMPLETED"
+    ):
         line = json.loads(formatted("json", "hello %s", "world"))
 
     assert line["message"] == "hello world"
     assert (line["level"], line["logger"]) == ("WARNING", "sagaflow.test")
     assert datetime.fromisoformat(line["timestamp"]).utcoffset().total_seconds() == 0
     assert {key: line[key] for key in ("correlation_id", "causation_id", "message_id", "order_id", "saga_state")} == {
-        "correlation_id": "corr-1", "causation_id": "cause-1", "message_id": "msg-1", "order_id": "ord-1",
-        "saga_state": "COMPLETED"}
+        "correlation_id": "corr-1",
+        "causation_id": "cause-1",
+        "message_id": "msg-1",
+        "order_id": "ord-1",
+        "saga_state": "COMPLETED",
+    }
 
 
 def test_a_json_line_leaves_out_the_context_that_is_not_known():
-    with correlation.bound(correlation_id="corr-2", causation_id=None, message_id=None, order_id=None,
-                           saga_state=None):
+    with correlation.bound(correlation_id="corr-2", causation_id=None, message_id=None, order_id=None, saga_state=None):
         line = json.loads(formatted("json"))
 
     assert line["correlation_id"] == "corr-2"

@@ -117,13 +117,14 @@ def labels_used(query: str) -> set[str]:
 
 
 def test_the_query_reader_finds_names_and_labels_wherever_promql_puts_them():
-    query = ('sum by (reason) (rate(a_total{job="w"}[$__rate_interval])) / ignoring(reason) group_left '
-             'sum(rate({__name__="b_total", status=~"open|x"}[5m])) > 0 or absent(up{instance="i"})')
+    query = (
+        'sum by (reason) (rate(a_total{job="w"}[$__rate_interval])) / ignoring(reason) group_left '
+        'sum(rate({__name__="b_total", status=~"open|x"}[5m])) > 0 or absent(up{instance="i"})'
+    )
     assert [s.name for s in selectors(query)] == ["a_total", "b_total", "up"]
     assert selectors(query)[1].matchers == {"status": "open|x"}
     assert labels_used(query) == {"reason", "job", "status", "instance"}
-    assert labels_used("sum without (le) (x) * on (consumer) group_right (outcome) y") == {
-        "le", "consumer", "outcome"}
+    assert labels_used("sum without (le) (x) * on (consumer) group_right (outcome) y") == {"le", "consumer", "outcome"}
 
 
 @pytest.fixture
@@ -168,8 +169,9 @@ def test_every_alert_is_tested_where_it_fires_and_where_it_must_not():
     for rule in alert_rules():
         name = rule["alert"]
         assert any(case["alertname"] == name and case["exp_alerts"] for case in cases), f"{name} never fires"
-        assert any(case["alertname"] == name and not case["exp_alerts"] for case in cases), \
+        assert any(case["alertname"] == name and not case["exp_alerts"] for case in cases), (
             f"{name} is never shown silent"
+        )
 
 
 def test_the_rule_tests_load_the_rules_that_ship():
@@ -218,8 +220,10 @@ def test_the_check_of_where_to_look_knows_a_page_that_does_not_exist():
     assert named_places("Look at Admin → Dead letters and GET /health.") == ["Dead letters", "/health"]
 
 
-@pytest.mark.parametrize("rule, setting", [("SagaflowOutboxLag", "HEALTH_OUTBOX_LAG_MAX_S"),
-                                           ("SagaflowWorkerSilent", "HEALTH_WORKER_MAX_SILENCE_S")])
+@pytest.mark.parametrize(
+    "rule, setting",
+    [("SagaflowOutboxLag", "HEALTH_OUTBOX_LAG_MAX_S"), ("SagaflowWorkerSilent", "HEALTH_WORKER_MAX_SILENCE_S")],
+)
 def test_an_alert_and_the_health_check_of_the_same_condition_share_a_threshold(rule, setting):
     from django.conf import settings
 
@@ -277,8 +281,11 @@ def test_the_panels_have_their_own_ids_and_places_on_the_grid():
     for panel in board:
         place = panel["gridPos"]
         assert place["x"] + place["w"] <= 24, panel["title"]
-        covered = {(x, y) for x in range(place["x"], place["x"] + place["w"])
-                   for y in range(place["y"], place["y"] + place["h"])}
+        covered = {
+            (x, y)
+            for x in range(place["x"], place["x"] + place["w"])
+            for y in range(place["y"], place["y"] + place["h"])
+        }
         assert not covered & cells, f"{panel['title']} overlaps another panel"
         cells |= covered
 

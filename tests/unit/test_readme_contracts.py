@@ -41,11 +41,14 @@ def test_the_saga_diagram_sits_in_the_saga_section_and_the_catalogue_in_messages
     assert messages < text.index("<!-- generated: message-catalogue -->") < after
 
 
-@pytest.mark.parametrize(("block", "edit"), [
-    ("message-catalogue", lambda text: text.replace("| `payment.refund` |", "| `payment.refund.v2` |")),
-    ("saga-diagram", lambda text: text.replace("    COMPLETED --> [*]\n", "")),
-    ("saga-diagram", lambda text: text.replace("<!-- generated: saga-diagram -->", "")),
-])
+@pytest.mark.parametrize(
+    ("block", "edit"),
+    [
+        ("message-catalogue", lambda text: text.replace("| `payment.refund` |", "| `payment.refund.v2` |")),
+        ("saga-diagram", lambda text: text.replace("    COMPLETED --> [*]\n", "")),
+        ("saga-diagram", lambda text: text.replace("<!-- generated: saga-diagram -->", "")),
+    ],
+)
 def test_a_drifted_block_is_named_and_rewriting_mends_it(block, edit):
     drifted = edit(readme_rewritten(README.read_text(encoding="utf-8")))
 
@@ -70,13 +73,16 @@ def test_the_command_checks_and_rewrites_a_readme(tmp_path):
     call_command("contracts", "--check", "--readme", str(readme))
 
 
-@pytest.mark.parametrize(("document", "read", "expected"), [
-    ("asyncapi", yaml.safe_load, contracts.asyncapi),
-    ("asyncapi-json", json.loads, contracts.asyncapi),
-    ("schema", json.loads, contracts.catalogue_schema),
-    ("diagram", str, diagram.mermaid),
-    ("catalogue", str, catalogue_markdown),
-])
+@pytest.mark.parametrize(
+    ("document", "read", "expected"),
+    [
+        ("asyncapi", yaml.safe_load, contracts.asyncapi),
+        ("asyncapi-json", json.loads, contracts.asyncapi),
+        ("schema", json.loads, contracts.catalogue_schema),
+        ("diagram", str, diagram.mermaid),
+        ("catalogue", str, catalogue_markdown),
+    ],
+)
 def test_the_command_prints_each_document(document, read, expected, capsys):
     call_command("contracts", "--print", document)
 

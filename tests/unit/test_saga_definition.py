@@ -12,27 +12,65 @@ import pytest
 
 from saga import transitions as t
 from saga.definition import (
-    FINISH_COMPENSATION, CompensateByCommand, DefinitionError, ReleasedOnFailure, SagaDefinition, Step,
-    build_table, check, resolve, state_diagram,
+    FINISH_COMPENSATION,
+    CompensateByCommand,
+    DefinitionError,
+    ReleasedOnFailure,
+    SagaDefinition,
+    Step,
+    build_table,
+    check,
+    resolve,
+    state_diagram,
 )
 from saga.steps import ORDER_SAGA
 from tests.unit.test_transitions import EXPECTED, INPUTS
 
 # A saga of four steps, three of them undone by a command and waiting for its reply: the shape of a product
 # that adds a fraud check before the payment and a shipment after the stock.
-FRAUD = Step(name="fraud", command="fraud.check", success="fraud.cleared", failures=("fraud.rejected",),
-             pending_state="FRAUD_PENDING", deadline=5.0)
-PAYMENT = dataclasses.replace(ORDER_SAGA.steps[0], compensation=CompensateByCommand(
-    command="payment.refund", reply="payment.refunded", state="REFUNDING", resend_on_timeout=True,
-    deadline="SAGA_COMPENSATION_DEADLINE_S"))
-INVENTORY = dataclasses.replace(ORDER_SAGA.steps[1], compensation=CompensateByCommand(
-    command="inventory.release", reply="inventory.released", state="RELEASING", resend_on_timeout=True,
-    deadline=30.0))
-SHIPPING = Step(name="shipping", command="shipping.dispatch", success="shipping.dispatched",
-                failures=("shipping.failed", "shipping.refused"), pending_state="SHIPPING_PENDING",
-                deadline=60.0, compensation=CompensateByCommand(
-                    command="shipping.cancel", reply="shipping.cancelled", state="CANCELLING_SHIPMENT",
-                    resend_on_timeout=True, deadline=30.0))
+FRAUD = Step(
+    name="fraud",
+    command="fraud.check",
+    success="fraud.cleared",
+    failures=("fraud.rejected",),
+    pending_state="FRAUD_PENDING",
+    deadline=5.0,
+)
+PAYMENT = dataclasses.replace(
+    ORDER_SAGA.steps[0],
+    compensation=CompensateByCommand(
+        command="payment.refund",
+        reply="payment.refunded",
+        state="REFUNDING",
+        resend_on_timeout=True,
+        deadline="SAGA_COMPENSATION_DEADLINE_S",
+    ),
+)
+INVENTORY = dataclasses.replace(
+    ORDER_SAGA.steps[1],
+    compensation=CompensateByCommand(
+        command="inventory.release",
+        reply="inventory.released",
+        state="RELEASING",
+        resend_on_timeout=True,
+        deadline=30.0,
+    ),
+)
+SHIPPING = Step(
+    name="shipping",
+    command="shipping.dispatch",
+    success="shipping.dispatched",
+    failures=("shipping.failed", "shipping.refused"),
+    pending_state="SHIPPING_PENDING",
+    deadline=60.0,
+    compensation=CompensateByCommand(
+        command="shipping.cancel",
+        reply="shipping.cancelled",
+        state="CANCELLING_SHIPMENT",
+        resend_on_timeout=True,
+        deadline=30.0,
+    ),
+)
 FOUR_STEPS = dataclasses.replace(ORDER_SAGA, steps=(FRAUD, PAYMENT, INVENTORY, SHIPPING))
 
 
@@ -42,27 +80,39 @@ def _order_saga(*, resend_on_timeout: bool, held_input: str | None) -> SagaDefin
     payment, inventory = ORDER_SAGA.steps
     refund = dataclasses.replace(payment.compensation, resend_on_timeout=resend_on_timeout)
     release = dataclasses.replace(inventory.compensation, held_input=held_input)
-    return dataclasses.replace(ORDER_SAGA, steps=(dataclasses.replace(payment, compensation=refund),
-                                                  dataclasses.replace(inventory, compensation=release)))
+    return dataclasses.replace(
+        ORDER_SAGA,
+        steps=(dataclasses.replace(payment, compensation=refund), dataclasses.replace(inventory, compensation=release)),
+    )
 
 
 STOCK_HELD = "saga.stock_held"
 ORDER_SAGA_DRIVEN = _order_saga(resend_on_timeout=True, held_input=STOCK_HELD)
 
 # The product's two steps, with a shipment after them: inventory is still released on order.failed.
-ORDER_AND_SHIPPING = dataclasses.replace(ORDER_SAGA, steps=(*ORDER_SAGA_DRIVEN.steps, dataclasses.replace(
-    SHIPPING, compensation=dataclasses.replace(SHIPPING.compensation, state="COMPENSATING_SHIPPING"))))
+ORDER_AND_SHIPPING = dataclasses.replace(
+    ORDER_SAGA,
+    steps=(
+        *ORDER_SAGA_DRIVEN.steps,
+        dataclasses.replace(
+            SHIPPING, compensation=dataclasses.replace(SHIPPING.compensation, state="COMPENSATING_SHIPPING")
+        ),
+    ),
+)
 
 
 def _command_compensations(definition: SagaDefinition) -> list[CompensateByCommand]:
     return [s.compensation for s in definition.steps if isinstance(s.compensation, CompensateByCommand)]
 
 
-DEFINITIONS = {"order": ORDER_SAGA, "four_steps": FOUR_STEPS, "order_and_shipping": ORDER_AND_SHIPPING,
-               "order_driven": ORDER_SAGA_DRIVEN}
+DEFINITIONS = {
+    "order": ORDER_SAGA,
+    "four_steps": FOUR_STEPS,
+    "order_and_shipping": ORDER_AND_SHIPPING,
+    "order_driven": ORDER_SAGA_DRIVEN,
+}
 # The definitions whose every compensation is sent again on its deadline: no state waits forever.
-RESENDING = {name: d for name, d in DEFINITIONS.items()
-             if all(c.resend_on_timeout for c in _command_compensations(d))}
+RESENDING = {name: d for name, d in DEFINITIONS.items() if all(c.resend_on_timeout for c in _command_compensations(d))}
 
 
 def _cell(transition) -> tuple:
@@ -82,8 +132,9 @@ class SagaRun:
 
     def hear(self, message: str, reason: str | None = None) -> tuple[str, ...]:
         transition = self.table[(self.state, message)]
-        self.state, self.reason = resolve(self.definition, self.state, transition, failure_reason=self.reason,
-                                          message_reason=reason)
+        self.state, self.reason = resolve(
+            self.definition, self.state, transition, failure_reason=self.reason, message_reason=reason
+        )
         self.sent += transition.emits
         return transition.emits
 
@@ -104,8 +155,14 @@ class SagaRun:
 
 class TestTheOrderSagaGivesTodaysTable:
     def test_the_states_and_inputs_are_todays_in_todays_order(self):
-        assert ORDER_SAGA.states == ("PAYMENT_PENDING", "INVENTORY_PENDING", "COMPENSATING", "COMPLETED", "FAILED",
-                                     "CANCELLED")
+        assert ORDER_SAGA.states == (
+            "PAYMENT_PENDING",
+            "INVENTORY_PENDING",
+            "COMPENSATING",
+            "COMPLETED",
+            "FAILED",
+            "CANCELLED",
+        )
         assert ORDER_SAGA.pending_states == ("PAYMENT_PENDING", "INVENTORY_PENDING")
         assert ORDER_SAGA.compensating_states == ORDER_SAGA.resending_states == ("COMPENSATING",)
         assert ORDER_SAGA.final_states == ("COMPLETED", "FAILED", "CANCELLED")
@@ -117,9 +174,14 @@ class TestTheOrderSagaGivesTodaysTable:
         # What EXPECTED does not say: which messages' reasons become the saga's.
         recording = {pair for pair, transition in build_table(ORDER_SAGA).items() if transition.records_failure}
 
-        assert recording == {("PAYMENT_PENDING", "payment.failed"), ("PAYMENT_PENDING", "saga.timeout"),
-                             ("PAYMENT_PENDING", "saga.cancel"), ("INVENTORY_PENDING", "inventory.reservation_failed"),
-                             ("INVENTORY_PENDING", "saga.timeout"), ("INVENTORY_PENDING", "saga.cancel")}
+        assert recording == {
+            ("PAYMENT_PENDING", "payment.failed"),
+            ("PAYMENT_PENDING", "saga.timeout"),
+            ("PAYMENT_PENDING", "saga.cancel"),
+            ("INVENTORY_PENDING", "inventory.reservation_failed"),
+            ("INVENTORY_PENDING", "saga.timeout"),
+            ("INVENTORY_PENDING", "saga.cancel"),
+        }
 
     def test_saga_transitions_is_the_generated_table_keyed_by_state(self):
         assert t.TABLE == build_table(ORDER_SAGA)
@@ -129,8 +191,13 @@ class TestTheOrderSagaGivesTodaysTable:
     def test_every_pair_gives_the_hand_written_expectation(self, state, message):
         # The same call as the oracle's own test: a compensating saga failed for a reason of its own.
         transition = build_table(ORDER_SAGA)[(state, message)]
-        to_state, _ = resolve(ORDER_SAGA, state, transition, message_reason="some_code",
-                              failure_reason="out_of_stock" if state is t.State.COMPENSATING else None)
+        to_state, _ = resolve(
+            ORDER_SAGA,
+            state,
+            transition,
+            message_reason="some_code",
+            failure_reason="out_of_stock" if state is t.State.COMPENSATING else None,
+        )
 
         assert (to_state, transition.emits) == EXPECTED[(state, message)]
 
@@ -138,8 +205,14 @@ class TestTheOrderSagaGivesTodaysTable:
         emitted = {m for transition in build_table(ORDER_SAGA).values() for m in transition.emits}
 
         assert set(ORDER_SAGA.emitted) == emitted | {ORDER_SAGA.first_command}
-        assert set(ORDER_SAGA.emitted) == {"payment.process", "payment.refund", "inventory.reserve",
-                                           "inventory.release", "order.completed", "order.failed"}
+        assert set(ORDER_SAGA.emitted) == {
+            "payment.process",
+            "payment.refund",
+            "inventory.reserve",
+            "inventory.release",
+            "order.completed",
+            "order.failed",
+        }
 
     def test_the_deadlines_name_the_settings_that_state_deadline_s_reads(self, settings):
         from saga.models import state_deadline_s
@@ -148,12 +221,18 @@ class TestTheOrderSagaGivesTodaysTable:
         settings.SAGA_COMPENSATION_DEADLINE_S = 33.0
 
         assert {state: state_deadline_s(state) for state in ORDER_SAGA.states} == {
-            "PAYMENT_PENDING": 11.0, "INVENTORY_PENDING": 22.0, "COMPENSATING": 33.0,
-            "COMPLETED": None, "FAILED": None, "CANCELLED": None}
+            "PAYMENT_PENDING": 11.0,
+            "INVENTORY_PENDING": 22.0,
+            "COMPENSATING": 33.0,
+            "COMPLETED": None,
+            "FAILED": None,
+            "CANCELLED": None,
+        }
 
     def test_resending_the_refund_on_timeout_changes_that_one_pair(self):
-        waiting, resending = (build_table(_order_saga(resend_on_timeout=flag, held_input=None))
-                              for flag in (False, True))
+        waiting, resending = (
+            build_table(_order_saga(resend_on_timeout=flag, held_input=None)) for flag in (False, True)
+        )
 
         changed = {pair for pair in waiting if _cell(waiting[pair]) != _cell(resending[pair])}
 
@@ -167,17 +246,32 @@ class TestTheOrderSagaGivesTodaysTable:
 
         assert held.inputs == (*without.inputs[:-1], STOCK_HELD, without.inputs[-1])  # before saga.cancel
         assert {pair: _cell(cell) for pair, cell in table.items() if pair[1] != STOCK_HELD} == {
-            pair: _cell(cell) for pair, cell in build_table(without).items()}
+            pair: _cell(cell) for pair, cell in build_table(without).items()
+        }
         assert {state: table[(state, STOCK_HELD)].emits for state in held.states} == {
-            "PAYMENT_PENDING": (), "INVENTORY_PENDING": (), "COMPENSATING": (),  # the end still to come settles it
-            "COMPLETED": ("order.completed",), "FAILED": ("inventory.release",), "CANCELLED": ("inventory.release",)}
+            "PAYMENT_PENDING": (),
+            "INVENTORY_PENDING": (),
+            "COMPENSATING": (),  # the end still to come settles it
+            "COMPLETED": ("order.completed",),
+            "FAILED": ("inventory.release",),
+            "CANCELLED": ("inventory.release",),
+        }
 
 
 class TestAFourStepSaga:
     def test_its_states_are_one_pending_per_step_and_one_compensating_per_command_compensation(self):
-        assert FOUR_STEPS.states == ("FRAUD_PENDING", "PAYMENT_PENDING", "INVENTORY_PENDING", "SHIPPING_PENDING",
-                                     "REFUNDING", "RELEASING", "CANCELLING_SHIPMENT",
-                                     "COMPLETED", "FAILED", "CANCELLED")
+        assert FOUR_STEPS.states == (
+            "FRAUD_PENDING",
+            "PAYMENT_PENDING",
+            "INVENTORY_PENDING",
+            "SHIPPING_PENDING",
+            "REFUNDING",
+            "RELEASING",
+            "CANCELLING_SHIPMENT",
+            "COMPLETED",
+            "FAILED",
+            "CANCELLED",
+        )
 
     def test_it_completes_only_after_every_step(self):
         run = SagaRun(FOUR_STEPS)
@@ -188,8 +282,13 @@ class TestAFourStepSaga:
 
         assert run.hear(SHIPPING.success) == (FOUR_STEPS.completed_event,)
         assert run.state == "COMPLETED"
-        assert run.sent == ["fraud.check", "payment.process", "inventory.reserve", "shipping.dispatch",
-                            "order.completed"]
+        assert run.sent == [
+            "fraud.check",
+            "payment.process",
+            "inventory.reserve",
+            "shipping.dispatch",
+            "order.completed",
+        ]
 
     def test_only_the_last_steps_success_sends_the_completion_event(self):
         table = build_table(FOUR_STEPS)
@@ -245,8 +344,9 @@ class TestAFourStepSaga:
         # and a late success of a step whose turn has not come is a repeat: its turn comes
         assert run.hear("payment.processed") == ()
 
-    @pytest.mark.parametrize(("step", "undo"), [(PAYMENT, "payment.refund"), (INVENTORY, "inventory.release"),
-                                                (SHIPPING, "shipping.cancel")])
+    @pytest.mark.parametrize(
+        ("step", "undo"), [(PAYMENT, "payment.refund"), (INVENTORY, "inventory.release"), (SHIPPING, "shipping.cancel")]
+    )
     @pytest.mark.parametrize("ended", ["FAILED", "CANCELLED"])
     def test_a_late_success_after_the_end_is_undone(self, step, undo, ended):
         transition = build_table(FOUR_STEPS)[(ended, step.success)]
@@ -386,8 +486,13 @@ class TestDefinitionChecks:
         released = ReleasedOnFailure(late_command="shipping.cancel")
         definition = dataclasses.replace(ORDER_SAGA, steps=(dataclasses.replace(SHIPPING, compensation=released),))
 
-        assert definition.inputs == ("shipping.dispatched", "shipping.failed", "shipping.refused",
-                                     "saga.timeout", "saga.cancel")
+        assert definition.inputs == (
+            "shipping.dispatched",
+            "shipping.failed",
+            "shipping.refused",
+            "saga.timeout",
+            "saga.cancel",
+        )
 
 
 class TestStateDiagram:
@@ -417,5 +522,7 @@ class TestStateDiagram:
         for (state, message), cell in build_table(FOUR_STEPS).items():
             if cell.changes_state:
                 for to_state in _targets(FOUR_STEPS, cell.to_state):
-                    assert any(line.startswith(f"    {state} --> {to_state}: ") and message in line
-                               for line in diagram.splitlines()), (state, message)
+                    assert any(
+                        line.startswith(f"    {state} --> {to_state}: ") and message in line
+                        for line in diagram.splitlines()
+                    ), (state, message)

@@ -26,9 +26,16 @@ def parsed(source: str) -> list[tuple[str, str, set[str], str, set[str]]]:
         for label in (labels or "").split(diagram.LABEL_SEPARATOR):
             messages, _, emitted = label.partition(" / ")
             condition = re.search(r" \[(.+)\]$", messages)
-            messages = messages[:condition.start()] if condition else messages
-            arrows.append((source_state, target, set(filter(None, messages.split(", "))),
-                           condition.group(1) if condition else "", set(filter(None, emitted.split(", ")))))
+            messages = messages[: condition.start()] if condition else messages
+            arrows.append(
+                (
+                    source_state,
+                    target,
+                    set(filter(None, messages.split(", "))),
+                    condition.group(1) if condition else "",
+                    set(filter(None, emitted.split(", "))),
+                )
+            )
     return arrows
 
 
@@ -68,13 +75,16 @@ def test_compensation_ends_cancelled_for_a_cancelled_order_and_failed_otherwise(
     assert arrows_from("COMPENSATING", "FAILED") == [({"payment.refunded"}, "not cancelled", {"order.failed"})]
 
 
-@pytest.mark.parametrize(("state", "message", "compensation"), [
-    ("COMPENSATING", "payment.processed", "payment.refund"),
-    ("FAILED", "payment.processed", "payment.refund"),
-    ("FAILED", "inventory.reserved", "inventory.release"),
-    ("CANCELLED", "payment.processed", "payment.refund"),
-    ("CANCELLED", "inventory.reserved", "inventory.release"),
-])
+@pytest.mark.parametrize(
+    ("state", "message", "compensation"),
+    [
+        ("COMPENSATING", "payment.processed", "payment.refund"),
+        ("FAILED", "payment.processed", "payment.refund"),
+        ("FAILED", "inventory.reserved", "inventory.release"),
+        ("CANCELLED", "payment.processed", "payment.refund"),
+        ("CANCELLED", "inventory.reserved", "inventory.release"),
+    ],
+)
 def test_a_late_reply_is_a_loop_with_its_compensation(state, message, compensation):
     loops = arrows_from(state, state)
 
@@ -82,8 +92,9 @@ def test_a_late_reply_is_a_loop_with_its_compensation(state, message, compensati
 
 
 def test_every_pair_of_the_table_that_moves_or_emits_is_an_arrow_and_no_other():
-    drawn = {(f, m, frozenset(e)) for f, t_, ms, c, e in parsed(diagram.mermaid()) if f != "[*]" and t_ != "[*]"
-             for m in ms}
+    drawn = {
+        (f, m, frozenset(e)) for f, t_, ms, c, e in parsed(diagram.mermaid()) if f != "[*]" and t_ != "[*]" for m in ms
+    }
     expected = set()
     for state, message in t.TABLE:
         for reason in (t.CANCELLED_REASON, "out_of_stock"):

@@ -21,9 +21,15 @@ from saga.steps import INVENTORY, ORDER_SAGA, PAYMENT
 
 
 def _saga(**fields) -> Saga:
-    defaults = dict(order_id=uuid.UUID("6f1c8b0e-8a2f-4c1e-9b7a-0d3e5f2a1c4b"), state="PAYMENT_PENDING",
-                    customer_id="cust-1", amount=Decimal("12.5"), currency="EUR", failure_reason="",
-                    items=[{"sku": "A", "quantity": 2, "price": "6.25"}])
+    defaults = dict(
+        order_id=uuid.UUID("6f1c8b0e-8a2f-4c1e-9b7a-0d3e5f2a1c4b"),
+        state="PAYMENT_PENDING",
+        customer_id="cust-1",
+        amount=Decimal("12.5"),
+        currency="EUR",
+        failure_reason="",
+        items=[{"sku": "A", "quantity": 2, "price": "6.25"}],
+    )
     return Saga(**{**defaults, **fields})
 
 
@@ -50,33 +56,49 @@ class TestTheDefinitionInUse:
     def test_a_definition_that_gives_no_table_is_refused_with_why(self, settings):
         settings.SAGA_DEFINITION = dataclasses.replace(ORDER_SAGA, steps=(PAYMENT, PAYMENT))
 
-        with pytest.raises(ImproperlyConfigured, match="^SAGA_DEFINITION: state named more than once: COMPENSATING, PAYMENT_PENDING$"):
+        with pytest.raises(
+            ImproperlyConfigured, match="^SAGA_DEFINITION: state named more than once: COMPENSATING, PAYMENT_PENDING$"
+        ):
             registry.definition()
 
     def test_a_deadline_that_names_no_setting_is_refused_by_name(self, settings):
         settings.SAGA_DEFINITION = dataclasses.replace(
-            ORDER_SAGA, steps=(PAYMENT, dataclasses.replace(INVENTORY, deadline="SAGA_NO_SUCH_DEADLINE_S")))
+            ORDER_SAGA, steps=(PAYMENT, dataclasses.replace(INVENTORY, deadline="SAGA_NO_SUCH_DEADLINE_S"))
+        )
 
-        with pytest.raises(ImproperlyConfigured, match="SAGA_NO_SUCH_DEADLINE_S, the deadline of the saga's state "
-                                                       "INVENTORY_PENDING, is not a setting"):
+        with pytest.raises(
+            ImproperlyConfigured,
+            match="SAGA_NO_SUCH_DEADLINE_S, the deadline of the saga's state INVENTORY_PENDING, is not a setting",
+        ):
             registry.definition()
 
     def test_a_step_whose_command_no_installed_app_builds_is_refused_by_name(self, settings):
-        fraud = Step(name="fraud", command="fraud.check", success="fraud.cleared", failures=("fraud.rejected",),
-                     pending_state="FRAUD_PENDING", deadline=5.0)
+        fraud = Step(
+            name="fraud",
+            command="fraud.check",
+            success="fraud.cleared",
+            failures=("fraud.rejected",),
+            pending_state="FRAUD_PENDING",
+            deadline=5.0,
+        )
         settings.SAGA_DEFINITION = dataclasses.replace(ORDER_SAGA, steps=(fraud, *ORDER_SAGA.steps))
 
-        with pytest.raises(ImproperlyConfigured, match=r"no installed app builds the payload of fraud.check \(step "
-                                                       r"fraud\)"):
+        with pytest.raises(
+            ImproperlyConfigured,
+            match=r"no installed app builds the payload of fraud.check \(step "
+            r"fraud\)",
+        ):
             registry.definition()
 
     def test_a_held_step_no_installed_app_answers_for_is_refused_by_name(self, settings):
         freed = dataclasses.replace(INVENTORY.compensation, late_command="stock.free")
         settings.SAGA_DEFINITION = dataclasses.replace(
-            ORDER_SAGA, steps=(PAYMENT, dataclasses.replace(INVENTORY, compensation=freed)))
+            ORDER_SAGA, steps=(PAYMENT, dataclasses.replace(INVENTORY, compensation=freed))
+        )
 
-        with pytest.raises(ImproperlyConfigured, match="no installed app says which orders still hold what "
-                                                       "stock.free undoes"):
+        with pytest.raises(
+            ImproperlyConfigured, match="no installed app says which orders still hold what stock.free undoes"
+        ):
             registry.definition()
 
 
@@ -84,15 +106,23 @@ class TestThePayloads:
     def test_of_the_steps_commands_are_built_by_their_participants(self):
         saga = _saga()
 
-        assert registry.payload(saga, "payment.process") == {"order_id": ORDER, "customer_id": "cust-1",
-                                                              "amount": "12.50", "currency": "EUR"}
-        assert registry.payload(saga, "inventory.reserve") == {"order_id": ORDER,
-                                                                "items": [{"sku": "A", "quantity": 2}]}
+        assert registry.payload(saga, "payment.process") == {
+            "order_id": ORDER,
+            "customer_id": "cust-1",
+            "amount": "12.50",
+            "currency": "EUR",
+        }
+        assert registry.payload(saga, "inventory.reserve") == {
+            "order_id": ORDER,
+            "items": [{"sku": "A", "quantity": 2}],
+        }
 
     @pytest.mark.parametrize("routing_key", ["payment.refund", "inventory.release", "order.failed"])
     def test_of_the_sagas_own_messages_carry_its_reason_or_a_late_replys(self, routing_key):
         assert registry.payload(_saga(failure_reason="out_of_stock"), routing_key) == {
-            "order_id": ORDER, "reason": "out_of_stock"}
+            "order_id": ORDER,
+            "reason": "out_of_stock",
+        }
         assert registry.payload(_saga(), routing_key) == {"order_id": ORDER, "reason": "late_reply"}
 
     def test_of_the_completion_event_is_the_order(self):

@@ -52,7 +52,6 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (PP, TIMEOUT): (COMP, REFUND),
     (PP, STOCK_HELD): (PP, NOTHING),
     (PP, CANCEL): (COMP, REFUND),
-
     (IP, PROCESSED): (IP, NOTHING),
     (IP, PAY_FAILED): (IP, NOTHING),
     (IP, REFUNDED): (IP, NOTHING),
@@ -61,7 +60,6 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (IP, TIMEOUT): (COMP, REFUND),
     (IP, STOCK_HELD): (IP, NOTHING),
     (IP, CANCEL): (COMP, REFUND),
-
     # A charge that lands while compensating is refunded again (a repeated refund is a no-op at payments).
     (COMP, PROCESSED): (COMP, REFUND),
     (COMP, PAY_FAILED): (COMP, NOTHING),
@@ -72,7 +70,6 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (COMP, TIMEOUT): (COMP, REFUND),
     (COMP, STOCK_HELD): (COMP, NOTHING),
     (COMP, CANCEL): (COMP, NOTHING),
-
     # Final states: repeats are no-ops, late money or stock is given back; stock still held long after the end
     # (its release or commit was lost) is asked for again.
     (DONE, PROCESSED): (DONE, NOTHING),
@@ -83,7 +80,6 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (DONE, TIMEOUT): (DONE, NOTHING),
     (DONE, STOCK_HELD): (DONE, COMMIT),
     (DONE, CANCEL): (DONE, NOTHING),
-
     (FAILED, PROCESSED): (FAILED, REFUND),
     (FAILED, PAY_FAILED): (FAILED, NOTHING),
     (FAILED, REFUNDED): (FAILED, NOTHING),
@@ -92,7 +88,6 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
     (FAILED, TIMEOUT): (FAILED, NOTHING),
     (FAILED, STOCK_HELD): (FAILED, RELEASE),
     (FAILED, CANCEL): (FAILED, NOTHING),
-
     (CANCELLED, PROCESSED): (CANCELLED, REFUND),
     (CANCELLED, PAY_FAILED): (CANCELLED, NOTHING),
     (CANCELLED, REFUNDED): (CANCELLED, NOTHING),
@@ -108,8 +103,9 @@ EXPECTED: dict[tuple[State, str], tuple[State, tuple[str, ...]]] = {
 def test_each_state_and_message_gives_the_expected_next_state_and_messages(state, message):
     expected_state, expected_emits = EXPECTED[(state, message)]
 
-    decision = t.decide(state, message, failure_reason="out_of_stock" if state is COMP else None,
-                        message_reason="some_code")
+    decision = t.decide(
+        state, message, failure_reason="out_of_stock" if state is COMP else None, message_reason="some_code"
+    )
 
     assert (decision.from_state, decision.to_state, decision.emits) == (state, expected_state, expected_emits)
     assert decision.changed == (expected_state != state)
@@ -166,7 +162,8 @@ def test_the_sweeps_timeout_moves_every_non_final_state_on_or_sends_its_compensa
     transition = t.TABLE[(state, TIMEOUT)]
 
     assert transition.changes_state or set(transition.emits) & COMPENSATIONS, (
-        f"{state} stays put on {TIMEOUT} and sends nothing: a lost message leaves it there for ever")
+        f"{state} stays put on {TIMEOUT} and sends nothing: a lost message leaves it there for ever"
+    )
 
 
 @pytest.mark.parametrize("state", sorted(set(State) - t.FINAL_STATES))
@@ -203,11 +200,17 @@ def test_no_message_moves_a_saga_out_of_a_final_state(state):
         assert t.decide(state, message).to_state == state, message
 
 
-@pytest.mark.parametrize(("state", "repeated_reply"), [
-    (DONE, PROCESSED), (DONE, RESERVED),
-    (FAILED, PAY_FAILED), (FAILED, REFUNDED), (FAILED, RES_FAILED),
-    (CANCELLED, REFUNDED),
-])
+@pytest.mark.parametrize(
+    ("state", "repeated_reply"),
+    [
+        (DONE, PROCESSED),
+        (DONE, RESERVED),
+        (FAILED, PAY_FAILED),
+        (FAILED, REFUNDED),
+        (FAILED, RES_FAILED),
+        (CANCELLED, REFUNDED),
+    ],
+)
 def test_a_repeated_reply_in_a_final_state_is_a_no_op(state, repeated_reply):
     decision = t.decide(state, repeated_reply, failure_reason="out_of_stock", message_reason="other_code")
 
@@ -238,13 +241,16 @@ def test_the_refund_reply_does_not_overwrite_the_reason_compensation_started_wit
     assert decision.failure_reason == "timeout"
 
 
-@pytest.mark.parametrize(("state", "message", "reason"), [
-    (PP, PAY_FAILED, "insufficient_funds"),
-    (PP, TIMEOUT, "timeout"),
-    (PP, CANCEL, "cancelled"),
-    (IP, RES_FAILED, "out_of_stock"),
-    (IP, TIMEOUT, "timeout"),
-])
+@pytest.mark.parametrize(
+    ("state", "message", "reason"),
+    [
+        (PP, PAY_FAILED, "insufficient_funds"),
+        (PP, TIMEOUT, "timeout"),
+        (PP, CANCEL, "cancelled"),
+        (IP, RES_FAILED, "out_of_stock"),
+        (IP, TIMEOUT, "timeout"),
+    ],
+)
 def test_a_failing_step_records_the_messages_reason_as_the_sagas(state, message, reason):
     assert t.decide(state, message, message_reason=reason).failure_reason == reason
 
@@ -285,8 +291,14 @@ def _emitted_by_the_saga() -> set[str]:
 
 
 def test_the_table_emits_the_compensations_design_asks_for():
-    assert _emitted_by_the_saga() == {t.PAYMENT_PROCESS, t.PAYMENT_REFUND, t.INVENTORY_RESERVE,
-                                      t.INVENTORY_RELEASE, t.ORDER_COMPLETED, t.ORDER_FAILED}
+    assert _emitted_by_the_saga() == {
+        t.PAYMENT_PROCESS,
+        t.PAYMENT_REFUND,
+        t.INVENTORY_RESERVE,
+        t.INVENTORY_RELEASE,
+        t.ORDER_COMPLETED,
+        t.ORDER_FAILED,
+    }
 
 
 class TestHandlerCoverage:

@@ -18,8 +18,10 @@ PRINTED = {
 
 
 class Command(BaseCommand):
-    help = ("Print a message contract (--print), check that the README's generated blocks match the code "
-            "(--check, exits 1 when not), or rewrite them (--write-readme).")
+    help = (
+        "Print a message contract (--print), check that the README's generated blocks match the code "
+        "(--check, exits 1 when not), or rewrite them (--write-readme)."
+    )
 
     def add_arguments(self, parser):
         action = parser.add_mutually_exclusive_group(required=True)
@@ -37,8 +39,9 @@ class Command(BaseCommand):
         if options["check"]:
             drifted = readme_drift(text)
             if drifted:
-                raise CommandError(f"{readme.name} is out of date in {', '.join(drifted)}: "
-                                   "run `manage.py contracts --write-readme`")
+                raise CommandError(
+                    f"{readme.name} is out of date in {', '.join(drifted)}: run `manage.py contracts --write-readme`"
+                )
             self.stdout.write(f"{readme.name} matches the code")
             return
         try:

@@ -19,8 +19,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            issued = api_token_create(role=options["role"], customer_id=options["customer_id"],
-                                      label=options["label"], by=options["by"] or getpass.getuser())
+            issued = api_token_create(
+                role=options["role"],
+                customer_id=options["customer_id"],
+                label=options["label"],
+                by=options["by"] or getpass.getuser(),
+            )
         except TokenError as error:
             raise CommandError(error.message) from None
         record = issued.record

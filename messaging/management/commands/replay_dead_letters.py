@@ -12,8 +12,10 @@ from messaging.models import DeadLetter
 
 
 class Command(BaseCommand):
-    help = ("Replay dead letters selected by id, type, reason, queue or time. Each is replayed once unless "
-            "--force. Goes on past a letter it cannot replay; exits non-zero if any replay failed.")
+    help = (
+        "Replay dead letters selected by id, type, reason, queue or time. Each is replayed once unless "
+        "--force. Goes on past a letter it cannot replay; exits non-zero if any replay failed."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--id", dest="ids", type=int, action="append", default=[], help="a dead letter id")
@@ -35,8 +37,11 @@ class Command(BaseCommand):
         by = options["by"] or getpass.getuser()
         counts: Counter[str] = Counter()
         for letter in letters:
-            outcome, line = (self._planned(letter, force=options["force"]) if options["dry_run"]
-                             else self._replayed(letter, by=by, force=options["force"]))
+            outcome, line = (
+                self._planned(letter, force=options["force"])
+                if options["dry_run"]
+                else self._replayed(letter, by=by, force=options["force"])
+            )
             counts[outcome] += 1
             self.stdout.write(line)
         if not options["dry_run"]:

@@ -25,11 +25,17 @@ class Command(BaseCommand):
     help = "Audit the invariants: orders end, money and stock are conserved, no message is lost."
 
     def add_arguments(self, parser):
-        parser.add_argument("--settled", action="store_true",
-                            help="the system is quiet: any order or message still in flight is a violation")
-        parser.add_argument("--since", metavar="WINDOW",
-                            help="check only the orders placed and messages sent in this recent window (30m, "
-                                 "24h, 7d), as a large database needs; money and stock are always summed whole")
+        parser.add_argument(
+            "--settled",
+            action="store_true",
+            help="the system is quiet: any order or message still in flight is a violation",
+        )
+        parser.add_argument(
+            "--since",
+            metavar="WINDOW",
+            help="check only the orders placed and messages sent in this recent window (30m, "
+            "24h, 7d), as a large database needs; money and stock are always summed whole",
+        )
 
     def handle(self, *args, settled: bool = False, since: str | None = None, **options):
         start = None if since is None else timezone.now() - window(since)

@@ -6,8 +6,10 @@ from typing import Any
 
 
 def packing_pack(saga: Any) -> dict[str, Any]:
-    return {"order_id": str(saga.order_id),
-            "items": [{"sku": line["sku"], "quantity": line["quantity"]} for line in saga.items]}
+    return {
+        "order_id": str(saga.order_id),
+        "items": [{"sku": line["sku"], "quantity": line["quantity"]} for line in saga.items],
+    }
 
 
 def shipping_dispatch(saga: Any) -> dict[str, Any]:

@@ -14,8 +14,13 @@ PACKING = Step(
     failures=("packing.failed",),
     pending_state="PACKING_PENDING",
     deadline="PACKING_DEADLINE_S",
-    compensation=CompensateByCommand(command="packing.unpack", reply="packing.unpacked", state="UNPACKING",
-                                     resend_on_timeout=True, deadline="PACKING_DEADLINE_S"),
+    compensation=CompensateByCommand(
+        command="packing.unpack",
+        reply="packing.unpacked",
+        state="UNPACKING",
+        resend_on_timeout=True,
+        deadline="PACKING_DEADLINE_S",
+    ),
 )
 
 SHIPPING = Step(
@@ -25,9 +30,13 @@ SHIPPING = Step(
     failures=("shipping.failed",),
     pending_state="SHIPPING_PENDING",
     deadline="SHIPPING_DEADLINE_S",
-    compensation=CompensateByCommand(command="shipping.cancel", reply="shipping.cancelled",
-                                     state="CANCELLING_SHIPMENT", resend_on_timeout=True,
-                                     deadline="SHIPPING_DEADLINE_S"),
+    compensation=CompensateByCommand(
+        command="shipping.cancel",
+        reply="shipping.cancelled",
+        state="CANCELLING_SHIPMENT",
+        resend_on_timeout=True,
+        deadline="SHIPPING_DEADLINE_S",
+    ),
 )
 
 FOUR_STEPS = dataclasses.replace(ORDER_SAGA, steps=(*ORDER_SAGA.steps, PACKING, SHIPPING))

@@ -10,8 +10,9 @@ CLOSED = {"code": "order_closed", "reason": "the order was called back before th
 
 def parcel_pack(*, order_id: str) -> None:
     """Pack once; a repeat answers the same. Refused for an order already unpacked."""
-    parcel, _ = Parcel.objects.select_for_update().get_or_create(order_id=order_id,
-                                                                 defaults={"status": Parcel.Status.PACKED})
+    parcel, _ = Parcel.objects.select_for_update().get_or_create(
+        order_id=order_id, defaults={"status": Parcel.Status.PACKED}
+    )
     if parcel.status == Parcel.Status.UNPACKED:
         publish("packing.failed", {"order_id": order_id, **CLOSED})
     else:
@@ -29,12 +30,15 @@ def shipment_dispatch(*, order_id: str, customer_id: str) -> None:
     refused for an order already cancelled."""
     shipment = Shipment.objects.select_for_update().filter(order_id=order_id).first()
     if shipment is None and NoDelivery.objects.filter(customer_id=customer_id).exists():
-        publish("shipping.failed", {"order_id": order_id, "code": "undeliverable",
-                                    "reason": "the carrier does not deliver to this customer"})
+        publish(
+            "shipping.failed",
+            {"order_id": order_id, "code": "undeliverable", "reason": "the carrier does not deliver to this customer"},
+        )
         return
     if shipment is None:
-        shipment = Shipment.objects.create(order_id=order_id, customer_id=customer_id,
-                                           status=Shipment.Status.DISPATCHED)
+        shipment = Shipment.objects.create(
+            order_id=order_id, customer_id=customer_id, status=Shipment.Status.DISPATCHED
+        )
     if shipment.status == Shipment.Status.CANCELLED:
         publish("shipping.failed", {"order_id": order_id, **CLOSED})
     else:
