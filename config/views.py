@@ -11,8 +11,8 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 
-from config.api import is_api_path, json_error
-from config.auth import requires_operator_token
+from config.access.auth import requires_operator_token
+from config.kernel.api import is_api_path, json_error
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from config import sql
+from config.kernel import sql
 from inventory.models import Product, Reservation
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from config import sql
-from config.errors import ConflictError, NotFoundError
+from config.kernel import sql
+from config.kernel.errors import ConflictError, NotFoundError
 from inventory.models import Product, Reservation, ReservationLine, StockMovement
 from messaging.locks import order_lock
 from messaging.outbox import publish

@@ -20,7 +20,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 from kombu import Connection
 
-from config import sql
+from config.kernel import sql
 from messaging import topology
 from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, doubling, log_lost, tick_s
 from messaging.heartbeat import RELAY, Heartbeat
@@ -183,7 +183,7 @@ class RefusedRows:
 
 
 # The relay's statements are written out: it runs them for every batch, and building them through the ORM
-# cost more CPU than the rest of a pass. Its rows are read through config/sql.py rather than a RawQuerySet,
+# cost more CPU than the rest of a pass. Its rows are read through config/kernel/sql.py rather than a RawQuerySet,
 # which cost 207 µs of CPU to claim five rows against 155.
 _TABLE = OutboxMessage._meta.db_table
 # Named, not `*`: a column added by a later migration must not change what a prepared statement returns.
@@ -294,7 +294,7 @@ class _Listener:
     def __init__(self) -> None:
         self.conn = None
         if connection.vendor == "postgresql":
-            from config.postgresql.base import AnswerBoundConnection
+            from config.kernel.postgresql.base import AnswerBoundConnection
 
             params = connection.get_connection_params()
             params.pop("cursor_factory", None)

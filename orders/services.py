@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config import sql
-from config.errors import ConflictError, DomainError
+from config.kernel import sql
+from config.kernel.errors import ConflictError, DomainError
 from inventory.selectors import product_prices
 from messaging import correlation
 from messaging.outbox import publish

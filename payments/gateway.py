@@ -8,7 +8,7 @@ from typing import Protocol
 
 from django.db.models import F
 
-from config import sql
+from config.kernel import sql
 from payments.models import Account, LedgerEntry, Payment
 
 

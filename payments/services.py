@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
-from config import sql
-from config.errors import ConflictError
+from config.kernel import sql
+from config.kernel.errors import ConflictError
 from messaging.locks import order_lock
 from messaging.outbox import publish
 from payments.gateway import ZERO, PaymentGateway, default_gateway

@@ -15,9 +15,9 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from config import sql
-from config.errors import ConflictError, NotFoundError
-from config.services import audit_record
+from config.access.services import audit_record
+from config.kernel import sql
+from config.kernel.errors import ConflictError, NotFoundError
 from messaging import correlation
 from messaging.outbox import publish
 from saga import registry

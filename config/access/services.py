@@ -14,9 +14,9 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config import sql
-from config.errors import DomainError
-from config.models import ApiToken, AuditEntry, RateLimit
+from config.access.models import ApiToken, AuditEntry, RateLimit
+from config.kernel import sql
+from config.kernel.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
