@@ -146,14 +146,13 @@ def saga_apply(
         )
     )
     if decision.changed and decision.to_state in definition.final_states:
-        from orders.services import order_finish
-
-        order_finish(
-            order_id=order_id,
-            status=decision.to_state,
-            failure_reason=saga.failure_reason,
-            failure_detail=saga.failure_detail,
-        )
+        for listener in registry.ended_listeners():
+            listener(
+                order_id=order_id,
+                status=decision.to_state,
+                failure_reason=saga.failure_reason,
+                failure_detail=saga.failure_detail,
+            )
     return decision
 
 
