@@ -12,7 +12,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 
 from config.access.auth import requires_operator_token
-from config.kernel.api import is_api_path, json_error
+from config.kernel.api import is_api_path, json_error, logged_already
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class HealthView(HealthCheckView):
             logger.warning(
                 "unhealthy: %s", "; ".join(f"{name}: {checks[name]}" for name in failing), extra={"failing": failing}
             )
-            response._has_been_logged = True  # tells django.request not to log the 503 again
+            logged_already(response)  # django.request does not log the 503 again
         return response
 
 

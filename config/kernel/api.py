@@ -76,6 +76,12 @@ def json_answer(text: str, status: int) -> HttpResponse:
     return HttpResponse(text.encode(), status=status, content_type="application/json")
 
 
+def logged_already(response: HttpResponse) -> HttpResponse:
+    """Tell django.request not to log `response` again: its view has logged why (Django's own private mark)."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
 def is_api_path(path: str) -> bool:
     """Whether `path` is the API's, which answers JSON even where Django would answer a page."""
     return path == "/api" or path.startswith("/api/")
