@@ -1,12 +1,14 @@
 from django.apps import AppConfig
 
 
-class ConfigConfig(AppConfig):
-    """The project's own app: API tokens and the audit log, which belong to no bounded context."""
+class WiringConfig(AppConfig):
+    """The wiring on top of every app: settings, URLs, Celery, the project's own views and documents. Installed
+    only for what Django finds through an app: the messages page's template and static files, and the
+    `contracts` and `saga_audit` commands. It has no models."""
 
     name = "config"
-    verbose_name = "API access and audit"
-    default_auto_field = "django.db.models.BigAutoField"
+    label = "sagaflow"
+    verbose_name = "sagaflow"
 
     def ready(self) -> None:
         # Registers the OpenAPI extension that declares the bearer scheme (drf-spectacular finds it by import).

@@ -1,4 +1,5 @@
-"""The Celery app: the worker runs the message consumers and the relay as threads; beat runs the sweeps."""
+"""The Celery app: the worker runs the message consumers and the relay as threads; beat runs the periodic tasks
+the apps declare."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("sagaflow")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["messaging", "saga"])
+app.autodiscover_tasks()  # the `tasks` module of every installed app
 
 
 class MessagingStep(bootsteps.StartStopStep):
@@ -36,27 +37,17 @@ class MessagingStep(bootsteps.StartStopStep):
 app.steps["worker"].add(MessagingStep)
 
 
-# How often beat, or the embedded mode's in-process thread, prunes the inbox and the published outbox. Here, not
-# in messaging.retention: this module is read before Django's apps are ready, and that one imports models.
-PRUNE_INTERVAL_S = 3600.0
-
-
-def beat_schedule() -> dict:
-    from django.conf import settings
-
-    return {
-        "saga-timeout-sweep": {"task": "saga.tasks.sweep_timeouts", "schedule": settings.SAGA_SWEEP_INTERVAL_S},
-        "outbox-safety-sweep": {
-            "task": "messaging.tasks.sweep_outbox",
-            "schedule": settings.OUTBOX_SWEEP_INTERVAL_S * 5,
-        },
-        "inbox-retention": {"task": "messaging.tasks.prune_inbox", "schedule": PRUNE_INTERVAL_S},
-        "outbox-retention": {"task": "messaging.tasks.prune_outbox", "schedule": PRUNE_INTERVAL_S},
-    }
-
-
 @app.on_after_configure.connect
-def _schedule_sweeps(sender, **kwargs):
+def _schedule_periodic_tasks(sender, **kwargs):
+    """Beat's schedule: the periodic tasks the apps declare (messaging/periodic.py). Celery reads it before
+    Django is set up (`celery -A config beat`), and the declarations are the AppConfigs'."""
+    import django
+    from django.apps import apps
+
+    if not apps.ready:
+        django.setup()
+    from messaging.periodic import beat_schedule
+
     sender.conf.beat_schedule = beat_schedule()
 
 

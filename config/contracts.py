@@ -26,7 +26,7 @@ from django.utils.safestring import mark_safe
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from config.api import json_error
+from config.kernel.api import json_error
 from config.views import JsonMethodNotAllowedMixin
 from messaging import contracts
 from messaging.catalogue import CATALOGUE, field_schema

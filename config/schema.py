@@ -38,7 +38,7 @@ class ErrorOutputSerializer(serializers.Serializer):
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "config.auth.BearerTokenAuthentication"
+    target_class = "config.access.auth.BearerTokenAuthentication"
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
@@ -81,7 +81,7 @@ class AutoSchema(openapi.AutoSchema):
         return schema
 
     def error_statuses(self) -> set[int]:
-        from config.auth import IsApiClient, IsOperator, IsOperatorToWrite
+        from config.access.auth import IsApiClient, IsOperator, IsOperatorToWrite
 
         statuses = set(getattr(self.view, "error_statuses", {}).get(self.method, ()))
         permissions = self.view.get_permissions()

@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.rates import parse_rate
+from config.kernel.rates import parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -102,8 +102,8 @@ DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S = env_number("DATABASE_IDLE_IN_TRANSACTIO
 DATABASE_KEEPALIVES_IDLE_S = int(env_number("DATABASE_KEEPALIVES_IDLE_S", 10, minimum=1, cast=int))
 DATABASE_KEEPALIVES_INTERVAL_S = int(env_number("DATABASE_KEEPALIVES_INTERVAL_S", 5, minimum=1, cast=int))
 DATABASE_KEEPALIVES_COUNT = int(env_number("DATABASE_KEEPALIVES_COUNT", 3, minimum=1, cast=int))
-# How long the client waits for any answer before it gives the connection up (config/postgresql/base.py): a
-# little longer than the server takes to cancel a statement itself, so that a slow statement gets the server's
+# How long the client waits for any answer before it gives the connection up (config/kernel/postgresql/base.py):
+# a little longer than the server takes to cancel a statement itself, so that a slow statement gets the server's
 # own error. None (no statement timeout) waits for ever.
 DATABASE_ANSWER_TIMEOUT_S = DATABASE_STATEMENT_TIMEOUT_S + 5.0 if DATABASE_STATEMENT_TIMEOUT_S else None
 
@@ -148,7 +148,7 @@ if DATABASE_URL:
     except Exception as error:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {error}") from None
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        DATABASES["default"]["ENGINE"] = "config.postgresql"
+        DATABASES["default"]["ENGINE"] = "config.kernel.postgresql"
         DATABASES["default"]["OPTIONS"] = postgresql_options(DATABASES["default"].get("OPTIONS", {}))
 else:
     DATABASES = {
@@ -234,18 +234,19 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "health_check",
-    "config",
+    "config.access",
     "messaging",
     "saga",
     "orders",
     "payments",
     "inventory",
+    "config",
 ]
 
 MIDDLEWARE = [
     "messaging.correlation.CorrelationIdMiddleware",
-    "config.middleware.RequestSizeLimitMiddleware",
-    "config.middleware.NulInUrlMiddleware",
+    "config.kernel.middleware.RequestSizeLimitMiddleware",
+    "config.kernel.middleware.NulInUrlMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -326,15 +327,15 @@ CACHES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.kernel.parsers.JSONParser"],
     # Every API view needs a bearer token unless it says otherwise (the schema and docs do).
-    "DEFAULT_AUTHENTICATION_CLASSES": ["config.auth.BearerTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["config.auth.IsApiClient"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.access.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["config.access.auth.IsApiClient"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "config.kernel.api.Pagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "EXCEPTION_HANDLER": "config.kernel.api.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
 }
 

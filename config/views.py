@@ -11,8 +11,8 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 
-from config.api import is_api_path, json_error
-from config.auth import requires_operator_token
+from config.access.auth import requires_operator_token
+from config.kernel.api import is_api_path, json_error, logged_already
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +25,12 @@ class HealthView(HealthCheckView):
     deadline. Public (no authentication), like the liveness and readiness endpoints.
     """
 
-    checks = [
-        "health_check.checks.Database",
-        "messaging.health.Broker",
-        "messaging.health.OutboxLag",
-        "messaging.health.DeadLetters",
-        "messaging.health.Worker",
-        "messaging.health.StuckSagas",
-    ]
+    @property
+    def checks(self) -> list[str]:
+        # messaging's checks, and those the apps above it registered from their AppConfig.ready().
+        from messaging.health import CHECKS
+
+        return ["health_check.checks.Database", *CHECKS]
 
     async def get(self, request, *args, **kwargs):
         import asyncio
@@ -50,7 +48,7 @@ class HealthView(HealthCheckView):
             logger.warning(
                 "unhealthy: %s", "; ".join(f"{name}: {checks[name]}" for name in failing), extra={"failing": failing}
             )
-            response._has_been_logged = True  # tells django.request not to log the 503 again
+            logged_already(response)  # django.request does not log the 503 again
         return response
 
 

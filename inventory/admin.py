@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
+from config.kernel.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
 from inventory.models import Product, Reservation, ReservationLine, StockMovement
 
 

@@ -8,7 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import (
+from config.access.auth import IsOperatorToWrite
+from config.kernel.api import (
     IDENTIFIER,
     MoneyField,
     Pagination,
@@ -18,7 +19,6 @@ from config.api import (
     represented,
     validated,
 )
-from config.auth import IsOperatorToWrite
 from inventory.selectors import product_get, product_list
 from inventory.services import ProductNotFoundError, product_create, product_restock
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.db.models import QuerySet
 
-from config import sql
+from inventory import queries
 from inventory.models import Product, Reservation
 
 
@@ -21,8 +21,7 @@ def product_get(*, sku: str) -> Product | None:
 def product_prices(*, skus: list[str]) -> dict[str, Decimal]:
     """The catalogue price of each known sku; unknown skus are absent."""
     # Written out: every order placed asks it.
-    rows = sql.select(Product, ["sku", "price"], f"sku IN ({sql.placeholders(skus)})", skus) if skus else []
-    return {row["sku"]: row["price"] for row in rows}
+    return queries.catalogue_prices(skus)
 
 
 def orders_holding_stock(order_id: str | None = None) -> QuerySet:

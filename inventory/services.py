@@ -9,8 +9,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from config import sql
-from config.errors import ConflictError, NotFoundError
+from config.kernel import sql
+from config.kernel.errors import ConflictError, NotFoundError
+from inventory import queries
 from inventory.models import Product, Reservation, ReservationLine, StockMovement
 from messaging.locks import order_lock
 from messaging.outbox import publish
@@ -66,7 +67,7 @@ def stock_reserve(*, order_id: str, items: list[dict[str, Any]]) -> Reservation:
     `order_closed` once the order has failed). Idempotent per order: a repeat re-emits the first outcome.
     """
     order_lock("inventory", order_id)
-    existing = _reservation_of(order_id)
+    existing = queries.reservation_of(order_id)
     if existing is not None:
         _announce(existing, items)
         return existing
@@ -83,13 +84,6 @@ def stock_reserve(*, order_id: str, items: list[dict[str, Any]]) -> Reservation:
     return reservation
 
 
-def _reservation_of(order_id: str) -> Reservation | None:
-    found = sql.select_one(
-        Reservation, ["id", "status", "reason"], "order_id = %s", [sql.adapt(Reservation, "order_id", order_id)]
-    )
-    return None if found is None else sql.loaded(Reservation, order_id=order_id, **found)
-
-
 def _merge_lines(items: list[dict[str, Any]]) -> dict[str, int]:
     wanted: dict[str, int] = {}
     for line in items:
@@ -100,27 +94,16 @@ def _merge_lines(items: list[dict[str, Any]]) -> dict[str, int]:
 def _hold_stock(wanted: dict[str, int]) -> str:
     """Raise `reserved` for every line atomically; return a failure code, or "" when all were held."""
     if len(wanted) == 1:
-        held = _hold(*next(iter(wanted.items())))  # one UPDATE: refused, it changed nothing
+        held = queries.stock_hold(*next(iter(wanted.items())))  # one UPDATE: refused, it changed nothing
     else:
         with transaction.atomic():  # a savepoint: the lines held before a refused one are given back
-            held = all(_hold(sku, quantity) for sku, quantity in wanted.items())
+            held = all(queries.stock_hold(sku, quantity) for sku, quantity in wanted.items())
             if not held:
                 transaction.set_rollback(True)
     if held:
         return ""
     known = Product.objects.filter(sku__in=wanted).count()
     return "unknown_sku" if known != len(wanted) else "out_of_stock"
-
-
-def _hold(sku: str, quantity: int) -> bool:
-    # The guard in the WHERE is re-checked under the row lock: available stock never goes negative. An unknown
-    # sku matches no row either.
-    return bool(sql.execute(_HOLD, [quantity, sku, quantity]))
-
-
-_PRODUCT = sql.table(Product)
-_HOLD = f"UPDATE {_PRODUCT} SET reserved = reserved + %s WHERE sku = %s AND on_hand >= reserved + %s"
-_TAKE_OUT = f"UPDATE {_PRODUCT} SET on_hand = on_hand - %s, reserved = reserved - %s WHERE sku = %s"
 
 
 def _announce(reservation: Reservation, items: list[dict[str, Any]], lines: list[dict[str, Any]] | None = None) -> None:
@@ -132,7 +115,7 @@ def _announce(reservation: Reservation, items: list[dict[str, Any]], lines: list
             {
                 "order_id": order_id,
                 "reservation_id": str(reservation.id),
-                "items": lines if lines is not None else _lines_of(reservation),
+                "items": lines if lines is not None else queries.reservation_lines(reservation.id),
             },
         )
         return
@@ -157,25 +140,15 @@ _FAILURE_TEXT = {
 }
 
 
-def _lines_of(reservation: Reservation) -> list[dict[str, Any]]:
-    lines = sql.select(
-        ReservationLine,
-        ["product_id", "quantity"],
-        "reservation_id = %s ORDER BY product_id",
-        [sql.adapt(ReservationLine, "reservation_id", reservation.id)],
-    )
-    return [{"sku": line["product_id"], "quantity": line["quantity"]} for line in lines]
-
-
 def reservation_commit(*, order_id: str) -> None:
     """The order completed: its goods leave `on_hand`. Must run in a transaction; idempotent."""
     order_lock("inventory", order_id)
-    reservation = _reservation_of(order_id)
+    reservation = queries.reservation_of(order_id)
     if reservation is None or reservation.status != Reservation.Status.ACTIVE:
         logger.info("nothing to commit for order %s", order_id)
         return
-    for line in _lines_of(reservation):
-        sql.execute(_TAKE_OUT, [line["quantity"], line["quantity"], line["sku"]])
+    for line in queries.reservation_lines(reservation.id):
+        queries.stock_take_out(line["sku"], line["quantity"])
         sql.insert(
             StockMovement(
                 product_id=line["sku"], kind=StockMovement.Kind.COMMIT, quantity=line["quantity"], order_id=order_id
@@ -191,7 +164,7 @@ def reservation_release(*, order_id: str, reason: str) -> None:
     Must run in a transaction; idempotent. Emits `inventory.released` when stock was given back.
     """
     order_lock("inventory", order_id)
-    reservation = _reservation_of(order_id)
+    reservation = queries.reservation_of(order_id)
     if reservation is None:
         Reservation.objects.create(order_id=order_id, status=Reservation.Status.RELEASED, reason=reason)
         return
@@ -200,7 +173,7 @@ def reservation_release(*, order_id: str, reason: str) -> None:
         return
     if reservation.status != Reservation.Status.ACTIVE:
         return
-    lines = _lines_of(reservation)
+    lines = queries.reservation_lines(reservation.id)
     for line in lines:
         Product.objects.filter(sku=line["sku"]).update(reserved=F("reserved") - line["quantity"])
     reservation.status = Reservation.Status.RELEASED

@@ -3,7 +3,7 @@ import logging
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from config.admin_mixins import LargeTableMixin, ReadOnlyAdmin
+from config.kernel.admin_mixins import LargeTableMixin, ReadOnlyAdmin
 from messaging.correlation import printable
 from messaging.deadletters import ReplayRefusedError, dead_letter_discard, dead_letter_label, dead_letter_replay
 from messaging.models import DeadLetter, InboxMessage, OutboxMessage, WorkerHeartbeat

@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+# How often the inbox and the published outbox are pruned.
+PRUNE_INTERVAL_S = 3600.0
+
 
 class MessagingConfig(AppConfig):
     name = "messaging"
@@ -12,3 +15,20 @@ class MessagingConfig(AppConfig):
         wire.install()
         # The message types the installed apps add, now that they are all loaded.
         catalogue.discover()
+
+    def periodic_tasks(self) -> list:
+        """Run by beat and by the embedded mode's dispatcher (messaging/periodic.py)."""
+        from messaging.periodic import PeriodicTask
+
+        return [
+            # Only where a relay publishes to the broker: in the embedded mode the dispatcher reads the outbox.
+            PeriodicTask(
+                "outbox-safety-sweep",
+                "messaging.tasks.sweep_outbox",
+                "OUTBOX_SWEEP_INTERVAL_S",
+                times=5,
+                inprocess=False,
+            ),
+            PeriodicTask("inbox-retention", "messaging.tasks.prune_inbox", PRUNE_INTERVAL_S),
+            PeriodicTask("outbox-retention", "messaging.tasks.prune_outbox", PRUNE_INTERVAL_S),
+        ]

@@ -16,14 +16,13 @@ from typing import Protocol, runtime_checkable
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from messaging import correlation, metrics
+from messaging import correlation, metrics, queries
 from messaging.catalogue import validate_payload
 from messaging.envelope import Envelope
 from messaging.errors import UnknownMessageTypeError
-from messaging.models import InboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +97,12 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
     ):
         try:
             with transaction.atomic(savepoint=not in_batch):
-                fresh = _record_in_inbox(consumer, envelope)
+                fresh = queries.inbox_record(
+                    consumer=consumer,
+                    message_id=envelope.message_id,
+                    routing_key=envelope.routing_key,
+                    processed_at=timezone.now(),
+                )
                 if fresh:
                     handler(envelope)
         except Exception:
@@ -129,20 +133,3 @@ def _report(consumer: str, envelope: Envelope, outcome: str, seconds: float, con
             consumer,
             extra={"consumer": consumer, "message_type": envelope.routing_key, "duration_ms": round(seconds * 1000, 2)},
         )
-
-
-def _record_in_inbox(consumer: str, envelope: Envelope) -> bool:
-    """Insert the inbox row; False when this consumer has applied the message before.
-
-    One statement: a concurrent insert of the same message waits for the other transaction, then conflicts
-    if that one committed.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_INBOX, [consumer, envelope.message_id, envelope.routing_key, timezone.now()])
-        return cursor.fetchone() is not None
-
-
-_INSERT_INBOX = (
-    f"INSERT INTO {InboxMessage._meta.db_table} (consumer, message_id, routing_key, processed_at) "
-    "VALUES (%s, %s, %s, %s) ON CONFLICT (consumer, message_id) DO NOTHING RETURNING id"
-)

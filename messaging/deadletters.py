@@ -23,7 +23,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from config.services import audit_record
+from config.access.services import audit_record
 from messaging.correlation import clean_id, printable
 from messaging.envelope import MAX_ORDER_ID_LENGTH, attempt_number, usable_message_id
 from messaging.errors import is_transient

@@ -1,4 +1,4 @@
-"""Health checks for django-health-check: can the system take orders, and are they flowing through it?
+"""Health checks for django-health-check: can the system take orders, and are messages flowing through it?
 
 Each check raises ServiceUnavailable with a short, safe message when it fails. The thresholds come from the
 settings (HEALTH_*). Checks that read the database close their connection when done: they run in the view's
@@ -12,13 +12,27 @@ import datetime
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Count
 from django.utils import timezone
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable
 
 from messaging.heartbeat import live_loops, required_loops, stuck_loops
 from messaging.models import DeadLetter, OutboxMessage
+
+# What /health runs beside django-health-check's database check, by dotted path: messaging's own checks, then
+# those the apps above it add from their AppConfig.ready() (`register_check`), as the saga adds its stuck sagas.
+CHECKS: list[str] = [
+    "messaging.health.Broker",
+    "messaging.health.OutboxLag",
+    "messaging.health.DeadLetters",
+    "messaging.health.Worker",
+]
+
+
+def register_check(path: str) -> None:
+    """Add the check at dotted `path` (a django-health-check HealthCheck) to /health; once, however often asked."""
+    if path not in CHECKS:
+        CHECKS.append(path)
 
 
 @dataclasses.dataclass
@@ -42,7 +56,7 @@ class Broker(HealthCheck):
 
 
 @dataclasses.dataclass
-class _DatabaseCheck(HealthCheck):
+class DatabaseCheck(HealthCheck):
     """A check that reads the database. A database that does not answer fails the `database` check; here it
     makes this check fail too, saying it could not look."""
 
@@ -59,7 +73,7 @@ class _DatabaseCheck(HealthCheck):
 
 
 @dataclasses.dataclass
-class OutboxLag(_DatabaseCheck):
+class OutboxLag(DatabaseCheck):
     """The oldest unpublished outbox row is younger than HEALTH_OUTBOX_LAG_MAX_S: the relay keeps up."""
 
     name = "outbox_lag"
@@ -83,7 +97,7 @@ class OutboxLag(_DatabaseCheck):
 
 
 @dataclasses.dataclass
-class DeadLetters(_DatabaseCheck):
+class DeadLetters(DatabaseCheck):
     """No more than HEALTH_DEAD_LETTERS_MAX_NEW new dead letters in the last HEALTH_DEAD_LETTERS_WINDOW_S that
     nobody has replayed or discarded yet."""
 
@@ -102,7 +116,7 @@ class DeadLetters(_DatabaseCheck):
 
 
 @dataclasses.dataclass
-class Worker(_DatabaseCheck):
+class Worker(DatabaseCheck):
     """Every consumer, the dead-letter store and the relay have beaten in the last HEALTH_WORKER_MAX_SILENCE_S, in
     some worker (in the embedded mode, the in-process dispatcher has), and no worker that beats for some of its
     loops has others silent that long: those threads are wedged, and what they hold does not move."""
@@ -123,42 +137,3 @@ class Worker(_DatabaseCheck):
             )
         if problems:
             raise ServiceUnavailable("; ".join(problems))
-
-
-@dataclasses.dataclass
-class StuckSagas(_DatabaseCheck):
-    """No more than HEALTH_STUCK_SAGAS_MAX sagas are stuck: in any state past its deadline by more than one
-    sweep interval (the time the sweep has to act on them), or flagged after SAGA_COMPENSATION_MAX_ATTEMPTS
-    compensations without effect. The message counts them by state; it names no order (/health is public)."""
-
-    name = "stuck_sagas"
-
-    def probe(self) -> None:
-        from saga.services import flagged_sagas, overdue_sagas, sweep_grace
-
-        flagged = _by_state(flagged_sagas())
-        overdue = _by_state(
-            overdue_sagas(now=timezone.now() - sweep_grace()).exclude(pk__in=flagged_sagas().values("pk"))
-        )
-        if sum(flagged.values()) + sum(overdue.values()) <= settings.HEALTH_STUCK_SAGAS_MAX:
-            return
-        parts = []
-        if overdue:
-            parts.append(
-                f"{sum(overdue.values())} sagas past their deadline ({_states(overdue)}); is the sweep (beat) running?"
-            )
-        if flagged:
-            parts.append(
-                f"{sum(flagged.values())} sagas flagged after {settings.SAGA_COMPENSATION_MAX_ATTEMPTS} "
-                f"compensation attempts without effect ({_states(flagged)}); see Admin → Sagas"
-            )
-        raise ServiceUnavailable(f"{'; '.join(parts)} (limit {settings.HEALTH_STUCK_SAGAS_MAX})")
-
-
-def _by_state(sagas) -> dict[str, int]:
-    return dict(sagas.values_list("state").annotate(n=Count("pk")).order_by("state"))
-
-
-def _states(by_state: dict[str, int]) -> str:
-    """`COMPENSATING 2, PAYMENT_PENDING 1`."""
-    return ", ".join(f"{state} {n}" for state, n in by_state.items())

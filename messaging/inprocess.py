@@ -2,7 +2,8 @@
 
 A row is marked published only after every consumer bound to its routing key has handled it (or
 dead-lettered it), so a crash loses nothing: the row is delivered again and the inbox skips what was done.
-The same thread runs the periodic sweeps that Celery beat runs in the production topology.
+The same thread runs the periodic tasks that Celery beat runs in the production topology, as the apps declare
+them (messaging/periodic.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from config.celery import PRUNE_INTERVAL_S
-from messaging import bus, retention
+from messaging import bus, periodic
 from messaging.consumers import handle_delivery, store_dead_letter
 from messaging.heartbeat import INPROCESS, Heartbeat
 from messaging.models import OutboxMessage
@@ -81,7 +81,8 @@ def _deliver(row: OutboxMessage) -> None:
 
 
 def _run_forever() -> None:
-    next_sweep = next_prune = 0.0
+    tasks = [task for task in periodic.declared() if task.inprocess]
+    next_run = dict.fromkeys((task.name for task in tasks), 0.0)
     backoff = 0.0
     heartbeat = Heartbeat(INPROCESS)
     while True:
@@ -95,20 +96,17 @@ def _run_forever() -> None:
                 backoff = 0.0
             except DeliveryBlocked:
                 backoff = min(max(backoff * 2, settings.MESSAGING_RETRY_BASE_S), 30.0)
-            if time.monotonic() >= next_sweep:
-                _run_sweeps()
-                next_sweep = time.monotonic() + settings.SAGA_SWEEP_INTERVAL_S
-            if time.monotonic() >= next_prune:
-                retention.prune_outbox()
-                retention.prune_inbox()
-                next_prune = time.monotonic() + PRUNE_INTERVAL_S
+            _run_due(tasks, next_run)
         except Exception:  # noqa: BLE001 - the dispatcher must outlive any one failure
             logger.exception("in-process dispatcher pass failed")
             backoff = min(max(backoff * 2, 1.0), 30.0)
 
 
-def _run_sweeps() -> None:
-    from saga.services import saga_sweep_timeouts
-
-    if saga_sweep_timeouts():
-        _wakeup.set()
+def _run_due(tasks: list[periodic.PeriodicTask], next_run: dict[str, float]) -> None:
+    """Run each periodic task whose time has come. One that did something (the sweep drove sagas on) may have
+    written messages: the next pass comes at once."""
+    for task in tasks:
+        if time.monotonic() >= next_run[task.name]:
+            if task.run():
+                _wakeup.set()
+            next_run[task.name] = time.monotonic() + task.interval_s()

@@ -6,6 +6,8 @@ import hashlib
 
 from django.db import connection
 
+from messaging import queries
+
 
 def order_lock(scope: str, order_id: str) -> None:
     """Hold a lock on (scope, order) until the current transaction ends. Must run in a transaction.
@@ -17,5 +19,4 @@ def order_lock(scope: str, order_id: str) -> None:
         return
     digest = hashlib.blake2b(f"{scope}:{order_id}".encode(), digest_size=8).digest()
     key = int.from_bytes(digest, "big", signed=True)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+    queries.advisory_lock_for_transaction(key)

@@ -1,9 +1,10 @@
 """Prometheus metrics, from two sources, because the web and the worker are separate processes.
 
 - What the database knows is read at scrape time by `DatabaseCollector` and served on the web's `/metrics`:
-  sagas started, completed, failed by reason and cancelled; sagas in each state and overdue; the outbox
-  backlog and the age of its oldest message; dead letters; the age of each loop's last heartbeat. Every web
-  process answers with the same figures, and a restart loses nothing.
+  the outbox backlog and the age of its oldest message; dead letters; the age of each loop's last heartbeat;
+  and what the apps above register (`register_database_families`): the saga's sagas started, completed,
+  failed by reason and cancelled, in each state and overdue (saga/metrics.py). Every web process answers
+  with the same figures, and a restart loses nothing.
 - What only the process that handles messages sees lives in the `HANDLING` registry of that process: handler
   latency per message type, outcomes, retries and dead-letterings. A Celery worker serves it on its own port
   (METRICS_WORKER_PORT; each worker process is one scrape target). In the embedded mode the dispatcher is a
@@ -13,7 +14,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.db import DatabaseError
 from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,18 @@ def handled(consumer: str, message_type: str, outcome: str, seconds: float) -> N
         HANDLER_SECONDS.labels(consumer, message_type).observe(seconds)
 
 
+# What the apps above messaging read from the database at each scrape, registered from their AppConfig.ready()
+# (`register_database_families`): the saga's figures (saga/metrics.py). A database that fails one fails the
+# scrape's database figures as a whole.
+DATABASE_FAMILIES: list[Callable[[], Iterable[Metric]]] = []
+
+
+def register_database_families(families: Callable[[], Iterable[Metric]]) -> None:
+    """Add `families()`, read at each scrape of the web's /metrics, before messaging's own; once."""
+    if families not in DATABASE_FAMILIES:
+        DATABASE_FAMILIES.append(families)
+
+
 class DatabaseCollector:
     """Reads the figures at each scrape, in a handful of aggregate queries. If the database does not answer,
     the scrape still succeeds and says so: sagaflow_database_up 0."""
@@ -91,41 +104,11 @@ class DatabaseCollector:
         yield from families
 
     def _families(self) -> Iterator[Metric]:
-        yield from _saga_families()
+        for families in DATABASE_FAMILIES:
+            yield from families()
         yield from _outbox_families()
         yield from _dead_letter_families()
         yield from _heartbeat_families()
-
-
-def _saga_families() -> Iterator[Metric]:
-    from saga import registry
-    from saga.selectors import saga_counts
-    from saga.services import stuck_sagas
-
-    definition = registry.definition()
-    rows = [(state, reason, n) for (state, reason), n in saga_counts().items()]
-    started = CounterMetricFamily("sagaflow_sagas_started", "Sagas started (one per order placed).")
-    started.add_metric([], sum(n for _, _, n in rows))
-    completed = CounterMetricFamily("sagaflow_sagas_completed", "Sagas that completed.")
-    completed.add_metric([], sum(n for state, _, n in rows if state == definition.completed_state))
-    failed = CounterMetricFamily("sagaflow_sagas_failed", "Sagas that failed, by reason.", labels=["reason"])
-    cancelled = CounterMetricFamily("sagaflow_sagas_cancelled", "Sagas cancelled on request.")
-    cancelled.add_metric([], sum(n for state, _, n in rows if state == definition.cancelled_state))
-    by_state = GaugeMetricFamily("sagaflow_sagas", "Sagas in each state now.", labels=["state"])
-    counts = dict.fromkeys(definition.states, 0)
-    for state, reason, n in rows:
-        counts[state] = counts.get(state, 0) + n
-        if state == definition.failed_state:
-            failed.add_metric([reason or "unknown"], n)
-    for state, n in sorted(counts.items()):
-        by_state.add_metric([state], n)
-    overdue = GaugeMetricFamily(
-        "sagaflow_sagas_overdue",
-        "Sagas past the deadline of their state (any state, "
-        "compensating included), or flagged after their last compensation attempt.",
-    )
-    overdue.add_metric([], stuck_sagas().count())
-    yield from (started, completed, failed, cancelled, by_state, overdue)
 
 
 def _outbox_families() -> Iterator[Metric]:

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
-from config import sql
+from config.kernel import sql
 from messaging import correlation
 from messaging.catalogue import SCHEMA_VERSION, validate_payload
 from messaging.models import OutboxMessage

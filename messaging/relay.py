@@ -17,11 +17,9 @@ import time
 import amqp
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.utils import timezone
 from kombu import Connection
 
-from config import sql
-from messaging import topology
+from messaging import queries, topology
 from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, doubling, log_lost, tick_s
 from messaging.heartbeat import RELAY, Heartbeat
 from messaging.models import OutboxMessage
@@ -127,10 +125,10 @@ def relay_once(
     """
     with transaction.atomic():
         held = refusals.held() if refusals is not None and not ids else []
-        rows = claim(batch_size or settings.OUTBOX_BATCH_SIZE, ids, skip=held)
+        rows = queries.outbox_claim(batch_size or settings.OUTBOX_BATCH_SIZE, ids, skip=held)
         confirmed, failure = _published(publisher, rows) if rows else ([], None)
         if confirmed:
-            _mark_published([row.pk for row in confirmed])
+            queries.outbox_mark_published([row.pk for row in confirmed])
     if failure is not None:
         raise failure
     if refusals is not None:
@@ -180,43 +178,6 @@ class RefusedRows:
         forgotten = now - settings.OUTBOX_REFUSED_BACKOFF_MAX_S
         self._rows = {pk: entry for pk, entry in self._rows.items() if entry[1] > forgotten}
         return [pk for pk, (_, until) in self._rows.items() if until > now]
-
-
-# The relay's statements are written out: it runs them for every batch, and building them through the ORM
-# cost more CPU than the rest of a pass. Its rows are read through config/sql.py rather than a RawQuerySet,
-# which cost 207 µs of CPU to claim five rows against 155.
-_TABLE = OutboxMessage._meta.db_table
-# Named, not `*`: a column added by a later migration must not change what a prepared statement returns.
-_FIELDS = tuple(field.attname for field in OutboxMessage._meta.concrete_fields)
-
-
-def claim(batch_size: int, ids: list[int] | None = None, skip: list[int] | None = None) -> list[OutboxMessage]:
-    """Lock up to `batch_size` unpublished rows, oldest first, skipping rows another relay holds and those of
-    `skip`. Must run in a transaction. With `ids`, only those rows: found through the primary key, where a scan
-    of the unpublished rows also walks the entries of rows published since the last vacuum."""
-    if ids:
-        params, limit = ids[:batch_size], None
-        where = f"id IN ({sql.placeholders(params)}) AND published_at IS NULL ORDER BY id"
-    else:
-        params, limit, where = [], batch_size, "published_at IS NULL ORDER BY created_at, id"
-        if skip:
-            params, where = _skipping(skip, where)
-    rows = sql.select(OutboxMessage, _FIELDS, where, params, limit=limit, lock=True, skip_locked=True)
-    return [sql.loaded(OutboxMessage, **values) for values in rows]
-
-
-def _skipping(skip: list[int], where: str) -> tuple[list, str]:
-    # One array parameter on PostgreSQL: the statement stays the same however many rows are skipped.
-    if connection.vendor == "postgresql":
-        return [skip], f"NOT (id = ANY(%s)) AND {where}"
-    return list(skip), f"id NOT IN ({sql.placeholders(skip)}) AND {where}"
-
-
-def _mark_published(ids: list[int]) -> None:
-    sql.execute(
-        f"UPDATE {_TABLE} SET published_at = %s WHERE id IN ({sql.placeholders(ids)})",
-        [sql.adapt(OutboxMessage, "published_at", timezone.now()), *ids],
-    )
 
 
 class Relay:
@@ -294,7 +255,7 @@ class _Listener:
     def __init__(self) -> None:
         self.conn = None
         if connection.vendor == "postgresql":
-            from config.postgresql.base import AnswerBoundConnection
+            from config.kernel.postgresql.base import AnswerBoundConnection
 
             params = connection.get_connection_params()
             params.pop("cursor_factory", None)

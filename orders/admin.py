@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
-from config.errors import DomainError
+from config.kernel.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
+from config.kernel.errors import DomainError
 from inventory.models import Reservation
 from orders.models import Order, OrderLine
 from payments.models import Payment

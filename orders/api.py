@@ -12,7 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import (
+from config.access.auth import OrderCreateThrottle, client_of, customer_scope, may_see
+from config.kernel.api import (
     IDENTIFIER,
     NUL,
     NUL_REFUSED,
@@ -25,8 +26,7 @@ from config.api import (
     represented,
     validated,
 )
-from config.auth import OrderCreateThrottle, client_of, customer_scope, may_see
-from config.errors import DomainError, NotFoundError
+from config.kernel.errors import DomainError, NotFoundError
 from orders.models import Order
 from orders.selectors import order_get, order_list
 from orders.services import order_create

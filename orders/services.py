@@ -13,11 +13,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from config import sql
-from config.errors import ConflictError, DomainError
+from config.kernel import sql
+from config.kernel.errors import ConflictError, DomainError
 from inventory.selectors import product_prices
 from messaging import correlation
 from messaging.outbox import publish
+from orders import queries
 from orders.models import Order, OrderLine
 from saga.services import saga_start
 
@@ -157,28 +158,17 @@ def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str |
 def _keep_first_answer(order: Order, text: str) -> None:
     # Only this column: the answer shows updated_at as it was written, and it must stay so.
     order.first_answer_text = text
-    sql.execute(
-        f"UPDATE {sql.table(Order)} SET first_answer_text = %s WHERE id = %s", [text, sql.adapt(Order, "id", order.id)]
-    )
+    queries.order_keep_first_answer_text(order.id, text)
 
 
 def order_finish(*, order_id: str, status: str, failure_reason: str = "", failure_detail: str = "") -> None:
     """Record how the order's saga ended: a stable code and a readable text. Called by the saga in its own
-    transaction."""
+    transaction (OrdersConfig.saga_listeners)."""
     failed = status != Order.Status.COMPLETED
-    sql.execute(
-        _FINISH,
-        [
-            status,
-            sql.adapt(Order, "updated_at", timezone.now()),
-            failure_reason if failed else "",
-            (failure_detail or failure_reason)[:255] if failed else "",
-            sql.adapt(Order, "id", order_id),
-        ],
+    queries.order_record_end(
+        order_id,
+        status=status,
+        updated_at=timezone.now(),
+        failure_reason=failure_reason if failed else "",
+        failure_detail=(failure_detail or failure_reason)[:255] if failed else "",
     )
-
-
-_FINISH = (
-    f"UPDATE {sql.table(Order)} SET status = %s, updated_at = %s, failure_reason = %s, failure_detail = %s "
-    "WHERE id = %s"
-)

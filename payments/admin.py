@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from config.admin_mixins import LargeTableMixin, ReadOnlyAdmin
+from config.kernel.admin_mixins import LargeTableMixin, ReadOnlyAdmin
 from payments.models import Account, ClosedOrder, LedgerEntry, Payment
 
 

@@ -8,9 +8,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import IDENTIFIER, MoneyField, Pagination, StrictCharField, paginated, represented, validated
-from config.auth import IsOperator, customer_scope, may_see
-from config.errors import NotFoundError
+from config.access.auth import IsOperator, customer_scope, may_see
+from config.kernel.api import IDENTIFIER, MoneyField, Pagination, StrictCharField, paginated, represented, validated
+from config.kernel.errors import NotFoundError
 from payments.selectors import account_get, payment_list
 from payments.services import account_create
 

@@ -8,7 +8,8 @@ from typing import Protocol
 
 from django.db.models import F
 
-from config import sql
+from config.kernel import sql
+from payments import queries
 from payments.models import Account, LedgerEntry, Payment
 
 
@@ -32,9 +33,7 @@ class LedgerGateway:
 
     def charge(self, *, payment: Payment) -> ChargeResult:
         # One statement on the usual path: the balance is checked and taken under the row lock the UPDATE holds.
-        amount = sql.adapt(Account, "balance", payment.amount)
-        taken = sql.execute(_TAKE, [amount, payment.customer_id, amount])
-        if not taken:
+        if not queries.balance_take(customer_id=payment.customer_id, amount=payment.amount):
             account = Account.objects.filter(customer_id=payment.customer_id).first()
             if account is None:
                 return ChargeResult(False, "unknown_account", "the customer has no account")
@@ -51,9 +50,6 @@ class LedgerGateway:
         LedgerEntry.objects.create(
             account_id=payment.customer_id, payment=payment, kind=LedgerEntry.Kind.REFUND, amount=payment.amount
         )
-
-
-_TAKE = f"UPDATE {sql.table(Account)} SET balance = balance - %s WHERE customer_id = %s AND balance >= %s"
 
 
 def default_gateway() -> PaymentGateway:

@@ -7,10 +7,11 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
-from config import sql
-from config.errors import ConflictError
+from config.kernel import sql
+from config.kernel.errors import ConflictError
 from messaging.locks import order_lock
 from messaging.outbox import publish
+from payments import queries
 from payments.gateway import ZERO, PaymentGateway, default_gateway
 from payments.models import Account, ClosedOrder, LedgerEntry, Payment
 
@@ -41,9 +42,9 @@ def payment_process(
     an order already settled by a refund is refused (`order_closed`) and charges nothing.
     """
     order_lock("payments", order_id)
-    payment = _payment_of(order_id)
+    payment = queries.payment_of(order_id)
     if payment is None:
-        if sql.select_one(ClosedOrder, ["order_id"], "order_id = %s", [sql.adapt(ClosedOrder, "order_id", order_id)]):
+        if queries.order_is_closed(order_id):
             publish(
                 "payment.failed",
                 {
@@ -65,16 +66,6 @@ def _charge(order_id: str, customer_id: str, amount: Decimal, currency: str, gat
     payment.status = Payment.Status.CAPTURED if result.captured else Payment.Status.DECLINED
     payment.decline_code = result.code
     return sql.insert(payment)
-
-
-def _payment_of(order_id: str) -> Payment | None:
-    found = sql.select_one(
-        Payment,
-        ["id", "customer_id", "amount", "currency", "status", "decline_code"],
-        "order_id = %s",
-        [sql.adapt(Payment, "order_id", order_id)],
-    )
-    return None if found is None else sql.loaded(Payment, order_id=order_id, **found)
 
 
 _DECLINE_TEXT = {
@@ -109,7 +100,7 @@ def payment_refund(*, order_id: str, reason: str, gateway: PaymentGateway | None
     """
     order_lock("payments", order_id)
     ClosedOrder.objects.get_or_create(order_id=order_id, defaults={"reason": reason[:64]})
-    payment = _payment_of(order_id)
+    payment = queries.payment_of(order_id)
     if payment is not None and payment.status == Payment.Status.CAPTURED:
         (gateway or default_gateway()).refund(payment=payment)
         payment.status = Payment.Status.REFUNDED

@@ -14,8 +14,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from config.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
-from config.errors import DomainError
+from config.kernel.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
+from config.kernel.errors import DomainError
 from saga import registry
 from saga.models import Saga
 from saga.services import flagged_sagas, saga_retry_compensation, stuck_sagas

@@ -15,6 +15,20 @@ class SagaConfig(AppConfig):
     # The saga's consumer (its queue's name): it hears the participants' replies.
     consumer = "saga"
 
+    def ready(self) -> None:
+        from messaging import health, metrics
+        from saga.metrics import saga_families
+
+        # /health and /metrics say how the sagas do, beside what messaging says of the messages.
+        health.register_check("saga.health.StuckSagas")
+        metrics.register_database_families(saga_families)
+
+    def periodic_tasks(self) -> list:
+        """The sweep, run by beat and by the embedded mode's dispatcher (messaging/periodic.py)."""
+        from messaging.periodic import PeriodicTask
+
+        return [PeriodicTask("saga-timeout-sweep", "saga.tasks.sweep_timeouts", "SAGA_SWEEP_INTERVAL_S")]
+
     def handlers(self) -> Mapping[str, Handler]:
         """The replies of the saga definition in use (saga.registry.definition())."""
         from saga import registry

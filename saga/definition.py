@@ -365,30 +365,3 @@ def _commands(steps: tuple[Step, ...]) -> list[CompensateByCommand]:
 def _last_command(steps: tuple[Step, ...]) -> CompensateByCommand | None:
     commands = _commands(steps)
     return commands[-1] if commands else None
-
-
-def state_diagram(definition: SagaDefinition) -> str:
-    """The generated table as Mermaid `stateDiagram-v2` text: every change of state, and every late reply
-    the saga undoes where it stays. An edge reads `messages / what the saga sends`."""
-    edges: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
-    for (state, message), transition in build_table(definition).items():
-        if not transition.changes_state and not transition.emits:
-            continue
-        for to_state, label in _targets(definition, state, message, transition):
-            edges.setdefault((state, to_state, transition.emits), []).append(label)
-    lines = ["stateDiagram-v2", f"    [*] --> {definition.start_state}: started / {definition.first_command}"]
-    lines += [
-        f"    {state} --> {to_state}: {', '.join(labels)} / {', '.join(emits)}"
-        for (state, to_state, emits), labels in edges.items()
-    ]
-    lines += [f"    {final} --> [*]" for final in definition.final_states]
-    return "\n".join(lines) + "\n"
-
-
-def _targets(definition: SagaDefinition, state: str, message: str, transition: Transition) -> list[tuple[str, str]]:
-    if transition.to_state != FINISH_COMPENSATION:
-        return [(transition.to_state or state, message)]
-    return [
-        (definition.failed_state, message),
-        (definition.cancelled_state, f"{message} ({definition.cancelled_reason})"),
-    ]

@@ -11,6 +11,10 @@
   it still holds the step's work for: its AppConfig's `saga_holds()` returns {the step's late command: a
   function of an order id (or None, every order) giving a queryset of `order_id` values}. The sweep asks an
   ended saga found there again (its held input).
+- `ended_listeners()`: what the apps that want to know how a saga ended give: its AppConfig's
+  `saga_listeners()` returns functions taking `order_id`, `status` (the final state), `failure_reason` and
+  `failure_detail`, called in the transaction that ends the saga (the orders context records the order's
+  end). The saga imports none of them: they sit above it.
 
 Found once, as the admin finds each app's admin module, and again after a test changes the settings.
 """
@@ -36,6 +40,7 @@ DEFAULT_DEFINITION = "saga.steps.ORDER_SAGA"
 
 PayloadBuilder = Callable[["Saga"], dict[str, Any]]
 HeldOrders = Callable[[str | None], QuerySet]
+EndedListener = Callable[..., None]
 
 
 class _Found:
@@ -45,6 +50,7 @@ class _Found:
         self.definition = _load(getattr(settings, "SAGA_DEFINITION", DEFAULT_DEFINITION))
         self.payloads = _payload_builders(self.definition)
         self.holds = _holds(self.definition)
+        self.listeners = _listeners()
 
 
 _found: _Found | None = None
@@ -70,6 +76,11 @@ def payload(saga: Saga, routing_key: str) -> dict[str, Any]:
 def still_held(late_command: str) -> HeldOrders:
     """Which orders still hold the work that `late_command` undoes. KeyError: no installed app says."""
     return (_found or _current()).holds[late_command]
+
+
+def ended_listeners() -> tuple[EndedListener, ...]:
+    """What to call, in its transaction, when a saga reaches a final state; in the order of INSTALLED_APPS."""
+    return (_found or _current()).listeners
 
 
 def forget(**kwargs: object) -> None:
@@ -140,6 +151,14 @@ def _holds(definition: SagaDefinition) -> dict[str, HeldOrders]:
                 )
             holds[late] = given[late]
     return holds
+
+
+def _listeners() -> tuple[EndedListener, ...]:
+    listeners: list[EndedListener] = []
+    for app in apps.get_app_configs():
+        given = getattr(app, "saga_listeners", None)
+        listeners += given() if given else []
+    return tuple(listeners)
 
 
 def _from_apps(method: str) -> dict[str, Any]:

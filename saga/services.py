@@ -15,12 +15,12 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from config import sql
-from config.errors import ConflictError, NotFoundError
-from config.services import audit_record
+from config.access.services import audit_record
+from config.kernel import sql
+from config.kernel.errors import ConflictError, NotFoundError
 from messaging import correlation
 from messaging.outbox import publish
-from saga import registry
+from saga import queries, registry
 from saga.definition import Decision, ReleasedOnFailure, SagaDefinition, decide
 from saga.models import (
     Saga,
@@ -107,10 +107,9 @@ def saga_apply(
     `message_reason` is the failure code a message carries, `message_detail` its readable text. Safe to
     repeat: the table makes a repeated reply a no-op. Raises SagaNotFoundError for an unknown order.
     """
-    found = sql.select_one(Saga, _APPLIED_FIELDS, "order_id = %s", [sql.adapt(Saga, "order_id", order_id)], lock=True)
-    if found is None:
+    saga = queries.saga_locked(order_id)
+    if saga is None:
         raise SagaNotFoundError(f"no saga for order {order_id}")
-    saga = sql.loaded(Saga, order_id=order_id, **found)
     # Log lines carry the saga's state: the one found until the decision, then the one it moves to.
     correlation.saga_state.set(saga.state)
     definition = registry.definition()
@@ -146,28 +145,17 @@ def saga_apply(
         )
     )
     if decision.changed and decision.to_state in definition.final_states:
-        from orders.services import order_finish
-
-        order_finish(
-            order_id=order_id,
-            status=decision.to_state,
-            failure_reason=saga.failure_reason,
-            failure_detail=saga.failure_detail,
-        )
+        for listener in registry.ended_listeners():
+            listener(
+                order_id=order_id,
+                status=decision.to_state,
+                failure_reason=saga.failure_reason,
+                failure_detail=saga.failure_detail,
+            )
     return decision
 
 
-# What applying a message reads of the saga, and what it writes.
-_APPLIED_FIELDS = (
-    "state",
-    "failure_reason",
-    "failure_detail",
-    "customer_id",
-    "amount",
-    "currency",
-    "items",
-    "compensation_attempts",
-)
+# What applying a message writes of the saga (what it reads: saga.queries.APPLIED_FIELDS).
 _TRACKING_FIELDS = ("compensation_attempts", "compensation_due_at")
 _SAVED_FIELDS = ("state", "failure_reason", "failure_detail", "state_entered_at", *_TRACKING_FIELDS)
 

@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-from config.migration_operations import IndexFieldConcurrently
+from config.kernel.migration_operations import IndexFieldConcurrently
 
 
 class Migration(migrations.Migration):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from config.services import api_token_create
+from config.access.services import api_token_create
 from inventory.models import Product, StockMovement
 from messaging.models import OutboxMessage
 from orders.models import Order, OrderLine

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from config.models import ApiToken, AuditEntry
+from config.access.models import ApiToken, AuditEntry
 from orders.models import Order
 from tests.api.conftest import assert_error, post_json, writes_nothing
 from tests.factories import make_account, make_product, unique

@@ -20,7 +20,7 @@ import pytest
 from django.db import IntegrityError, connection, connections
 from django.test import Client
 
-from config.services import api_token_create
+from config.access.services import api_token_create
 from orders.models import Order
 from orders.services import order_finish
 from saga.models import Saga

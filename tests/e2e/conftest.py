@@ -9,7 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from config.services import api_token_create
+from config.access.services import api_token_create
 from tests.plugin import TEST_VHOST, add_vhost, delete_vhost
 from tests.processes import Process, celery_worker, wait_for, wait_until_consuming
 

@@ -10,10 +10,10 @@ from decimal import Decimal
 
 import httpx
 
+from config.audit import audit
 from messaging.models import DeadLetter, OutboxMessage
 from orders.models import Order
 from payments.models import LedgerEntry
-from saga.audit import audit
 from tests.e2e.conftest import wait_final
 from tests.factories import unique
 from tests.processes import LOG_DIR, Process, wait_for

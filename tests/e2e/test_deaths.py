@@ -14,9 +14,9 @@ from decimal import Decimal
 
 import pytest
 
+from config.audit import audit
 from messaging.models import InboxMessage, OutboxMessage
 from payments.models import LedgerEntry
-from saga.audit import audit
 from tests.e2e.conftest import balance, place_order, stock, wait_final
 from tests.e2e.dying_worker import DIED
 from tests.e2e.test_saga_flows import create_account, create_product

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from django.core.management import call_command
 
+from config.audit import audit
 from messaging.models import DeadLetter
 from payments.models import Payment
-from saga.audit import audit
 from saga.models import Saga, SagaTransition
 from tests.e2e.conftest import balance, place_order, stock, wait_final
 from tests.e2e.test_saga_flows import create_account, create_product

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from config.audit import audit
 from messaging.models import OutboxMessage
-from saga.audit import audit
 from saga.models import SagaTransition
 from tests.e2e.conftest import place_order, wait_final
 from tests.e2e.test_saga_flows import create_account, create_product

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
-from config.models import AuditEntry
+from config.access.models import AuditEntry
 from messaging.models import DeadLetter, InboxMessage, OutboxMessage
 from messaging.outbox import publish
 from saga.models import Saga
@@ -240,7 +240,7 @@ def test_the_lists_of_tables_that_grow_with_every_order_are_counted_from_the_est
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from config.admin_mixins import EstimatedCountPaginator
+    from config.kernel.admin_mixins import EstimatedCountPaginator
 
     with transaction.atomic():
         sent = [publish("order.completed", {"order_id": str(uuid.uuid4())}) for _ in range(3)]

@@ -10,11 +10,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from config.audit import audit
 from inventory.models import Product
 from messaging.models import DeadLetter, InboxMessage, OutboxMessage
 from orders.models import Order
 from payments.models import Account
-from saga.audit import audit
 from saga.models import Saga
 from tests.factories import make_account, make_product
 from tests.integration.support import drain, make_overdue, place

@@ -23,11 +23,11 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from config.models import AuditEntry
+from config.access.models import AuditEntry
+from config.audit import audit
 from inventory.models import Reservation
 from messaging import bus, inprocess
 from messaging.models import DeadLetter, InboxMessage, OutboxMessage
-from saga.audit import audit
 from saga.models import Saga, SagaTransition
 from saga.services import flagged_sagas, saga_sweep_timeouts, stuck_sagas
 from tests.factories import make_account, make_product

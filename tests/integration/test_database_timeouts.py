@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from django.db import OperationalError, connection
 
-from config.postgresql.base import DatabaseWrapper
+from config.kernel.postgresql.base import DatabaseWrapper
 from tests.e2e.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.django_db

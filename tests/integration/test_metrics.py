@@ -182,7 +182,7 @@ def test_a_database_that_does_not_answer_still_gives_a_scrape_that_says_so(monke
         raise OperationalError("no database")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(metrics, "_saga_families", broken)
+    monkeypatch.setattr(metrics, "_outbox_families", broken)
 
     samples = scrape()
 

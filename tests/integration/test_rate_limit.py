@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import connection
 
-from config.services import rate_limit_take
+from config.access.services import rate_limit_take
 from tests.factories import unique
 
 

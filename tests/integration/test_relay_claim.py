@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from messaging.models import OutboxMessage
 from messaging.outbox import NOTIFY_CHANNEL, publish
-from messaging.relay import _Listener, claim
+from messaging.queries import outbox_claim as claim
+from messaging.relay import _Listener
 from tests.integration.support import in_another_transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connections
 
-from config.api import represented
+from config.kernel.api import represented
 from orders.api import OrderDetailOutputSerializer, OrderOutputSerializer
 from orders.selectors import order_get, order_list
 from tests.factories import make_account, make_product

@@ -9,7 +9,7 @@ import pytest
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from config import sql
+from config.kernel import sql
 from messaging.models import OutboxMessage
 from payments.models import Payment
 from saga.models import Saga

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from config.services import api_token_create
+from config.access.services import api_token_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

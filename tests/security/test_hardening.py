@@ -15,8 +15,8 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.test import Client
 
-from config.models import AuditEntry
-from config.services import api_token_create
+from config.access.models import AuditEntry
+from config.access.services import api_token_create
 from messaging.deadletters import FailedDelivery, dead_letter_discard, dead_letter_record
 from messaging.models import DeadLetter
 
@@ -137,7 +137,7 @@ def test_the_admin_is_for_staff_only(client):
 def test_the_admin_shows_tokens_without_their_hash_and_revokes_them_with_an_audit_entry(admin_client, capsys):
     call_command("create_api_token", "--role", "operator")
     token = capsys.readouterr().out.strip().splitlines()[-1]
-    from config.models import ApiToken
+    from config.access.models import ApiToken
 
     record = ApiToken.objects.get(prefix=token[:10])
 

@@ -13,7 +13,7 @@ import uuid
 import httpx
 import pytest
 
-from config.services import api_token_create
+from config.access.services import api_token_create
 from messaging.consumers import handle_delivery, store_dead_letter
 from messaging.models import DeadLetter, InboxMessage
 from orders.models import Order

@@ -25,7 +25,7 @@ def database(url: str, **env: str) -> dict:
 def test_postgresql_binds_parameters_on_the_server_bounds_every_wait_and_keeps_the_urls_own_options():
     settings = database(f"{URL}?application_name=worker-7&options=-c%20lock_timeout%3D100")
 
-    assert settings["ENGINE"] == "config.postgresql"
+    assert settings["ENGINE"] == "config.kernel.postgresql"
     assert settings["OPTIONS"] == {
         "server_side_binding": True,
         "application_name": "worker-7",

@@ -10,6 +10,7 @@ import itertools
 
 import pytest
 
+from saga import diagram
 from saga import transitions as t
 from saga.definition import (
     FINISH_COMPENSATION,
@@ -21,7 +22,6 @@ from saga.definition import (
     build_table,
     check,
     resolve,
-    state_diagram,
 )
 from saga.steps import ORDER_SAGA
 from tests.unit.test_transitions import EXPECTED, INPUTS
@@ -500,15 +500,15 @@ class TestStateDiagram:
         waiting = _order_saga(resend_on_timeout=False, held_input=None)
         one = dataclasses.replace(waiting, steps=waiting.steps[:1])
 
-        assert state_diagram(one) == (
+        assert diagram.mermaid(one) == (
             "stateDiagram-v2\n"
-            "    [*] --> PAYMENT_PENDING: started / payment.process\n"
+            "    [*] --> PAYMENT_PENDING\n"
+            "    PAYMENT_PENDING --> COMPENSATING: saga.cancel, saga.timeout / payment.refund\n"
             "    PAYMENT_PENDING --> COMPLETED: payment.processed / order.completed\n"
             "    PAYMENT_PENDING --> FAILED: payment.failed / order.failed\n"
-            "    PAYMENT_PENDING --> COMPENSATING: saga.timeout, saga.cancel / payment.refund\n"
             "    COMPENSATING --> COMPENSATING: payment.processed / payment.refund\n"
-            "    COMPENSATING --> FAILED: payment.refunded / order.failed\n"
-            "    COMPENSATING --> CANCELLED: payment.refunded (cancelled) / order.failed\n"
+            "    COMPENSATING --> FAILED: payment.refunded [not cancelled] / order.failed\n"
+            "    COMPENSATING --> CANCELLED: payment.refunded [cancelled] / order.failed\n"
             "    FAILED --> FAILED: payment.processed / payment.refund\n"
             "    CANCELLED --> CANCELLED: payment.processed / payment.refund\n"
             "    COMPLETED --> [*]\n"
@@ -517,12 +517,12 @@ class TestStateDiagram:
         )
 
     def test_every_change_of_state_of_the_four_step_saga_is_an_edge(self):
-        diagram = state_diagram(FOUR_STEPS)
+        source = diagram.mermaid(FOUR_STEPS)
 
         for (state, message), cell in build_table(FOUR_STEPS).items():
             if cell.changes_state:
                 for to_state in _targets(FOUR_STEPS, cell.to_state):
                     assert any(
                         line.startswith(f"    {state} --> {to_state}: ") and message in line
-                        for line in diagram.splitlines()
+                        for line in source.splitlines()
                     ), (state, message)

@@ -14,7 +14,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from config.errors import DomainError
+from config.kernel.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,12 @@ def json_text(data: Any) -> str:
 def json_answer(text: str, status: int) -> HttpResponse:
     """An answer whose JSON was rendered already (`json_text`), sent byte for byte as it was rendered."""
     return HttpResponse(text.encode(), status=status, content_type="application/json")
+
+
+def logged_already(response: HttpResponse) -> HttpResponse:
+    """Tell django.request not to log `response` again: its view has logged why (Django's own private mark)."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 def is_api_path(path: str) -> bool:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from saga.audit import audit
+from config.audit import audit
 
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 

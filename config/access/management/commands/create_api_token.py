@@ -4,8 +4,8 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError
 
-from config.models import ApiToken
-from config.services import TokenError, api_token_create
+from config.access.models import ApiToken
+from config.access.services import TokenError, api_token_create
 
 
 class Command(BaseCommand):

@@ -5,9 +5,9 @@ Tokens are issued with `manage.py create_api_token`, which shows the token once;
 
 from django.contrib import admin, messages
 
-from config.admin_mixins import ReadOnlyAdmin
-from config.models import ApiToken, AuditEntry
-from config.services import api_token_revoke
+from config.access.models import ApiToken, AuditEntry
+from config.access.services import api_token_revoke
+from config.kernel.admin_mixins import ReadOnlyAdmin
 
 
 @admin.register(ApiToken)

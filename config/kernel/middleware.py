@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import BadRequest
 from django.http import Http404, HttpRequest, HttpResponse
 
-from config.api import NUL, NUL_REFUSED, is_api_path, json_error
+from config.kernel.api import NUL, NUL_REFUSED, is_api_path, json_error
 
 
 class RequestSizeLimitMiddleware:

@@ -30,6 +30,12 @@ def table(model: type[Model]) -> str:
     return model._meta.db_table
 
 
+def attnames(model: type[Model]) -> tuple[str, ...]:
+    """The names of `model`'s concrete fields, as `select()` takes them: a statement that names its columns,
+    not `*`, so that a column added by a later migration does not change what a prepared statement returns."""
+    return tuple(field.attname for field in model._meta.concrete_fields)
+
+
 def placeholders(values: Sequence[Any]) -> str:
     """`%s, %s, …`, one for each value: the list of an `IN (…)`."""
     return ", ".join(["%s"] * len(values))

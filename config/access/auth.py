@@ -20,9 +20,9 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from config.models import ApiToken
-from config.rates import parse_rate
-from config.services import api_token_authenticate, rate_limit_take
+from config.access.models import ApiToken
+from config.access.services import api_token_authenticate, rate_limit_take
+from config.kernel.rates import parse_rate
 
 MAX_TOKEN_LENGTH = 200
 
@@ -156,7 +156,9 @@ def requires_operator_token(setting: str) -> Callable[[Callable[..., HttpRespons
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            from config.api import json_error  # not at the top: DRF imports this module while config.api imports DRF
+            from config.kernel.api import (
+                json_error,  # not at the top: DRF imports this module while config.kernel.api imports DRF
+            )
 
             if getattr(settings, setting):
                 authenticator = BearerTokenAuthentication()

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from config import sql
-from config.errors import DomainError
-from config.models import ApiToken, AuditEntry, RateLimit
+from config.access import queries
+from config.access.models import ApiToken, AuditEntry
+from config.kernel.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ def api_token_revoke(*, token: str | None = None, token_id: int | None = None, b
 def api_token_authenticate(*, token: str) -> ApiToken | None:
     """The live (not revoked) token record for a presented token, or None. Touches last_used_at now and then."""
     digest = token_hash(token)
-    found = sql.select_one(ApiToken, _AUTHENTICATED_FIELDS, "key_hash = %s AND revoked_at IS NULL", [digest])
-    record = None if found is None else sql.loaded(ApiToken, key_hash=digest, **found)
+    record = queries.live_token(digest)
     # The lookup is by hash; comparing again in constant time costs nothing and keeps the intent plain.
     if record is None or not hmac.compare_digest(record.key_hash, digest):
         return None
@@ -101,10 +100,6 @@ def api_token_authenticate(*, token: str) -> ApiToken | None:
         ApiToken.objects.filter(pk=record.pk).update(last_used_at=now)
         record.last_used_at = now
     return record
-
-
-# What a request needs of its token; it is read on every request.
-_AUTHENTICATED_FIELDS = ("id", "role", "customer_id", "last_used_at")
 
 
 def audit_record(*, actor: str, action: str, target: str = "", details: dict[str, Any] | None = None) -> AuditEntry:
@@ -127,28 +122,8 @@ def rate_limit_take(*, key: str, count: int, period_s: float, now: float | None 
     """
     interval = period_s / count
     tolerance = period_s - interval
-    postgresql = connection.vendor == "postgresql"
-    greatest = "GREATEST" if postgresql else "MAX"
-    # Without `now`, the database's clock at the moment the statement runs: a time read before waiting for the
-    # row's lock would be older than a later caller's, and refuse a request the burst still allows. It is also
-    # one clock for every web host.
-    if now is None:
-        clock = "EXTRACT(EPOCH FROM clock_timestamp())" if postgresql else "((julianday('now') - 2440587.5) * 86400.0)"
-        params: list = []
-    else:
-        clock, params = "%s", [now]
-    table = RateLimit._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} AS bucket (key, theoretical_arrival) VALUES (%s, {clock} + %s) "
-            "ON CONFLICT (key) DO UPDATE SET "
-            f"theoretical_arrival = {greatest}(bucket.theoretical_arrival, {clock}) + %s "
-            f"WHERE {greatest}(bucket.theoretical_arrival, {clock}) - {clock} <= %s RETURNING 1",
-            [key, *params, interval, *params, interval, *params, *params, tolerance],
-        )
-        if cursor.fetchone() is not None:
-            return 0.0
-        cursor.execute(f"SELECT theoretical_arrival FROM {table} WHERE key = %s", [key])
-        row = cursor.fetchone()
+    if queries.rate_limit_take_one(key=key, interval=interval, tolerance=tolerance, now=now):
+        return 0.0
+    arrival = queries.rate_limit_arrival(key)
     now = time.time() if now is None else now
-    return max(0.0, row[0] - now - tolerance) if row else 0.0
+    return max(0.0, arrival - now - tolerance) if arrival is not None else 0.0

@@ -4,7 +4,7 @@ import getpass
 
 from django.core.management.base import BaseCommand, CommandError
 
-from config.services import TokenError, api_token_revoke
+from config.access.services import TokenError, api_token_revoke
 
 
 class Command(BaseCommand):
