@@ -103,10 +103,29 @@ def needs_services(item: pytest.Item) -> bool:
     return item.get_closest_marker("django_db") is not None or bool(DATABASE_FIXTURES & set(item.fixturenames))
 
 
+def _flush_by_delete() -> None:
+    """After each transactional test pytest-django empties every table. PostgreSQL's TRUNCATE of the thirty
+    near-empty tables takes 0.6 to 0.9 s (it makes new files for each), DELETE takes 20 to 40 ms, and hundreds of
+    tests pay it: empty them with DELETE, in the one transaction Django's flush runs in, the foreign keys (all
+    deferrable, as Django makes them) checked at its commit. A flush that must restart the sequences keeps
+    TRUNCATE ... RESTART IDENTITY."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if reset_sequences or not tables:
+            return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return ["SET CONSTRAINTS ALL DEFERRED;"] + [f"DELETE FROM {self.quote_name(table)};" for table in tables]
+
+    DatabaseOperations.sql_flush = sql_flush
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if WITHOUT_SERVICES:
         return
     _check_postgres()
+    _flush_by_delete()
     add_vhost(TEST_VHOST)
     config.stash[VHOST_CREATED] = True
 
