@@ -210,6 +210,9 @@ if SAGA_COMPENSATION_BACKOFF_MAX_S < SAGA_COMPENSATION_DEADLINE_S:
     )
 
 ORDER_CURRENCY = env_str("ORDER_CURRENCY", "EUR")
+# How long a request waits for another in flight with the same Idempotency-Key before it answers 409
+# idempotency_key_in_use (PostgreSQL; SQLite has one writer at a time).
+ORDERS_IDEMPOTENCY_WAIT_S = env_number("ORDERS_IDEMPOTENCY_WAIT_S", 5.0, minimum=0.1)
 
 # Operating: what /health calls unhealthy, and how often each delivery loop says it is alive.
 WORKER_HEARTBEAT_INTERVAL_S = env_number("WORKER_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)

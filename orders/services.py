@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from config.kernel import sql
@@ -42,6 +42,10 @@ class IdempotencyKeyReusedError(ConflictError):
     code = "idempotency_key_reused"
 
 
+class IdempotencyKeyInUseError(ConflictError):
+    code = "idempotency_key_in_use"
+
+
 def order_fingerprint(*, customer_id: str, items: list[dict[str, Any]]) -> str:
     canonical = json.dumps({"customer_id": customer_id, "items": items}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -60,6 +64,8 @@ def order_create(
     Returns (order, created). With an idempotency key already used for the same request, returns the first
     order and False; for another request raises IdempotencyKeyReusedError. Raises UnknownSkuError.
     A created order carries what was written with it: `placed_lines`, and `placed_saga` (state, timeline).
+    Raises IdempotencyKeyInUseError when a request with the same key is still in flight after
+    ORDERS_IDEMPOTENCY_WAIT_S.
 
     With a key, `answer(order)` renders the answer to the request that placed the order, and its text is
     written in the same transaction as `first_answer_text`: a replay finds the order and its answer, or
@@ -74,6 +80,8 @@ def order_create(
     try:
         with correlation.bound(correlation_id=correlation.correlation_id.get() or correlation.new_id()):
             with transaction.atomic(durable=True):
+                if idempotency_key:
+                    sql.bound_lock_waits(settings.ORDERS_IDEMPOTENCY_WAIT_S)
                 order = _place(customer_id, items, idempotency_key, fingerprint)
                 if idempotency_key and answer is not None:
                     _keep_first_answer(order, answer(order))
@@ -87,6 +95,13 @@ def order_create(
                 extra={"order_id": str(order.id)},
             )
             return order, True
+    except OperationalError as error:
+        if idempotency_key and sql.waited_too_long_for_a_lock(error):
+            raise IdempotencyKeyInUseError(
+                "a request with this Idempotency-Key is still in flight; send it again shortly",
+                {"idempotency_key": idempotency_key},
+            ) from error
+        raise
     except IntegrityError:
         # A concurrent request with the same key won the race; answer with its order.
         earlier = _order_for_key(customer_id, idempotency_key, fingerprint) if idempotency_key else None

@@ -164,6 +164,18 @@ def execute(sql: str, params: Sequence[Any] = ()) -> int:
         return cursor.rowcount
 
 
+def bound_lock_waits(seconds: float) -> None:
+    """For the rest of the current transaction, a wait on a lock ends after `seconds` with LockNotAvailable
+    (PostgreSQL's lock_timeout). SQLite has one writer at a time, and its own busy timeout."""
+    if _db().vendor == "postgresql":
+        execute("SELECT set_config('lock_timeout', %s, true)", [f"{round(seconds * 1000)}ms"])
+
+
+def waited_too_long_for_a_lock(error: BaseException) -> bool:
+    """Whether a database error is the end of a wait bounded by `bound_lock_waits`."""
+    return getattr(error.__cause__, "sqlstate", None) == "55P03"  # lock_not_available
+
+
 def loaded(model: type[Model], **values: Any) -> Model:
     """An instance of a row read by `select()`: a later `save()` updates that row rather than inserting one."""
     return _as_stored(model(**values), _db())

@@ -211,6 +211,42 @@ def test_a_duplicate_in_flight_waits_for_the_first_request_and_answers_with_its_
     assert Saga.objects.filter(order_id=order.id).count() == 1
 
 
+def test_a_duplicate_whose_first_request_stays_in_flight_too_long_answers_409_and_is_answered_once_it_ends(
+    order_request, settings
+):
+    settings.ORDERS_IDEMPOTENCY_WAIT_S = 0.5
+    request = order_request()
+    inserted, go_on = threading.Event(), threading.Event()
+
+    def hold_after_the_order_insert(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith(ORDER_INSERT):
+            inserted.set()
+            go_on.wait(WAIT_S)
+        return result
+
+    # given a first request that has inserted its order and does not commit
+    first = InThread(request, hold_after_the_order_insert)
+    first.start()
+    assert inserted.wait(WAIT_S), "the first request did not insert its order"
+    try:
+        # when a duplicate arrives, it waits as long as the setting says, then is told to send it again
+        started = time.monotonic()
+        duplicate = post(request)
+        waited = time.monotonic() - started
+    finally:
+        go_on.set()
+    assert duplicate.status_code == 409, duplicate.content
+    assert duplicate.json()["code"] == "idempotency_key_in_use"
+    assert 0.5 <= waited < WAIT_S
+    # and once the first has answered, the same request again gets its answer, byte for byte: one order
+    answer = first.result()
+    assert answer.status_code == 201
+    again = post(request)
+    assert (again.status_code, again.content) == (201, answer.content)
+    assert Order.objects.filter(idempotency_key=request["key"]).count() == 1
+
+
 def test_many_concurrent_requests_with_one_key_make_one_order_and_one_answer(order_request):
     request = order_request()
     start = threading.Barrier(8)

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # the token lookup and the throttle's one statement; its answer is built from what was written, not read back.
 MAX_QUERIES = {
     "POST /api/orders": 12,
-    # With a key: its lookup before, and its first answer written in the order's transaction; not the token's
-    # last_used_at, touched by the first POST. A replay is the throttle, the token and the key's lookup.
-    "POST /api/orders with an Idempotency-Key": 13,
+    # With a key: its lookup before, the bound on the wait for a request in flight with the same key, and its
+    # first answer written in the order's transaction; not the token's last_used_at, touched by the first POST.
+    # A replay is the throttle, the token and the key's lookup.
+    "POST /api/orders with an Idempotency-Key": 14,
     "its replay": 3,
     "payment.process": 10,
     "payment.processed": 7,
