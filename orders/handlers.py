@@ -1,7 +1,9 @@
-"""The orders context consumes no message: the saga records how an order ended, in its own transaction.
+"""What the orders context consumes: its own `webhook.deliver`, one POST of how an order ended to one endpoint.
 
-Kept so that every context has the same rooms; `order.created`, `order.completed` and `order.failed` are
-published for anyone else who wants them.
+The saga records how an order ended, in its own transaction; `order.created`, `order.completed` and
+`order.failed` are published for anyone else who wants them.
 """
 
-HANDLERS: dict = {}
+from orders.webhooks import DELIVER, handle_deliver
+
+HANDLERS = {DELIVER: handle_deliver}

@@ -19,6 +19,7 @@ from inventory.selectors import product_prices
 from messaging import correlation
 from messaging.outbox import publish
 from orders.models import Order, OrderLine
+from orders.webhooks import webhooks_enqueue
 from saga.services import saga_start
 
 logger = logging.getLogger(__name__)
@@ -163,19 +164,21 @@ def _keep_first_answer(order: Order, text: str) -> None:
 
 
 def order_finish(*, order_id: str, status: str, failure_reason: str = "", failure_detail: str = "") -> None:
-    """Record how the order's saga ended: a stable code and a readable text. Called by the saga in its own
-    transaction."""
+    """Record how the order's saga ended: a stable code and a readable text, and owe the end to the webhook
+    endpoints subscribed to it. Called by the saga in its own transaction."""
     failed = status != Order.Status.COMPLETED
+    finished_at = timezone.now()
     sql.execute(
         _FINISH,
         [
             status,
-            sql.adapt(Order, "updated_at", timezone.now()),
+            sql.adapt(Order, "updated_at", finished_at),
             failure_reason if failed else "",
             (failure_detail or failure_reason)[:255] if failed else "",
             sql.adapt(Order, "id", order_id),
         ],
     )
+    webhooks_enqueue(order_id=order_id, status=status, occurred_at=finished_at)
 
 
 _FINISH = (
