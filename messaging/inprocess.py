@@ -16,7 +16,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -154,9 +154,11 @@ class Lane:
             return None
         return max(0.0, min(self.not_before.values()) - time.monotonic())
 
-    def run_forever(self) -> None:
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """Deliver until `stop` is set (never, for the thread `start` starts)."""
+        stop = stop or threading.Event()
         wait: float | None = None
-        while True:
+        while not stop.is_set():
             self.wakeup.wait(timeout=settings.OUTBOX_SWEEP_INTERVAL_S if wait is None else max(wait, 0.01))
             self.wakeup.clear()
             try:
@@ -166,6 +168,7 @@ class Lane:
             except Exception:  # noqa: BLE001 - the lane must outlive any one failure
                 logger.exception("in-process delivery to %s failed", self.consumer)
                 wait = 1.0
+        connection.close()
 
 
 def _run_forever() -> None:
