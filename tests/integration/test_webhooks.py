@@ -282,3 +282,61 @@ def test_a_webhook_delivery_never_names_the_secret_in_the_logs(receiver, caplog)
 
     assert "webhook order.completed" in caplog.text
     assert SECRET not in caplog.text
+
+
+@pytest.fixture
+def staff():
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    client = Client()
+    client.force_login(User.objects.create_superuser("ops-webhooks", password="x" * 12))
+    return client
+
+
+def test_an_operator_registers_an_endpoint_in_the_admin_audited_with_its_secret_never_shown_back(staff):
+    from config.models import AuditEntry
+
+    form = {"url": "https://receiver.example/hooks", "description": "shop", "events": ["order.completed"]}
+    refused = staff.post("/admin/orders/webhookendpoint/add/", {**form, "active": "on"})
+    assert refused.status_code == 200 and "a new endpoint needs a secret" in refused.content.decode()
+
+    added = staff.post("/admin/orders/webhookendpoint/add/", {**form, "active": "on", "secret": SECRET})
+    assert added.status_code == 302, added.content.decode()[:2000]
+    created = WebhookEndpoint.objects.get()
+    assert (created.url, created.secret, created.events, created.active) == (
+        form["url"],
+        SECRET,
+        ["order.completed"],
+        True,
+    )
+    page = staff.get(f"/admin/orders/webhookendpoint/{created.pk}/change/").content.decode()
+    assert SECRET not in page
+
+    # Changed without a secret: the secret stays; the change is audited by field names only.
+    changed = staff.post(
+        f"/admin/orders/webhookendpoint/{created.pk}/change/", {**form, "events": ALL_EVENTS, "secret": ""}
+    )
+    assert changed.status_code == 302
+    created.refresh_from_db()
+    assert (created.secret, created.events, created.active) == (SECRET, ALL_EVENTS, False)
+    entries = list(AuditEntry.objects.order_by("id").values_list("action", "target", "details"))
+    assert [(action, target) for action, target, _ in entries] == [
+        ("webhook_endpoint.create", f"webhook_endpoint:{created.pk}"),
+        ("webhook_endpoint.change", f"webhook_endpoint:{created.pk}"),
+    ]
+    assert "active" in entries[1][2]["changed"] and SECRET not in json.dumps(entries)
+
+
+def test_every_attempt_shows_on_its_endpoint_and_on_the_list_of_attempts(receiver, staff):
+    flaky = endpoint(receiver, "/flaky/1")
+    order_id = completed_order()
+    deliver_webhooks()
+
+    page = staff.get(f"/admin/orders/webhookendpoint/{flaky.pk}/change/").content.decode()
+    assert page.count(event_id_of(order_id, "order.completed")) == 2
+    assert "HTTP 503" in page and SECRET not in page
+    listing = staff.get(f"/admin/orders/webhookattempt/?endpoint__id__exact={flaky.pk}").content.decode()
+    assert listing.count("HTTP 503") == 1 and "2 webhook attempts" in listing
+    found = staff.get(f"/admin/orders/webhookattempt/?q={order_id}").content.decode()
+    assert "2 webhook attempts" in found
