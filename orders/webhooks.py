@@ -21,6 +21,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -130,7 +131,7 @@ def verify(
     return any(hmac.compare_digest(expected, given) for given in parts.get(SIGNATURE_VERSION, []))
 
 
-def event_body(payload: dict[str, Any], order: dict[str, Any]) -> bytes:
+def event_body(payload: Mapping[str, Any], order: Mapping[str, Any]) -> bytes:
     """The JSON the endpoint receives: the same bytes on every attempt, as the order has ended for good."""
     event = {
         "id": payload["event_id"],
