@@ -109,6 +109,34 @@ def test_a_worker_delivers_signed_retries_times_out_and_dead_letters_and_a_slow_
     assert sum("HTTP 500" in d for d in details) == 2 and sum("timed out" in d for d in details) == 2, details
 
 
+def test_a_worker_killed_while_an_endpoint_answers_leaves_the_event_owed_and_it_comes_again_with_the_same_id(
+    api, started, receiver
+):
+    # given an endpoint that takes its time, and a worker that waits for it
+    receiver.slow_s = 4.0
+    slow = WebhookEndpoint.objects.create(url=receiver.url + "/slow", secret=SECRET, events=ALL_EVENTS)
+    first = started(celery_worker("doomed", WEBHOOK_TIMEOUT_S="10"), QUEUES)
+    sku = create_product(api, stock_level=5, price="10.00")
+    customer = create_account(api, balance_amount="100.00")
+    order = wait_final(api, place_order(api, customer, [{"sku": sku, "quantity": 1}])["id"])
+
+    # when the worker dies while the endpoint still works on the POST
+    wait_for(lambda: receiver.to("/slow"), timeout=20, message="the POST to reach the endpoint")
+    first.kill()
+    assert not WebhookAttempt.objects.exists()  # the attempt never ended: nothing to record
+
+    # then another worker sends it again, with the same id and body, and the receiver acts once
+    started(celery_worker("heir", WEBHOOK_TIMEOUT_S="10"), QUEUES)
+    wait_for(lambda: WebhookAttempt.objects.filter(succeeded=True).exists(), timeout=40, message="the resend")
+    first_post, resent = receiver.to("/slow")
+    assert resent.body == first_post.body and resent.verified
+    assert resent.headers[EVENT_ID_HEADER.lower()] == event_id_of(order["id"], "order.completed")
+    wait_for(lambda: receiver.duplicates["/slow"] == 1, timeout=10, message="the receiver to see the duplicate")
+    assert receiver.taken["/slow"] == [event_id_of(order["id"], "order.completed")]
+    assert outcomes(slow) == [(1, 204, True)]
+    assert not DeadLetter.objects.exists()
+
+
 @pytest.fixture
 def embedded(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
