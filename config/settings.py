@@ -174,7 +174,7 @@ MESSAGING_RETRY_BASE_S = env_number("MESSAGING_RETRY_BASE_S", 1.0, minimum=0.01)
 MESSAGING_DELIVERY_LIMIT = int(env_number("MESSAGING_DELIVERY_LIMIT", 5, minimum=1, cast=int))
 # Which consumers a worker runs (comma-separated; default all), so that each can be scaled on its own.
 MESSAGING_CONSUMERS = [
-    c.strip() for c in env_str("MESSAGING_CONSUMERS", "payments,inventory,saga").split(",") if c.strip()
+    c.strip() for c in env_str("MESSAGING_CONSUMERS", "payments,inventory,saga,webhooks").split(",") if c.strip()
 ]
 # Consumer threads per queue in each worker. More than one helps only where the database, not the CPU, limits.
 MESSAGING_CONSUMER_THREADS = int(env_number("MESSAGING_CONSUMER_THREADS", 1, minimum=1, cast=int))
@@ -213,6 +213,9 @@ ORDER_CURRENCY = env_str("ORDER_CURRENCY", "EUR")
 # How long a request waits for another in flight with the same Idempotency-Key before it answers 409
 # idempotency_key_in_use (PostgreSQL; SQLite has one writer at a time).
 ORDERS_IDEMPOTENCY_WAIT_S = env_number("ORDERS_IDEMPOTENCY_WAIT_S", 5.0, minimum=0.1)
+# Webhooks (orders/webhooks.py): how long one POST to an endpoint may wait in each of its phases (connecting,
+# sending, each wait for the answer). A timeout is a failed attempt, retried as any other.
+WEBHOOK_TIMEOUT_S = env_number("WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
 
 # Operating: what /health calls unhealthy, and how often each delivery loop says it is alive.
 WORKER_HEARTBEAT_INTERVAL_S = env_number("WORKER_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)

@@ -23,6 +23,7 @@ from messaging import correlation, metrics, queries
 from messaging.catalogue import validate_payload
 from messaging.envelope import Envelope
 from messaging.errors import UnknownMessageTypeError
+from messaging.models import InboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,27 @@ class Consumer(Protocol):
 
 PROCESSED = "processed"
 DUPLICATE = "duplicate"
+
+
+def outward(handler: Handler) -> Handler:
+    """Mark a handler whose effect is outside the database (an HTTP call to someone else's server).
+
+    It runs outside the inbox's transaction, so that what it writes of each attempt is kept when the attempt
+    fails, and the inbox row is written only once it has succeeded: a message redelivered after a crash acts
+    again (at least once), and the receiver deduplicates. Its consumer handles each delivery alone, never in a
+    batch, and in the embedded mode has a thread of its own, so that a slow server never stalls the others.
+    """
+    handler.outward = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_outward(handler: Handler) -> bool:
+    return bool(getattr(handler, "outward", False))
+
+
+def outward_consumers() -> list[str]:
+    """The consumers with an outward handler: they wait on servers that are not ours."""
+    return [name for name, handlers in registry().items() if any(map(is_outward, handlers.values()))]
 
 
 @cache
@@ -96,15 +118,18 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
         saga_state=None,
     ):
         try:
-            with transaction.atomic(savepoint=not in_batch):
-                fresh = queries.inbox_record(
-                    consumer=consumer,
-                    message_id=envelope.message_id,
-                    routing_key=envelope.routing_key,
-                    processed_at=timezone.now(),
-                )
-                if fresh:
-                    handler(envelope)
+            if is_outward(handler):
+                fresh = _apply_outward(consumer, envelope, handler)
+            else:
+                with transaction.atomic(savepoint=not in_batch):
+                    fresh = queries.inbox_record(
+                        consumer=consumer,
+                        message_id=envelope.message_id,
+                        routing_key=envelope.routing_key,
+                        processed_at=timezone.now(),
+                    )
+                    if fresh:
+                        handler(envelope)
         except Exception:
             # A failure in a batch is not counted: the delivery is handed over again alone, and counted there.
             if not in_batch:
@@ -133,3 +158,18 @@ def _report(consumer: str, envelope: Envelope, outcome: str, seconds: float, con
             consumer,
             extra={"consumer": consumer, "message_type": envelope.routing_key, "duration_ms": round(seconds * 1000, 2)},
         )
+
+
+def _apply_outward(consumer: str, envelope: Envelope, handler: Handler) -> bool:
+    """Apply an outward handler, then record it in the inbox; False when it was applied before."""
+    if InboxMessage.objects.filter(consumer=consumer, message_id=envelope.message_id).exists():
+        return False
+    handler(envelope)
+    with transaction.atomic():
+        queries.inbox_record(
+            consumer=consumer,
+            message_id=envelope.message_id,
+            routing_key=envelope.routing_key,
+            processed_at=timezone.now(),
+        )
+    return True

@@ -93,7 +93,10 @@ class _BrokerThread(threading.Thread):
         topology.declare_all(broker.default_channel)
         self.producer = Producer(broker.channel())
         channel = broker.channel()
-        channel.basic_qos(0, settings.MESSAGING_PREFETCH, False)
+        # An outward consumer takes one delivery at a time: each may wait a whole timeout on another server,
+        # and between two of them the loop answers the broker's heartbeats and beats its own.
+        prefetch = 1 if self.queue_name in bus.outward_consumers() else settings.MESSAGING_PREFETCH
+        channel.basic_qos(0, prefetch, False)
         # Not cancelled on the way out: closing or dropping the connection ends the consumer on the broker's
         # side, and a cancel would wait on a connection that may be dead.
         Consumer(
@@ -152,7 +155,8 @@ class ConsumerThread(_BrokerThread):
         self.received.append(message)
 
     def after_deliveries(self, broker: Connection) -> None:
-        size = settings.MESSAGING_CONSUMER_BATCH
+        # An outward consumer's handler talks to another server outside any transaction: never batched.
+        size = 1 if self.queue_name in bus.outward_consumers() else settings.MESSAGING_CONSUMER_BATCH
         # Until none is left: more arrive while a retry or a dead letter waits for its confirm.
         while self.received:
             # Deliveries already in the socket are taken without waiting; under light load there are none.

@@ -1,19 +1,26 @@
 """Orders in the admin, the ops console's first stop for "what happened to order X": its lines, its payment and
 its reservation, and its saga timeline with every message in and out. Nothing is editable; cancelling goes
-through the saga's service, as the API's cancel does."""
+through the saga's service, as the API's cancel does.
+
+Webhook endpoints are the one thing operators write here: where to POST how orders end, with which secret and
+for which events. Each change is audited, its secret never shown back. Every attempt to deliver is listed on
+its endpoint and on a page of its own."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from config.access.services import audit_record
 from config.kernel.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
 from config.kernel.errors import DomainError
 from inventory.models import Reservation
-from orders.models import Order, OrderLine
+from orders.models import Order, OrderLine, WebhookAttempt, WebhookEndpoint
 from payments.models import Payment
 from saga.admin import render_timeline
 from saga.models import Saga
@@ -161,3 +168,132 @@ class OrderAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="saga timeline")
     def timeline(self, order: Order) -> SafeString:
         return render_timeline(str(order.id))
+
+
+# Attempts shown on an endpoint's page, the latest first; the list of attempts has them all.
+RECENT_ATTEMPTS = 50
+MIN_SECRET_LENGTH = 16
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https", help_text="where to POST the events")
+    events = forms.MultipleChoiceField(
+        choices=WebhookEndpoint.Event.choices, widget=forms.CheckboxSelectMultiple, help_text="what to POST here"
+    )
+    # Write-only: never rendered back. Left blank on a change, the secret stays as it was.
+    secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        min_length=MIN_SECRET_LENGTH,
+        max_length=255,
+        help_text=(
+            f"the HMAC-SHA256 key the receiver verifies signatures with, at least {MIN_SECRET_LENGTH} characters; "
+            "never shown again. Leave blank to keep the current one."
+        ),
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["url", "description", "events", "active", "secret"]
+
+    def clean_secret(self) -> str:
+        secret = self.cleaned_data.get("secret") or ""
+        if not secret:
+            if self.instance._state.adding:
+                raise forms.ValidationError("a new endpoint needs a secret")
+            return self.instance.secret
+        return secret
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
+    list_display = ["url", "description", "event_list", "active", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["url", "description"]
+    readonly_fields = ["id", "created_at", "updated_at", "attempts"]
+    fieldsets = [
+        (None, {"fields": ["id", "url", "description", "events", "active", "secret", "created_at", "updated_at"]}),
+        ("Delivery attempts", {"fields": ["attempts"]}),
+    ]
+
+    @admin.display(description="events")
+    def event_list(self, endpoint: WebhookEndpoint) -> str:
+        return ", ".join(endpoint.events) if isinstance(endpoint.events, list) else "-"
+
+    @admin.display(description="latest attempts")
+    def attempts(self, endpoint: WebhookEndpoint) -> SafeString | str:
+        if endpoint._state.adding:
+            return "-"
+        latest = list(endpoint.attempts.order_by("-attempted_at", "-id")[:RECENT_ATTEMPTS])
+        if not latest:
+            return "none yet"
+        listing = reverse("admin:orders_webhookattempt_changelist") + f"?endpoint__id__exact={endpoint.pk}"
+        return format_html(
+            '{}<p><a href="{}">every attempt to this endpoint</a></p>',
+            _table(
+                ["at", "event", "event id", "order", "attempt", "status", "error", "ms"],
+                [
+                    (
+                        a.attempted_at.isoformat(timespec="seconds"),
+                        a.event_type,
+                        a.event_id,
+                        _link("admin:orders_order_change", a.order_id, a.order_id),
+                        a.attempt,
+                        a.status_code or "-",
+                        a.error or "-",
+                        f"{a.duration_ms:.0f}",
+                    )
+                    for a in latest
+                ],
+            ),
+            listing,
+        )
+
+    def save_model(self, request, obj: WebhookEndpoint, form, change: bool) -> None:
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            # What changed, by name only: the secret's value goes nowhere but its column.
+            audit_record(
+                actor=request.user.get_username(),
+                action="webhook_endpoint.change" if change else "webhook_endpoint.create",
+                target=f"webhook_endpoint:{obj.pk}",
+                details={"changed": sorted(form.changed_data), "active": obj.active, "events": obj.events},
+            )
+
+    def delete_model(self, request, obj: WebhookEndpoint) -> None:
+        with transaction.atomic():
+            audit_record(
+                actor=request.user.get_username(), action="webhook_endpoint.delete", target=f"webhook_endpoint:{obj.pk}"
+            )
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset: QuerySet[WebhookEndpoint]) -> None:
+        with transaction.atomic():
+            for endpoint_id in queryset.values_list("pk", flat=True):
+                audit_record(
+                    actor=request.user.get_username(),
+                    action="webhook_endpoint.delete",
+                    target=f"webhook_endpoint:{endpoint_id}",
+                )
+            super().delete_queryset(request, queryset)
+
+
+@admin.register(WebhookAttempt)
+class WebhookAttemptAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "attempted_at",
+        "endpoint",
+        "event_type",
+        "event_id",
+        "order_id",
+        "attempt",
+        "status_code",
+        "error",
+        "succeeded",
+        "duration_ms",
+    ]
+    list_filter = ["succeeded", "event_type", "endpoint", "attempted_at"]
+    search_fields = ["event_id", "order_id"]
+    list_select_related = ["endpoint"]
+    ordering = ["-attempted_at", "-id"]

@@ -54,3 +54,52 @@ class OrderLine(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["order", "sku"], name="order_line_sku_once")]
+
+
+class WebhookEndpoint(models.Model):
+    """A server outside that wants to hear how orders end: each event it subscribes to is POSTed to `url`,
+    signed with `secret` (orders/webhooks.py), through the outbox."""
+
+    class Event(models.TextChoices):
+        COMPLETED = "order.completed"
+        FAILED = "order.failed"
+        CANCELLED = "order.cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    url = models.URLField(max_length=500)
+    # The key of the HMAC-SHA256 signature; shared with the receiver, never shown back, never logged.
+    secret = models.CharField(max_length=255)
+    events = models.JSONField(default=list)  # of Event values
+    active = models.BooleanField(default=True, db_index=True)
+    description = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.description or self.url
+
+
+class WebhookAttempt(models.Model):
+    """One POST of one event to one endpoint, whatever came of it: a status code, or the error that stopped it."""
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="attempts")
+    event_id = models.UUIDField(db_index=True)
+    event_type = models.CharField(max_length=32)
+    order_id = models.UUIDField(db_index=True)
+    attempt = models.PositiveIntegerField()  # 1 for the first POST of this event to this endpoint
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=255, blank=True, default="")
+    succeeded = models.BooleanField()
+    duration_ms = models.FloatField()
+    attempted_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-attempted_at", "-id"]
+        indexes = [models.Index(fields=["endpoint", "event_id"], name="webhook_attempt_event_idx")]
+
+    def __str__(self) -> str:
+        outcome = self.status_code or self.error or "?"
+        return f"{self.event_type} {self.event_id} attempt {self.attempt}: {outcome}"

@@ -20,6 +20,7 @@ from messaging import correlation
 from messaging.outbox import publish
 from orders import queries
 from orders.models import Order, OrderLine
+from orders.webhooks import webhooks_enqueue
 from saga.services import saga_start
 
 logger = logging.getLogger(__name__)
@@ -177,13 +178,15 @@ def _keep_first_answer(order: Order, text: str) -> None:
 
 
 def order_finish(*, order_id: str, status: str, failure_reason: str = "", failure_detail: str = "") -> None:
-    """Record how the order's saga ended: a stable code and a readable text. Called by the saga in its own
-    transaction (OrdersConfig.saga_listeners)."""
+    """Record how the order's saga ended: a stable code and a readable text, and owe the end to the webhook
+    endpoints subscribed to it. Called by the saga in its own transaction (OrdersConfig.saga_listeners)."""
     failed = status != Order.Status.COMPLETED
+    finished_at = timezone.now()
     queries.order_record_end(
         order_id,
         status=status,
-        updated_at=timezone.now(),
+        updated_at=finished_at,
         failure_reason=failure_reason if failed else "",
         failure_detail=(failure_detail or failure_reason)[:255] if failed else "",
     )
+    webhooks_enqueue(order_id=order_id, status=status, occurred_at=finished_at)

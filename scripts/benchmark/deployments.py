@@ -49,7 +49,9 @@ from .topology import (
 if TYPE_CHECKING:
     from .api import Api
 
-CONSUMERS = ("payments", "inventory", "saga")
+# Every consumer the product has: /health wants each one consumed somewhere (webhooks idle when no endpoint is
+# registered, as in the bench).
+CONSUMERS = ("payments", "inventory", "saga", "webhooks")
 HOPS_SQL = """
 WITH phase AS (SELECT * FROM messaging_outboxmessage WHERE order_id = ANY(%s)),
      emitted AS (SELECT causation_id, min(created_at) AS first_at FROM messaging_outboxmessage
@@ -196,7 +198,7 @@ class ProductionDeployment(Deployment):
             ).start(),
         ]
         wait_until(lambda: healthy(self.base_url), "/health to answer 200", 60, self.children)
-        wait_until(self._consuming, "the worker to consume payments, inventory and saga", 60, self.children)
+        wait_until(self._consuming, "the worker to consume payments, inventory, saga and webhooks", 60, self.children)
 
     def _workers(self, env: dict[str, str]) -> list[Child]:
         """`--celery-workers` workers running every consumer, or that many for each consumer when split."""

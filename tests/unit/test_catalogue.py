@@ -36,6 +36,13 @@ VALID: dict[str, dict] = {
     "inventory.released": {"order_id": ORDER, "items": ITEMS},
     "order.completed": {"order_id": ORDER},
     "order.failed": {"order_id": ORDER, "reason": "out_of_stock"},
+    "webhook.deliver": {
+        "endpoint_id": OTHER,
+        "event_id": str(uuid.uuid4()),
+        "event_type": "order.completed",
+        "order_id": ORDER,
+        "occurred_at": "2026-12-02T01:23:45.678901+00:00",
+    },
 }
 
 FIELDS = [(key, field) for key, payload in VALID.items() for field in payload]
