@@ -4,6 +4,8 @@ through the saga's service, as the API's cancel does."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.urls import reverse
@@ -19,12 +21,15 @@ from saga.admin import render_timeline
 from saga.models import Saga
 from saga.services import saga_cancel
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 
 class OrderLineInline(admin.TabularInline):
     model = OrderLine
     extra = 0
     can_delete = False
-    fields = readonly_fields = ["sku", "quantity", "unit_price"]
+    fields = readonly_fields = ("sku", "quantity", "unit_price")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -43,6 +48,10 @@ def _table(headers: list[str], rows: list[tuple]) -> SafeString:
 
 def _link(view: str, pk, text) -> SafeString:
     return format_html('<a href="{}">{}</a>', reverse(view, args=[pk]), text)
+
+
+class SagaStateAnnotation(TypedDict):
+    saga_state: str | None  # None: the order has no saga (yet)
 
 
 @admin.register(Order)
@@ -110,7 +119,7 @@ class OrderAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"order {order.id}: cancelling")
 
     @admin.display(description="saga state", ordering="saga_state")
-    def saga_state(self, order: Order) -> str:
+    def saga_state(self, order: WithAnnotations[Order, SagaStateAnnotation]) -> str:
         return order.saga_state or "-"
 
     @admin.display(description="saga")
