@@ -50,7 +50,9 @@ class HealthView(HealthCheckView):
             logger.warning(
                 "unhealthy: %s", "; ".join(f"{name}: {checks[name]}" for name in failing), extra={"failing": failing}
             )
-            response._has_been_logged = True  # tells django.request not to log the 503 again
+            # Tells django.request not to log the 503 again: Django's own mark (django.utils.log), which its stubs
+            # leave out as private.
+            response._has_been_logged = True  # type: ignore[attr-defined]
         return response
 
 
@@ -104,9 +106,11 @@ class JsonMethodNotAllowedMixin:
         return json_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
 
 
-class SchemaView(JsonMethodNotAllowedMixin, SpectacularAPIView):
+# djangorestframework-stubs type APIView.http_method_not_allowed as answering a Response; DRF takes any
+# HttpResponse from a handler, and this one is a JsonResponse.
+class SchemaView(JsonMethodNotAllowedMixin, SpectacularAPIView):  # type: ignore[misc]
     pass
 
 
-class DocsView(JsonMethodNotAllowedMixin, SpectacularSwaggerView):
+class DocsView(JsonMethodNotAllowedMixin, SpectacularSwaggerView):  # type: ignore[misc]
     pass
