@@ -80,7 +80,9 @@ def _why_stuck(saga: Saga) -> str:
             f"in {saga.state} has sent payment.refund {saga.compensation_attempts} times without an answer "
             f"(flagged; the sweep sends it again every {settings.SAGA_COMPENSATION_BACKOFF_MAX_S:g}s)"
         )
-    return f"in {saga.state} past its deadline {saga.deadline_at.isoformat()}"
+    deadline = saga.deadline_at
+    assert deadline is not None, "a stuck saga that has not ended is one past its deadline"
+    return f"in {saga.state} past its deadline {deadline.isoformat()}"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import Direction
 from rest_framework import serializers
 from rest_framework.permissions import SAFE_METHODS
 
@@ -59,7 +60,7 @@ class AutoSchema(openapi.AutoSchema):
     list.
     """
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(self, direction: Direction = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         error = self.resolve_serializer(ErrorOutputSerializer, "response").ref
         for status in sorted(self.error_statuses()):
@@ -74,10 +75,14 @@ class AutoSchema(openapi.AutoSchema):
         drops for a ListSerializer."""
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if isinstance(field, serializers.ListSerializer) and schema.get("type") == "array":
-            if field.max_length is not None:
-                schema["maxItems"] = field.max_length
-            if field.min_length is not None or not field.allow_empty:
-                schema["minItems"] = max(field.min_length or 0, 0 if field.allow_empty else 1)
+            # djangorestframework-stubs declare ListSerializer's max_length and min_length arguments only, not
+            # the attributes that keep them.
+            max_length: int | None = field.max_length  # type: ignore[attr-defined]
+            min_length: int | None = field.min_length  # type: ignore[attr-defined]
+            if max_length is not None:
+                schema["maxItems"] = max_length
+            if min_length is not None or not field.allow_empty:
+                schema["minItems"] = max(min_length or 0, 0 if field.allow_empty else 1)
         return schema
 
     def error_statuses(self) -> set[int]:

@@ -45,7 +45,8 @@ api = [
 ]
 
 urlpatterns = [
-    *[path(f"api/{route.pattern}", route.callback, name=route.name) for route in api],
+    # Django's path() takes name=None, its stubs a str only (every route of `api` has a name).
+    *[path(f"api/{route.pattern}", route.callback, name=route.name) for route in api],  # type: ignore[arg-type]
     re_path(r"^api(?:/[\s\S]*)?\Z", api_not_found),
     path("health", HealthView.as_view(), name="health"),
     path("health/live", liveness, name="health-live"),

@@ -3,6 +3,7 @@ they skip the ORM's building, and how they keep its meaning)."""
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +19,7 @@ def reservation_of(order_id: str) -> Reservation | None:
     return None if found is None else sql.loaded(Reservation, order_id=order_id, **found)
 
 
-def reservation_lines(reservation_id: int) -> list[dict[str, Any]]:
+def reservation_lines(reservation_id: uuid.UUID) -> list[dict[str, Any]]:
     """The reservation's lines, `{"sku", "quantity"}`, by sku."""
     lines = sql.select(
         ReservationLine,

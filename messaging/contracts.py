@@ -270,8 +270,10 @@ def _queue_binding(queue: Queue) -> dict[str, Any]:
             "vhost": "/",
         },
     }
-    if queue.queue_arguments:
-        binding["x-arguments"] = dict(queue.queue_arguments)
+    # kombu sets queue_arguments from its table of attributes, and its annotations leave it out.
+    arguments = queue.queue_arguments  # type: ignore[attr-defined]
+    if arguments:
+        binding["x-arguments"] = dict(arguments)
     bound = sorted((b.exchange.name, b.routing_key or "") for b in queue.bindings or ())
     if not bound and queue.exchange is not None and queue.exchange.name:
         bound = [(queue.exchange.name, queue.routing_key or "")]

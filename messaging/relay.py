@@ -223,10 +223,9 @@ class Relay:
                 notified = listener.wait(min(next_sweep - time.monotonic(), tick_s()))
                 if notified is None:
                     next_sweep = 0.0
-                for start in range(0, len(notified or []), settings.OUTBOX_BATCH_SIZE):
-                    relay_once(
-                        publisher, ids=notified[start : start + settings.OUTBOX_BATCH_SIZE], refusals=self.refusals
-                    )
+                ids = notified or []
+                for start in range(0, len(ids), settings.OUTBOX_BATCH_SIZE):
+                    relay_once(publisher, ids=ids[start : start + settings.OUTBOX_BATCH_SIZE], refusals=self.refusals)
                 # The relay beats between its passes, once both of its connections have answered.
                 publisher.keep_alive()
                 self.heartbeat.beat()

@@ -8,6 +8,8 @@ its endpoint and on a page of its own."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
@@ -26,12 +28,15 @@ from saga.admin import render_timeline
 from saga.models import Saga
 from saga.services import saga_cancel
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 
 class OrderLineInline(admin.TabularInline):
     model = OrderLine
     extra = 0
     can_delete = False
-    fields = readonly_fields = ["sku", "quantity", "unit_price"]
+    fields = readonly_fields = ("sku", "quantity", "unit_price")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -50,6 +55,10 @@ def _table(headers: list[str], rows: list[tuple]) -> SafeString:
 
 def _link(view: str, pk, text) -> SafeString:
     return format_html('<a href="{}">{}</a>', reverse(view, args=[pk]), text)
+
+
+class SagaStateAnnotation(TypedDict):
+    saga_state: str | None  # None: the order has no saga (yet)
 
 
 @admin.register(Order)
@@ -117,7 +126,7 @@ class OrderAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"order {order.id}: cancelling")
 
     @admin.display(description="saga state", ordering="saga_state")
-    def saga_state(self, order: Order) -> str:
+    def saga_state(self, order: WithAnnotations[Order, SagaStateAnnotation]) -> str:
         return order.saga_state or "-"
 
     @admin.display(description="saga")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -34,7 +34,8 @@ from saga.selectors import saga_state_and_history
 from saga.services import saga_cancel
 
 MAX_QUANTITY = 1_000_000
-IDEMPOTENCY_KEY_MAX_LENGTH = Order._meta.get_field("idempotency_key").max_length
+# The column declares a max_length; its type says int | None, since a CharField may have none.
+IDEMPOTENCY_KEY_MAX_LENGTH = cast(int, Order._meta.get_field("idempotency_key").max_length)
 
 
 class OrderNotFoundError(NotFoundError):
@@ -54,7 +55,8 @@ class OrderLineInputSerializer(serializers.Serializer):
 class OrderCreateInputSerializer(serializers.Serializer):
     # Required for an operator token; a customer token may leave it out (it is the token's own).
     customer_id = StrictCharField(required=False, **IDENTIFIER)
-    items = OrderLineInputSerializer(many=True, allow_empty=False, max_length=settings.MAX_ORDER_LINES)
+    # DRF passes max_length on to the ListSerializer that many=True builds; djangorestframework-stubs leave it out.
+    items = OrderLineInputSerializer(many=True, allow_empty=False, max_length=settings.MAX_ORDER_LINES)  # type: ignore[call-arg]
 
     def __init__(self, *args: Any, customer_required: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -186,6 +188,7 @@ def ordering_customer(request: Request, data: dict) -> str:
     scope = customer_scope(request)
     given = data.get("customer_id")
     if scope is None:
+        assert given is not None, "an operator's order names its customer (the serializer requires it)"
         return given
     if given is not None and given != scope:
         raise CustomerMismatchError(
@@ -227,7 +230,7 @@ class OrderListCreateApi(APIView):
         ],
         responses={201: OrderDetailOutputSerializer},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         key = idempotency_key(request)
         data = validated(OrderCreateInputSerializer, request.data, customer_required=customer_scope(request) is None)
         customer_id = ordering_customer(request, data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db import models
 
@@ -32,6 +33,11 @@ class Order(models.Model):
     first_answer = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Not columns: what order_create wrote for the order it placed (its lines; its saga's state and first
+    # transition), kept on the instance for the answer to the POST.
+    placed_lines: list[OrderLine]
+    placed_saga: tuple[str, list[Any]]
 
     class Meta:
         ordering = ["-created_at", "id"]

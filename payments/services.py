@@ -105,13 +105,13 @@ def payment_refund(*, order_id: str, reason: str, gateway: PaymentGateway | None
         (gateway or default_gateway()).refund(payment=payment)
         payment.status = Payment.Status.REFUNDED
         sql.update(payment, ["status"])
-    refunded = payment is not None and payment.status == Payment.Status.REFUNDED
+    refunded = payment if payment is not None and payment.status == Payment.Status.REFUNDED else None
     publish(
         "payment.refunded",
         {
             "order_id": order_id,
-            "payment_id": str(payment.id) if refunded else None,
-            "amount": f"{payment.amount:.2f}" if refunded else f"{ZERO:.2f}",
+            "payment_id": str(refunded.id) if refunded is not None else None,
+            "amount": f"{refunded.amount:.2f}" if refunded is not None else f"{ZERO:.2f}",
         },
     )
     return payment

@@ -125,9 +125,10 @@ class StateAgeFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
-        if self.value() not in self.BANDS:
+        band = self.value()
+        if band not in self.BANDS:
             return queryset
-        low, high = self.BANDS[self.value()]
+        low, high = self.BANDS[band]
         now = timezone.now()
         if low is not None:
             queryset = queryset.filter(state_entered_at__lte=now - timedelta(seconds=low))
@@ -151,7 +152,7 @@ class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = [StateFilter, StuckFilter, CompensationFilter, StateAgeFilter, "failure_reason", "created_at"]
     search_fields = ["order_id", "customer_id"]
     ordering = ["-created_at"]
-    fields = [
+    fields = (
         "order_link",
         "state",
         "failure_reason",
@@ -167,7 +168,7 @@ class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
         "timeline",
-    ]
+    )
     readonly_fields = fields
     actions = ["retry_compensation"]
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import reduce
 from operator import or_
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
 from django.db import transaction
@@ -30,6 +30,9 @@ from saga.models import (
     state_deadline_s,
     tracks_compensation,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 logger = logging.getLogger(__name__)
 
@@ -267,12 +270,16 @@ def _union(*parts: QuerySet[Saga]) -> QuerySet[Saga]:
     return Saga.objects.filter(pk__in=first.union(*others))
 
 
-def _with_due() -> QuerySet[Saga]:
+class _Due(TypedDict):
+    due: datetime
+
+
+def _with_due() -> QuerySet[WithAnnotations[Saga, _Due]]:
     # A saga written before the column existed has no due time: it is due from when it entered its state.
     return Saga.objects.alias(due=Coalesce("compensation_due_at", "state_entered_at"))
 
 
-def ended_holding(late_command: str, order_id: str | None = None) -> QuerySet[Saga]:
+def ended_holding(late_command: str, order_id: str | None = None) -> QuerySet[WithAnnotations[Saga, _Due]]:
     """Ended sagas whose participant still holds what `late_command` undoes (the order saga's
     `inventory.release`: stock still reserved): the release (or commit) their end asked for has not taken
     effect yet. `order_id`: that saga only."""
@@ -280,7 +287,9 @@ def ended_holding(late_command: str, order_id: str | None = None) -> QuerySet[Sa
     return _with_due().filter(state__in=registry.definition().final_states, order_id__in=held)
 
 
-def _ended_holding(definition: SagaDefinition, order_id: str | None = None) -> dict[str, QuerySet[Saga]]:
+def _ended_holding(
+    definition: SagaDefinition, order_id: str | None = None
+) -> dict[str, QuerySet[WithAnnotations[Saga, _Due]]]:
     """For each held input of `definition`, the ended sagas the sweep raises it for."""
     return {
         step.compensation.held_input: ended_holding(step.compensation.late_command, order_id)

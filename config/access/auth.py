@@ -57,8 +57,10 @@ class BearerTokenAuthentication(BaseAuthentication):
 
     keyword = b"bearer"
 
-    def authenticate(self, request: Request) -> tuple[ApiClient, ApiToken] | None:
-        parts = get_authorization_header(request).split()
+    def authenticate(self, request: Request | HttpRequest) -> tuple[ApiClient, ApiToken] | None:
+        # A plain HttpRequest too (requires_operator_token): DRF reads the header from request.META, which both
+        # have, though its stubs take a Request only.
+        parts = get_authorization_header(request).split()  # type: ignore[arg-type]
         if not parts or parts[0].lower() != self.keyword:
             return None
         if len(parts) != 2:
@@ -75,7 +77,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         )
         return client, record
 
-    def authenticate_header(self, request: Request) -> str:
+    def authenticate_header(self, request: Request | HttpRequest) -> str:
         return 'Bearer realm="sagaflow"'
 
 

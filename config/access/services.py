@@ -72,8 +72,10 @@ def api_token_revoke(*, token: str | None = None, token_id: int | None = None, b
     with transaction.atomic():
         if token is not None:
             record = found.filter(key_hash=token_hash(token.strip())).first()
-        else:
+        elif token_id is not None:
             record = found.filter(pk=token_id).first()
+        else:
+            record = None
         if record is None:
             raise TokenError("no such token")
         if record.revoked_at is None:

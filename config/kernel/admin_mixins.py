@@ -1,5 +1,7 @@
 """What every admin page of the product shares."""
 
+from typing import ClassVar
+
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections
@@ -59,5 +61,5 @@ class LargeTableMixin:
     """The list of a table that grows with every order: counted from the estimate when unfiltered, and with no
     second count of the whole table beside a filtered one."""
 
-    paginator = EstimatedCountPaginator
+    paginator: ClassVar[type[Paginator]] = EstimatedCountPaginator
     show_full_result_count = False

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 from django.db.models.expressions import Col
+
+M = TypeVar("M", bound=Model)
 
 
 def _db():
@@ -43,13 +45,21 @@ def placeholders(values: Sequence[Any]) -> str:
 
 def adapt(model: type[Model], name: str, value: Any) -> Any:
     """`value` as a parameter for the column of field `name`: a uuid is a hex string on SQLite, and so on."""
-    return model._meta.get_field(name).get_db_prep_value(value, _db())
+    return _column_field(model, name).get_db_prep_value(value, _db())
+
+
+def _column_field(model: type[Model], name: str) -> Field:
+    # get_field() also answers with reverse relations and generic keys, which have no column of their own.
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field), f"{model.__name__}.{name} is not a column"
+    return field
 
 
 @cache
 def _insert_plan(model: type[Model], vendor: str) -> tuple[str, tuple[Field, ...], bool]:
     meta = model._meta
-    generated = meta.pk.db_returning  # an auto-incremented id: the database gives it
+    # An auto-incremented id: the database gives it. (django-stubs leave out Field.db_returning.)
+    generated = meta.pk.db_returning  # type: ignore[attr-defined]
     fields = tuple(f for f in meta.concrete_fields if not (generated and f is meta.pk))
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
@@ -57,7 +67,7 @@ def _insert_plan(model: type[Model], vendor: str) -> tuple[str, tuple[Field, ...
     return f"INSERT INTO {meta.db_table} ({columns}) VALUES ({placeholders}){returning}", fields, generated
 
 
-def insert(instance: Model) -> Model:
+def insert(instance: M) -> M:
     """Insert a new instance as `save(force_insert=True)` would: defaults and auto_now stamps are set on it,
     and a generated id is read back into it."""
     db = _db()
@@ -73,7 +83,7 @@ def insert(instance: Model) -> Model:
 @cache
 def _update_plan(model: type[Model], names: tuple[str, ...], vendor: str) -> tuple[str, tuple[Field, ...]]:
     meta = model._meta
-    fields = [meta.get_field(name) for name in names]
+    fields = [_column_field(model, name) for name in names]
     fields += [f for f in meta.concrete_fields if getattr(f, "auto_now", False) and f not in fields]
     assignments = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
     key = connection.ops.quote_name(meta.pk.column)
@@ -101,7 +111,7 @@ class _Select:
 @cache
 def _select_plan(model: type[Model], names: tuple[str, ...], where: str, suffix: str, vendor: str) -> _Select:
     meta = model._meta
-    fields = [meta.get_field(name) for name in names]
+    fields = [_column_field(model, name) for name in names]
     columns = tuple(field.get_col(meta.db_table) for field in fields)
     converters = tuple(
         tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection)) for col in columns
@@ -176,12 +186,12 @@ def waited_too_long_for_a_lock(error: BaseException) -> bool:
     return getattr(error.__cause__, "sqlstate", None) == "55P03"  # lock_not_available
 
 
-def loaded(model: type[Model], **values: Any) -> Model:
+def loaded(model: type[M], **values: Any) -> M:
     """An instance of a row read by `select()`: a later `save()` updates that row rather than inserting one."""
     return _as_stored(model(**values), _db())
 
 
-def _as_stored(instance: Model, db) -> Model:
+def _as_stored(instance: M, db) -> M:
     # As the ORM marks an instance it saved or loaded.
     instance._state.adding = False
     instance._state.db = db.alias

@@ -516,3 +516,24 @@ def test_grafana_shows_the_dashboards_to_anyone_and_takes_its_admin_password_fro
     assert (env["GF_AUTH_ANONYMOUS_ENABLED"], env["GF_AUTH_ANONYMOUS_ORG_ROLE"]) == ("true", "Viewer")
     assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD")
     assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+# --- the lint in the test run ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["test", "test-fast"])
+def test_the_test_targets_run_the_lint_before_any_test(target):
+    # A dry run (`make -n`) prints the commands in the order make would run them, and runs none of them.
+    commands = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.splitlines()
+    steps = ("ruff check .", "ruff format --check .", "/mypy", "-m pytest")
+    order = [next((i for i, command in enumerate(commands) if step in command), None) for step in steps]
+    assert None not in order, f"`make {target}` does not run {steps[order.index(None)]!r}: {commands}"
+    assert order == sorted(order), f"`make {target}` runs them out of order: {commands}"
+
+
+def test_the_lint_tools_are_pinned_in_requirements():
+    pinned = dict(line.split("==", 1) for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line)
+    for tool in ("ruff", "mypy", "django-stubs", "djangorestframework-stubs"):
+        assert re.fullmatch(r"\d+(\.\d+)+", pinned.get(tool, "")), f"{tool} is not pinned in requirements.txt"

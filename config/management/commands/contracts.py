@@ -1,5 +1,6 @@
 """Prints the message contracts, or checks or rewrites the README's blocks generated from them."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -8,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from config.contracts import asyncapi_text, catalogue_markdown, catalogue_schema_text, readme_drift, readme_rewritten
 from saga.diagram import mermaid
 
-PRINTED = {
+PRINTED: dict[str, Callable[[], str]] = {
     "asyncapi": lambda: asyncapi_text("yaml"),
     "asyncapi-json": lambda: asyncapi_text("json"),
     "schema": catalogue_schema_text,
