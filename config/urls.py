@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path, re_path, register_converter
 
 from config.contracts import AsyncApiView, MessageSchemaView, MessagesPageView
+from config.overview import overview_index
 from config.views import DocsView, HealthView, ReadinessView, SchemaView, api_not_found, liveness, metrics
 from inventory.api import ProductDetailApi, ProductListCreateApi, ProductRestockApi
 from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi
@@ -51,6 +52,8 @@ urlpatterns = [
     path("health/live", liveness, name="health-live"),
     path("health/ready", ReadinessView.as_view(), name="health-ready"),
     path("metrics", metrics, name="metrics"),
+    # The admin's index, with the operations overview on top; every other admin page is the admin's own.
+    path("admin/", admin.site.admin_view(overview_index), name="overview"),
     path("admin/", admin.site.urls),
 ]
 

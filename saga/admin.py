@@ -54,17 +54,23 @@ def render_timeline(order_id: str) -> SafeString:
     )
 
 
+# The StateFilter's choice of every final state at once: the sagas the overview's latencies are taken over.
+ENDED = "ended"
+
+
 class StateFilter(admin.SimpleListFilter):
-    """The states of the saga definition in use, in its order. The parameter is the one Django's filter of a
-    field with choices used, so that links kept from before still work."""
+    """The states of the saga definition in use, in its order, and all its final states at once. The parameter
+    is the one Django's filter of a field with choices used, so that links kept from before still work."""
 
     title = "state"
     parameter_name = "state__exact"
 
     def lookups(self, request, model_admin):
-        return [(state, state) for state in registry.definition().states]
+        return [(state, state) for state in registry.definition().states] + [(ENDED, "ended (any final state)")]
 
     def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
+        if self.value() == ENDED:
+            return queryset.filter(state__in=registry.definition().final_states)
         return queryset.filter(state=self.value()) if self.value() else queryset
 
 
@@ -148,7 +154,16 @@ class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "compensation_attempts",
         "created_at",
     ]
-    list_filter = [StateFilter, StuckFilter, CompensationFilter, StateAgeFilter, "failure_reason", "created_at"]
+    # state_entered_at: the overview links each minute of its charts to the sagas that ended in it.
+    list_filter = [
+        StateFilter,
+        StuckFilter,
+        CompensationFilter,
+        StateAgeFilter,
+        "failure_reason",
+        "created_at",
+        "state_entered_at",
+    ]
     search_fields = ["order_id", "customer_id"]
     ordering = ["-created_at"]
     fields = [

@@ -1,0 +1,43 @@
+// Draws the operations overview's charts from the figures in the page (Chart.js is served by the product).
+// A click on a bar opens the admin list of the sagas, or dead letters, it counts.
+(function () {
+  const data = JSON.parse(document.getElementById("overview-charts").textContent);
+  const colours = ["#417690", "#2e7d32", "#c62828", "#ef6c00", "#6a1b9a", "#00838f", "#8d6e63", "#5c6bc0"];
+  const named = { started: "#417690", completed: "#2e7d32", failed: "#c62828", cancelled: "#ef6c00" };
+
+  function draw(id, series, stacked) {
+    const canvas = document.getElementById(id);
+    const chart = new Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: data.labels,
+        datasets: series.map((s, i) => ({
+          label: s.label,
+          data: s.values,
+          backgroundColor: named[s.label] || colours[i % colours.length],
+          urls: s.urls,
+        })),
+      },
+      options: {
+        animation: false,
+        maintainAspectRatio: false,
+        scales: {
+          x: { stacked: stacked, ticks: { maxTicksLimit: 12 } },
+          y: { stacked: stacked, beginAtZero: true, ticks: { precision: 0 } },
+        },
+        plugins: { legend: { position: "bottom" } },
+        onClick: (event, elements) => {
+          if (elements.length) {
+            const { datasetIndex, index } = elements[0];
+            window.location.href = chart.data.datasets[datasetIndex].urls[index];
+          }
+        },
+      },
+    });
+    canvas.dataset.drawn = "true"; // for the browser test: the chart has been built
+  }
+
+  draw("chart-flow", data.flow, false);
+  draw("chart-failures", data.failures, true);
+  draw("chart-dead-letters", data.dead_letters, false);
+})();
