@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from urllib.parse import urlencode
 
 from django.contrib import admin
@@ -49,8 +50,14 @@ OPEN_LETTER = Q(replayed_at__isnull=True, discarded_at__isnull=True)
 
 def admin_list(model, **filters) -> str:
     """The URL of the admin list of `model`, filtered by the list filters' own parameters."""
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    url = _changelist(model._meta.app_label, model._meta.model_name)
     return f"{url}?{urlencode(filters)}" if filters else url
+
+
+@cache
+def _changelist(app_label: str, model_name: str) -> str:
+    # Looked up once: the charts link every minute of the window, a thousand links a page.
+    return reverse(f"admin:{app_label}_{model_name}_changelist")
 
 
 def _iso(moment: datetime) -> str:

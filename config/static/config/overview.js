@@ -5,22 +5,28 @@
   const colours = ["#417690", "#2e7d32", "#c62828", "#ef6c00", "#6a1b9a", "#00838f", "#8d6e63", "#5c6bc0"];
   const named = { started: "#417690", completed: "#2e7d32", failed: "#c62828", cancelled: "#ef6c00" };
 
-  function draw(id, series, stacked) {
+  // type "line": one line per series; "bar": the series stacked in each minute's bar.
+  function draw(id, series, type) {
     const canvas = document.getElementById(id);
+    const stacked = type === "bar";
     const chart = new Chart(canvas, {
-      type: "bar",
+      type: type,
       data: {
         labels: data.labels,
         datasets: series.map((s, i) => ({
           label: s.label,
           data: s.values,
           backgroundColor: named[s.label] || colours[i % colours.length],
+          borderColor: named[s.label] || colours[i % colours.length],
+          borderWidth: stacked ? 0 : 1.5,
+          pointRadius: 0,
           urls: s.urls,
         })),
       },
       options: {
         animation: false,
         maintainAspectRatio: false,
+        interaction: { mode: "nearest", intersect: false },
         scales: {
           x: { stacked: stacked, ticks: { maxTicksLimit: 12 } },
           y: { stacked: stacked, beginAtZero: true, ticks: { precision: 0 } },
@@ -37,7 +43,7 @@
     canvas.dataset.drawn = "true"; // for the browser test: the chart has been built
   }
 
-  draw("chart-flow", data.flow, false);
-  draw("chart-failures", data.failures, true);
-  draw("chart-dead-letters", data.dead_letters, false);
+  draw("chart-flow", data.flow, "line");
+  draw("chart-failures", data.failures, "bar");
+  draw("chart-dead-letters", data.dead_letters, "bar");
 })();
