@@ -73,11 +73,17 @@ class Figure:
 
 @dataclass
 class Series:
-    """Counts per minute over the window: one value per minute in `Overview.minutes`, each with its list."""
+    """Counts per minute over the window, one value per minute of `Overview.minutes`. The list behind a minute's
+    value is `url` narrowed to that minute of `time_field`; the page's script builds the same link for a bar."""
 
     label: str
     values: list[int]
-    urls: list[str]
+    url: str
+    time_field: str
+
+    def url_at(self, minute: datetime) -> str:
+        """The admin list of the rows counted in `minute`."""
+        return f"{self.url}{'&' if '?' in self.url else '?'}{urlencode(_minute_range(minute, self.time_field))}"
 
 
 @dataclass
@@ -103,10 +109,10 @@ class Overview:
     missing_loops: list[str] = field(default_factory=list)
 
     def charts(self) -> dict:
-        """What the page's charts draw, as JSON: labels, series, and the list URL of every bar."""
-        labels = [moment.strftime("%H:%M") for moment in self.minutes]
+        """What the page's charts draw, as JSON: labels, the minutes they start at, the series."""
         return {
-            "labels": labels,
+            "labels": [moment.strftime("%H:%M") for moment in self.minutes],
+            "minutes": [_iso(moment) for moment in [*self.minutes, self.minutes[-1] + timedelta(minutes=1)]],
             "flow": [vars(series) for series in self.flow],
             "failures": [vars(series) for series in self.failures_by_reason],
             "dead_letters": [vars(self.dead_letter_growth)],
@@ -171,13 +177,7 @@ def _flow(definition, since: datetime, minutes: list[datetime]) -> tuple[list[Se
         .annotate(n=Count("pk"))
         .order_by()
     )
-    flow = [
-        Series(
-            "started",
-            _per_minute(started_rows, minutes),
-            [admin_list(Saga, **_minute_range(m, "created_at")) for m in minutes],
-        )
-    ]
+    flow = [Series("started", _per_minute(started_rows, minutes), admin_list(Saga), "created_at")]
     ended = (
         Saga.objects.filter(state__in=definition.final_states, state_entered_at__gte=since)
         .annotate(minute=TruncMinute("state_entered_at"))
@@ -200,22 +200,16 @@ def _flow(definition, since: datetime, minutes: list[datetime]) -> tuple[list[Se
             Series(
                 label,
                 [by_state[state].get(m, 0) for m in minutes],
-                [admin_list(Saga, state__exact=state, **_minute_range(m, "state_entered_at")) for m in minutes],
+                admin_list(Saga, state__exact=state),
+                "state_entered_at",
             )
         )
     failures = [
         Series(
             reason,
             [counts.get(m, 0) for m in minutes],
-            [
-                admin_list(
-                    Saga,
-                    state__exact=definition.failed_state,
-                    failure_reason=reason,
-                    **_minute_range(m, "state_entered_at"),
-                )
-                for m in minutes
-            ],
+            admin_list(Saga, state__exact=definition.failed_state, failure_reason=reason),
+            "state_entered_at",
         )
         for reason, counts in sorted(by_reason.items())
     ]
@@ -295,11 +289,7 @@ def _dead_letter_growth(since: datetime, minutes: list[datetime]) -> Series:
         .annotate(n=Count("pk"))
         .order_by()
     )
-    return Series(
-        "dead-lettered",
-        _per_minute(rows, minutes),
-        [admin_list(DeadLetter, **_minute_range(m, "last_failed_at")) for m in minutes],
-    )
+    return Series("dead-lettered", _per_minute(rows, minutes), admin_list(DeadLetter), "last_failed_at")
 
 
 def _heartbeats(now: datetime) -> tuple[list[dict], list[str]]:

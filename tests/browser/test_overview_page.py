@@ -126,7 +126,18 @@ def test_staff_land_on_the_overview_and_its_charts_are_drawn_from_local_assets(b
     )
     screenshot(browser, "overview")
 
+    # the busiest minute's bar of failures links to the list of exactly those sagas
+    failed = figures.flow[2]
+    busiest = max(range(len(failed.values)), key=failed.values.__getitem__)
+    link = browser.execute_script("return overviewLink('chart-flow', 2, arguments[0])", busiest)
+    browser.get(link if link.startswith("http") else f"{live_server.url}{link}")
+    WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "result_list")))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
+    assert len(rows) == failed.values[busiest] > 0
+
     # a number opens the list behind it
+    browser.back()
+    WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "failures-by-reason")))
     browser.find_element(By.CSS_SELECTOR, "#failures-by-reason a").click()
     WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "result_list")))
     assert "failure_reason=" in browser.current_url

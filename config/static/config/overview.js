@@ -5,6 +5,16 @@
   const colours = ["#417690", "#2e7d32", "#c62828", "#ef6c00", "#6a1b9a", "#00838f", "#8d6e63", "#5c6bc0"];
   const named = { started: "#417690", completed: "#2e7d32", failed: "#c62828", cancelled: "#ef6c00" };
 
+  // The admin list of what a bar counts: the series' list narrowed to the bar's minute (Series.url_at).
+  function link(dataset, index) {
+    const range = new URLSearchParams({
+      [dataset.timeField + "__gte"]: data.minutes[index],
+      [dataset.timeField + "__lt"]: data.minutes[index + 1],
+    });
+    return dataset.url + (dataset.url.includes("?") ? "&" : "?") + range.toString();
+  }
+  window.overviewLink = (id, datasetIndex, index) => link(Chart.getChart(id).data.datasets[datasetIndex], index);
+
   // type "line": one line per series; "bar": the series stacked in each minute's bar.
   function draw(id, series, type) {
     const canvas = document.getElementById(id);
@@ -20,7 +30,8 @@
           borderColor: named[s.label] || colours[i % colours.length],
           borderWidth: stacked ? 0 : 1.5,
           pointRadius: 0,
-          urls: s.urls,
+          url: s.url,
+          timeField: s.time_field,
         })),
       },
       options: {
@@ -35,7 +46,7 @@
         onClick: (event, elements) => {
           if (elements.length) {
             const { datasetIndex, index } = elements[0];
-            window.location.href = chart.data.datasets[datasetIndex].urls[index];
+            window.location.href = link(chart.data.datasets[datasetIndex], index);
           }
         },
       },
