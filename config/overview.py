@@ -296,7 +296,8 @@ def _heartbeats(now: datetime) -> tuple[list[dict], list[str]]:
     """Each worker's loops with the age of their last beat; and the loops messages need that no worker beats."""
     wedged = stuck_loops(within_s=SILENT_AFTER_S)
     rows = []
-    for beat in WorkerHeartbeat.objects.order_by("worker", "loop"):
+    beats = list(WorkerHeartbeat.objects.order_by("worker", "loop"))
+    for beat in beats:
         age = (now - beat.beat_at).total_seconds()
         rows.append(
             {
@@ -310,7 +311,7 @@ def _heartbeats(now: datetime) -> tuple[list[dict], list[str]]:
                 "url": admin_list(WorkerHeartbeat, worker=beat.worker),
             }
         )
-    alive = {row["loop"] for row in rows if not row["silent"]}
+    alive = {beat.loop for beat, row in zip(beats, rows, strict=True) if not row["silent"]}
     return rows, sorted(required_loops() - alive)
 
 

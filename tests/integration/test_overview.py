@@ -124,6 +124,7 @@ def test_the_overview_counts_the_known_rows(known_rows):
     beats = {(row["worker"], row["loop"]): row for row in view.heartbeats}
     assert not beats["w1:1", "payments"]["silent"]
     assert beats["w1:1", "saga"]["silent"] and beats["w1:1", "saga"]["wedged"]
+    assert "saga" in view.missing_loops and "payments" not in view.missing_loops
 
 
 def listed(client: Client, url: str) -> int:
