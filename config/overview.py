@@ -315,8 +315,15 @@ def _heartbeats(now: datetime) -> tuple[list[dict], list[str]]:
     return rows, sorted(required_loops() - alive)
 
 
+# What a staff user must be allowed to see for the overview to show: the lists its numbers open.
+OVERVIEW_PERMISSIONS = ["saga.view_saga", "messaging.view_deadletter", "messaging.view_outboxmessage"]
+
+
 def overview_index(request, extra_context=None):
-    """The admin's index with the overview above the list of apps."""
+    """The admin's index with the overview above the list of apps; the plain index for a staff user who may
+    not see the sagas and the messages."""
+    if not request.user.has_perms(OVERVIEW_PERMISSIONS):
+        return admin.site.index(request, extra_context=extra_context)
     context = {"overview": overview(), "window_hours": WINDOW.total_seconds() / 3600, **(extra_context or {})}
     context["charts"] = context["overview"].charts()
     response = admin.site.index(request, extra_context=context)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
@@ -167,3 +167,15 @@ def test_the_admin_index_shows_the_overview_above_the_apps(known_rows):
     assert page.index('id="operations-overview"') < page.index('class="app-saga')
     assert 'id="chart-flow"' in page and "chart.umd.min.js" in page
     assert Client().get("/admin/").status_code == 302  # and for staff only
+
+
+def test_staff_who_may_not_see_the_sagas_get_the_plain_index(known_rows):
+    clerk = User.objects.create_user(f"clerk-{uuid.uuid4().hex[:6]}", password="x" * 12, is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="view_order"))
+    client = Client()
+    client.force_login(clerk)
+
+    page = client.get("/admin/")
+
+    assert page.status_code == 200 and 'class="app-orders' in page.content.decode()
+    assert 'id="operations-overview"' not in page.content.decode()
