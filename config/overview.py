@@ -126,7 +126,7 @@ def overview(*, now: datetime | None = None, window: timedelta = WINDOW) -> Over
     minutes = [since + timedelta(minutes=i) for i in range(int((now - since).total_seconds() // 60) + 1)]
     definition = registry.definition()
     flow, failures, failure_totals = _flow(definition, since, minutes)
-    outbox = OutboxMessage.objects.filter(published_at__isnull=True).aggregate(n=Count("pk"), oldest=Min("created_at"))
+    outbox = OutboxMessage.objects.filter(published_at__isnull=True).aggregate(n=Count("*"), oldest=Min("created_at"))
     groups, open_letters = _dead_letter_groups()
     loops, missing = _heartbeats(now)
     return Overview(
@@ -174,7 +174,7 @@ def _flow(definition, since: datetime, minutes: list[datetime]) -> tuple[list[Se
         Saga.objects.filter(created_at__gte=since)
         .annotate(minute=TruncMinute("created_at"))
         .values_list("minute")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
         .order_by()
     )
     flow = [Series("started", _per_minute(started_rows, minutes), admin_list(Saga), "created_at")]
@@ -182,7 +182,7 @@ def _flow(definition, since: datetime, minutes: list[datetime]) -> tuple[list[Se
         Saga.objects.filter(state__in=definition.final_states, state_entered_at__gte=since)
         .annotate(minute=TruncMinute("state_entered_at"))
         .values_list("state", "failure_reason", "minute")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
         .order_by()
     )
     by_state: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
@@ -268,7 +268,7 @@ def _dead_letter_groups() -> tuple[list[dict], int]:
     rows = (
         DeadLetter.objects.filter(OPEN_LETTER)
         .values("queue", "routing_key", "reason")
-        .annotate(n=Count("pk"), first=Min("first_failed_at"), last=Max("last_failed_at"))
+        .annotate(n=Count("*"), first=Min("first_failed_at"), last=Max("last_failed_at"))
         .order_by("-n", "queue", "routing_key", "reason")
     )
     groups = [
@@ -286,7 +286,7 @@ def _dead_letter_growth(since: datetime, minutes: list[datetime]) -> Series:
         DeadLetter.objects.filter(last_failed_at__gte=since)
         .annotate(minute=TruncMinute("last_failed_at"))
         .values_list("minute")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
         .order_by()
     )
     return Series("dead-lettered", _per_minute(rows, minutes), admin_list(DeadLetter), "last_failed_at")
