@@ -1,7 +1,10 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import path, re_path, register_converter
+from django.views.generic import RedirectView
 
 from config.contracts import AsyncApiView, MessageSchemaView, MessagesPageView
+from config.overview import overview_index
 from config.views import DocsView, HealthView, ReadinessView, SchemaView, api_not_found, liveness, metrics
 from inventory.api import ProductDetailApi, ProductListCreateApi, ProductRestockApi
 from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi
@@ -52,6 +55,10 @@ urlpatterns = [
     path("health/live", liveness, name="health-live"),
     path("health/ready", ReadinessView.as_view(), name="health-ready"),
     path("metrics", metrics, name="metrics"),
+    # Browsers ask every site for one; the admin's pages name none, so without it each page logs a 404.
+    path("favicon.ico", RedirectView.as_view(url=static("config/favicon.svg")), name="favicon"),
+    # The admin's index, with the operations overview on top; every other admin page is the admin's own.
+    path("admin/", admin.site.admin_view(overview_index), name="overview"),
     path("admin/", admin.site.urls),
 ]
 

@@ -61,7 +61,14 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         "replayed_at",
         "discarded_at",
     ]
-    list_filter = ["routing_key", "reason", "queue", "last_failed_at", ("replayed_at", admin.EmptyFieldListFilter)]
+    list_filter = [
+        "routing_key",
+        "reason",
+        "queue",
+        "last_failed_at",
+        ("replayed_at", admin.EmptyFieldListFilter),
+        ("discarded_at", admin.EmptyFieldListFilter),
+    ]
     search_fields = ["message_id", "body"]
     actions = ["replay", "discard"]
 
@@ -100,7 +107,7 @@ class WorkerHeartbeatAdmin(ReadOnlyAdmin):
     """Which delivery loops are alive: a row per (worker process, loop), with its last beat."""
 
     list_display = ["worker", "loop", "started_at", "beat_at", "silent_for"]
-    list_filter = ["loop"]
+    list_filter = ["worker", "loop"]
     ordering = ["-beat_at"]
 
     @admin.display(description="silent for", ordering="beat_at")

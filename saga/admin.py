@@ -17,9 +17,11 @@ from django.utils.safestring import SafeString
 from config.kernel.admin_mixins import LargeTableMixin, ReadOnlyAdminMixin
 from config.kernel.errors import DomainError
 from saga import registry
-from saga.models import Saga
+from saga.diagram import LABEL_SEPARATOR, arrows, initial_states
+from saga.models import Saga, SagaTransition
 from saga.services import flagged_sagas, saga_retry_compensation, stuck_sagas
 from saga.timeline import saga_timeline
+from saga.transitions import FINAL_STATES, State
 
 
 def render_timeline(order_id: str) -> SafeString:
@@ -54,17 +56,68 @@ def render_timeline(order_id: str) -> SafeString:
     )
 
 
+# The StateFilter's choice of every final state at once: the sagas the overview's latencies are taken over.
+ENDED = "ended"
+
+
+START = "start"  # the node the first arrow leaves from: no state has this name
+TAKEN_STYLE = "stroke:#c62828,stroke-width:3px"
+
+
+def state_machine(path: list[tuple[str, str]]) -> str:
+    """The saga's state machine as a Mermaid flowchart, drawn from the transition table (`saga.diagram.arrows`),
+    with the arrows and states of `path` highlighted: the (from state, to state) of each step of one saga's
+    timeline, the first from "" (where it started). A flowchart rather than the README's state diagram because
+    Mermaid styles the arrows of a flowchart one by one (`linkStyle`), and a state diagram's not at all.
+
+    One arrow for each pair of states, its labels joined, as `saga.diagram.mermaid` draws them."""
+    labels: dict[tuple[str, str], list[str]] = {}
+    for state in initial_states():
+        labels[(START, state)] = []
+    for arrow in arrows():
+        labels.setdefault((arrow.from_state, arrow.to_state), []).append(arrow.label)
+    taken = {(from_state or START, to_state) for from_state, to_state in path}
+    lines = ["flowchart TD", f"    {START}(( ))"]
+    lines += [f"    {s}([{s}])" if s in FINAL_STATES else f"    {s}[{s}]" for s in State]  # ends: rounded
+    for (from_state, to_state), texts in labels.items():
+        label = f'|"{LABEL_SEPARATOR.join(texts)}"|' if texts else ""
+        lines.append(f"    {from_state} -->{label} {to_state}")
+    lines += [f"    linkStyle {i} {TAKEN_STYLE}" for i, pair in enumerate(labels) if pair in taken]
+    current = path[-1][1] if path else None
+    visited = [state for state in State if state != current and any(state in pair for pair in taken)]
+    lines.append("    classDef visited fill:#fde0dc,stroke:#c62828,stroke-width:2px")
+    lines.append("    classDef current fill:#c62828,color:#fff,stroke:#7f0000,stroke-width:3px")
+    if visited:
+        lines.append(f"    class {','.join(visited)} visited")
+    if current:
+        lines.append(f"    class {current} current")
+    return "\n".join(lines) + "\n"
+
+
+def render_state_machine(saga: Saga) -> SafeString:
+    steps = SagaTransition.objects.filter(saga=saga).order_by("at", "id").values_list("from_state", "to_state")
+    path = list(steps)
+    return format_html(
+        '<pre class="mermaid" id="saga-state-machine">{}</pre><p class="help">{}</p>',
+        state_machine(path),
+        f"Drawn from the saga's transition table. In red: the {len(path)} step(s) this saga took, and in full "
+        f"red its state now, {saga.state}.",
+    )
+
+
 class StateFilter(admin.SimpleListFilter):
-    """The states of the saga definition in use, in its order. The parameter is the one Django's filter of a
-    field with choices used, so that links kept from before still work."""
+    """The states of the saga definition in use, in its order, and all its final states at once. The parameter
+    is the one Django's filter of a field with choices used, so that links kept from before still work."""
 
     title = "state"
     parameter_name = "state__exact"
 
     def lookups(self, request, model_admin):
-        return [(state, state) for state in registry.definition().states]
+        return [(state, state) for state in registry.definition().states] + [(ENDED, "ended (any final state)")]
 
     def queryset(self, request, queryset: QuerySet[Saga]) -> QuerySet[Saga]:
+        if self.value() == ENDED:
+            return queryset.filter(state__in=registry.definition().final_states)
         return queryset.filter(state=self.value()) if self.value() else queryset
 
 
@@ -149,7 +202,16 @@ class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "compensation_attempts",
         "created_at",
     ]
-    list_filter = [StateFilter, StuckFilter, CompensationFilter, StateAgeFilter, "failure_reason", "created_at"]
+    # state_entered_at: the overview links each minute of its charts to the sagas that ended in it.
+    list_filter = [
+        StateFilter,
+        StuckFilter,
+        CompensationFilter,
+        StateAgeFilter,
+        "failure_reason",
+        "created_at",
+        "state_entered_at",
+    ]
     search_fields = ["order_id", "customer_id"]
     ordering = ["-created_at"]
     fields = (
@@ -167,6 +229,7 @@ class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "items",
         "created_at",
         "updated_at",
+        "state_machine",
         "timeline",
     )
     readonly_fields = fields
@@ -207,6 +270,14 @@ class SagaAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def overdue(self, saga: Saga) -> bool | None:
         deadline = saga.deadline_at
         return None if deadline is None else deadline < timezone.now()
+
+    class Media:
+        # Mermaid, vendored under config/static, draws the state machine in the page: no CDN.
+        js = ["config/vendor/mermaid/mermaid.min.js", "saga/state_machine.js"]
+
+    @admin.display(description="state machine")
+    def state_machine(self, saga: Saga) -> SafeString:
+        return render_state_machine(saga)
 
     @admin.display(description="saga timeline")
     def timeline(self, saga: Saga) -> SafeString:

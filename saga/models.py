@@ -15,7 +15,7 @@ class Saga(models.Model):
     # A state of the saga definition in use (saga.registry): no choices, so that a step added to the
     # definition needs no migration.
     state = models.CharField(max_length=32, db_index=True)
-    state_entered_at = models.DateTimeField(db_index=True)
+    state_entered_at = models.DateTimeField()  # indexed first in saga_entered_cover_idx
     failure_reason = models.CharField(max_length=64, blank=True, default="")
     # The readable text of the failure, as the failing participant (or the saga itself) wrote it.
     failure_detail = models.CharField(max_length=255, blank=True, default="")
@@ -34,7 +34,14 @@ class Saga(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["state", "state_entered_at"], name="saga_state_entered_idx")]
+        indexes = [
+            models.Index(fields=["state", "state_entered_at"], name="saga_state_entered_idx"),
+            # The sagas that entered a state in a time range, and what the operations overview counts of them
+            # (state, reason, time from the order), read from the index alone: no visit to the table's rows.
+            models.Index(
+                fields=["state_entered_at", "state", "failure_reason", "created_at"], name="saga_entered_cover_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"saga {self.order_id} {self.state}"
