@@ -19,7 +19,7 @@ from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.utils import timezone
 
-from messaging import correlation, metrics
+from messaging import correlation, metrics, tracing
 from messaging.catalogue import validate_payload
 from messaging.envelope import Envelope
 from messaging.errors import UnknownMessageTypeError
@@ -98,9 +98,13 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
     ):
         try:
             with transaction.atomic(savepoint=not in_batch):
-                fresh = _record_in_inbox(consumer, envelope)
+                with tracing.span(f"inbox {consumer}") as span:
+                    fresh = _record_in_inbox(consumer, envelope)
+                    tracing.set_attributes(span, sagaflow__inbox__outcome=PROCESSED if fresh else DUPLICATE)
                 if fresh:
-                    handler(envelope)
+                    with tracing.span(f"handle {envelope.routing_key}") as span:
+                        handler(envelope)
+                        tracing.set_attributes(span, sagaflow__saga__state=correlation.saga_state.get() or "")
         except Exception:
             # A failure in a batch is not counted: the delivery is handed over again alone, and counted there.
             if not in_batch:
