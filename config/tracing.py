@@ -71,11 +71,36 @@ def install(processor, *, kind: str, provider=None) -> None:
         resource = Resource.create(
             {SERVICE_NAME: service_name(kind), SERVICE_INSTANCE_ID: f"{socket.gethostname()}:{os.getpid()}"}
         )
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=resource, sampler=_StatementsInTraces(_sampler_of_env()))
         trace.set_tracer_provider(provider)
     provider.add_span_processor(processor)
     _instrument(provider)
     tracing.enabled = True
+
+
+def _sampler_of_env():
+    from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
+
+    return _get_from_env_or_default()
+
+
+class _StatementsInTraces:
+    """The sampler of OTEL_TRACES_SAMPLER, but a database statement outside any span (a relay's poll, a heartbeat)
+    is not recorded: on its own it would be a trace of one span, every second, from every loop."""
+
+    def __init__(self, delegate):
+        self.delegate = delegate
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace.sampling import Decision, SamplingResult
+
+        if kind == trace.SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return self.delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"StatementsInTraces{{{self.delegate.get_description()}}}"
 
 
 def _instrument(provider) -> None:
