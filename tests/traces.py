@@ -3,9 +3,12 @@ dicts (the SDK's own JSON form), and the check that one order is one trace that 
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 Span = dict[str, Any]
 
@@ -103,3 +106,29 @@ def consumers_in(spans: list[Span], the_trace: str) -> set[str]:
         for span in spans
         if trace_id(span) == the_trace and attribute(span, "messaging.operation.type") == "process"
     } - {None}
+
+
+@contextlib.contextmanager
+def traced() -> Iterator[InMemorySpanExporter]:
+    """Tracing on in this process for a block, as OTEL_TRACES_EXPORTER turns it on, with its spans kept in memory.
+    The Django and psycopg instrumentations are removed afterwards, and the database connections are closed on
+    both sides, so that each connection is made by the instrumentation in force."""
+    from django.db import connections
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from config import tracing as tracing_setup
+    from messaging import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing_setup.install(SimpleSpanProcessor(exporter), kind="web")
+    connections.close_all()
+    try:
+        yield exporter
+    finally:
+        tracing.enabled = False
+        exporter.shutdown()
+        DjangoInstrumentor().uninstrument()
+        PsycopgInstrumentor().uninstrument()
+        connections.close_all()

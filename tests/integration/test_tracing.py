@@ -7,14 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.db import connections
 from django.test import Client
-from opentelemetry.instrumentation.django import DjangoInstrumentor
-from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from config import tracing as tracing_setup
 from config.services import api_token_create
 from messaging import tracing
 from messaging.models import OutboxMessage
@@ -26,6 +21,7 @@ from tests.traces import (
     attribute,
     consumers_in,
     trace_id,
+    traced,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("inprocess")]
@@ -33,18 +29,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 @pytest.fixture
 def exported() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for one test, as OTEL_TRACES_EXPORTER turns it on, with its spans kept in memory."""
-    exporter = InMemorySpanExporter()
-    tracing_setup.install(SimpleSpanProcessor(exporter), kind="web")
-    connections.close_all()  # the next connections are the instrumentation's, as in a process started traced
-    try:
+    with traced() as exporter:
         yield exporter
-    finally:
-        tracing.enabled = False
-        exporter.shutdown()
-        DjangoInstrumentor().uninstrument()
-        PsycopgInstrumentor().uninstrument()
-        connections.close_all()
 
 
 def order_placed_over_http(customer: str, sku: str) -> str:
