@@ -1,0 +1,135 @@
+"""One order is one trace across processes, in the production topology: a gunicorn web process and a Celery
+worker on PostgreSQL and RabbitMQ, each exporting its spans with OTEL_TRACES_EXPORTER=console. The trace holds the
+web's request and the worker's deliveries to payments, inventory and the saga, linked as the messages caused one
+another, through the traceparent each outbox row keeps and the relay sends as an AMQP header.
+
+The order's spans are kept as a test artefact (trace-*.json in TEST_LOG_DIR): scripts/trace_view.py draws them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import httpx
+import pytest
+
+from config.services import api_token_create
+from messaging.models import OutboxMessage
+from tests.factories import make_account, make_product
+from tests.processes import LOG_DIR, Process, celery_worker, free_port, process_env, wait_for, wait_until_consuming
+from tests.traces import (
+    assert_one_trace_following_causation,
+    attribute,
+    consumers_in,
+    service,
+    spans_in_output,
+    trace_id,
+)
+
+pytestmark = [pytest.mark.e2e]
+
+TRACED = {"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "100"}
+FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture
+def traced_processes(transactional_db, started):
+    """A traced gunicorn web process and a traced worker, on this test's database and vhost."""
+    port = free_port()
+    web = Process(
+        "traced-web",
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"],
+        process_env(**TRACED, WEB_CONCURRENCY="1", WEB_THREADS="2"),
+    )
+    started(web, queues=())
+    worker = started(celery_worker("traced-worker", **TRACED), queues=())
+    wait_until_consuming(worker)
+    base_url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(base_url), timeout=60, message="the traced web to answer")
+    return base_url, web, worker
+
+
+def _answers(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/health", timeout=2).status_code in (200, 503)
+    except httpx.HTTPError:
+        return False
+
+
+def test_one_order_over_http_is_one_trace_across_the_web_and_the_worker(traced_processes):
+    base_url, web, worker = traced_processes
+    sku = make_product(stock=5, price="2.00").sku
+    customer = make_account(balance="20.00").customer_id
+    token = api_token_create(role="operator", label="tracing", by="tests").token
+
+    # when an order is placed over HTTP and runs to its end
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+        placed = api.post("/api/orders", json={"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]})
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["id"]
+        wait_for(
+            lambda: api.get(f"/api/orders/{order_id}").json()["status"] in FINAL,
+            timeout=60,
+            message=f"order {order_id} to finish",
+        )
+    assert api_order_status(base_url, token, order_id) == "COMPLETED"
+    messages = [
+        {"message_id": str(row.message_id), "causation_id": row.causation_id, "routing_key": row.routing_key}
+        for row in OutboxMessage.objects.filter(order_id=order_id).order_by("id")
+    ]
+    the_last = messages[-1]["message_id"]
+
+    # then, once both processes have exported the order's spans (each batch within 100 ms)
+    def exported():
+        spans = spans_in_output(web.log()) + spans_in_output(worker.log())
+        done = [span for span in spans if attribute(span, "messaging.message.id") == the_last]
+        return spans if any(attribute(span, "messaging.operation.type") == "process" for span in done) else None
+
+    spans = wait_for(exported, timeout=30, message="the spans of the order's last message")
+    requests = [span for span in spans if span["kind"] == "SpanKind.SERVER" and span["name"] == "POST api/orders"]
+    assert len(requests) == 1, sorted({span["name"] for span in spans})
+    the_trace = assert_one_trace_following_causation(spans, requests[0], messages)
+    in_trace = [span for span in spans if trace_id(span) == the_trace]
+    assert {service(span) for span in in_trace} == {"sagaflow-web", "sagaflow-worker"}
+    assert consumers_in(spans, the_trace) == {"payments", "inventory", "saga"}
+
+    # each relay publish is in the trace, under the span that wrote its row and linked to it, with the relay lag
+    by_id = {span["context"]["span_id"]: span for span in in_trace}
+    sends = [span for span in in_trace if attribute(span, "messaging.operation.type") == "send"]
+    assert len(sends) == len(messages)
+    for send in sends:
+        writer = by_id[send["parent_id"]]
+        assert attribute(writer, "messaging.operation.type") == "create"
+        assert [link["context"]["span_id"] for link in send["links"]] == [writer["context"]["span_id"]]
+        assert attribute(send, "messaging.system") == "rabbitmq"
+        assert attribute(send, "sagaflow.relay.lag_ms") >= 0
+    # the database statements of both processes are in it
+    statements = {service(span) for span in in_trace if span["kind"] == "SpanKind.CLIENT"}
+    assert statements == {"sagaflow-web", "sagaflow-worker"}
+    # and the worker's log lines of the order carry its trace id beside the correlation id
+    handled = [
+        line
+        for line in map(_json_or_none, worker.log().splitlines())
+        if line and line.get("order_id") == order_id and str(line.get("message", "")).startswith("handled ")
+    ]
+    assert handled and {line["trace_id"] for line in handled} == {the_trace.removeprefix("0x")}
+    assert all(line["correlation_id"] and line["span_id"] for line in handled)
+
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    (LOG_DIR / f"trace-{order_id}.json").write_text(json.dumps(in_trace, indent=1))
+
+
+def api_order_status(base_url: str, token: str, order_id: str) -> str:
+    response = httpx.get(f"{base_url}/api/orders/{order_id}", headers={"Authorization": f"Bearer {token}"})
+    return response.json()["status"]
+
+
+def _json_or_none(raw: str) -> dict | None:
+    if not raw.startswith("{"):
+        return None
+    try:
+        found = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return found if isinstance(found, dict) and "level" in found else None
