@@ -1,7 +1,8 @@
 """One order is one trace across processes, in the production topology: a gunicorn web process and a Celery
 worker on PostgreSQL and RabbitMQ, each exporting its spans with OTEL_TRACES_EXPORTER=console. The trace holds the
 web's request and the worker's deliveries to payments, inventory and the saga, linked as the messages caused one
-another, through the traceparent each outbox row keeps and the relay sends as an AMQP header.
+another, through the traceparent each outbox row keeps and the relay sends as an AMQP header. And the same in
+the embedded default: one gunicorn process on SQLite, its in-process transport carrying the rows' traceparent.
 
 The order's spans are kept as a test artefact (trace-*.json in TEST_LOG_DIR): scripts/trace_view.py draws them.
 """
@@ -9,7 +10,12 @@ The order's spans are kept as a test artefact (trace-*.json in TEST_LOG_DIR): sc
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
+import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +23,16 @@ import pytest
 from config.services import api_token_create
 from messaging.models import OutboxMessage
 from tests.factories import make_account, make_product
-from tests.processes import LOG_DIR, Process, celery_worker, free_port, process_env, wait_for, wait_until_consuming
+from tests.processes import (
+    LOG_DIR,
+    ROOT,
+    Process,
+    celery_worker,
+    free_port,
+    process_env,
+    wait_for,
+    wait_until_consuming,
+)
 from tests.traces import (
     assert_one_trace_following_causation,
     attribute,
@@ -133,3 +148,74 @@ def _json_or_none(raw: str) -> dict | None:
     except json.JSONDecodeError:
         return None
     return found if isinstance(found, dict) and "level" in found else None
+
+
+@pytest.fixture
+def traced_embedded(tmp_path: Path):
+    """The embedded default, traced: one gunicorn process on SQLite with the in-process transport, no broker."""
+    database = tmp_path / "embedded.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
+    env.update({"SQLITE_PATH": str(database), "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json", "LOG_LEVEL": "info"})
+
+    def manage(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    manage("migrate", "--noinput")
+    token = manage("create_api_token", "--role", "operator", "--by", "tests")
+    port = free_port()
+    web = Process(
+        "traced-embedded",
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"],
+        {**env, **TRACED},
+    ).start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(base_url), timeout=60, message="the traced embedded web to answer")
+        yield base_url, token, web, database
+    finally:
+        web.stop()
+
+
+def test_one_order_over_http_is_one_trace_in_the_embedded_default(traced_embedded):
+    base_url, token, web, database = traced_embedded
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+        assert api.post("/api/products", json={"sku": "MUG", "name": "Mug", "price": "4.00", "stock": 3}).is_success
+        assert api.post("/api/accounts", json={"customer_id": "ann", "balance": "10.00"}).is_success
+        placed = api.post("/api/orders", json={"customer_id": "ann", "items": [{"sku": "MUG", "quantity": 1}]})
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["id"]
+        wait_for(
+            lambda: api.get(f"/api/orders/{order_id}").json()["status"] in FINAL,
+            timeout=60,
+            message=f"order {order_id} to finish",
+        )
+        assert api.get(f"/api/orders/{order_id}").json()["status"] == "COMPLETED"
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT message_id, causation_id, routing_key FROM messaging_outboxmessage WHERE order_id = ? ORDER BY id",
+            [order_id],
+        ).fetchall()
+    # SQLite keeps a UUID as its 32 hex digits.
+    messages = [
+        {"message_id": str(uuid.UUID(message_id)), "causation_id": causation_id, "routing_key": routing_key}
+        for message_id, causation_id, routing_key in rows
+    ]
+    the_last = messages[-1]["message_id"]
+
+    def exported():
+        spans = spans_in_output(web.log())
+        processed = [span for span in spans if attribute(span, "messaging.message.id") == the_last]
+        return spans if any(attribute(span, "messaging.operation.type") == "process" for span in processed) else None
+
+    spans = wait_for(exported, timeout=30, message="the spans of the order's last message")
+    requests = [span for span in spans if span["kind"] == "SpanKind.SERVER" and span["name"] == "POST api/orders"]
+    assert len(requests) == 1, sorted({span["name"] for span in spans})
+    the_trace = assert_one_trace_following_causation(spans, requests[0], messages)
+    assert consumers_in(spans, the_trace) == {"payments", "inventory", "saga"}
+    in_trace = [span for span in spans if trace_id(span) == the_trace]
+    assert {service(span) for span in in_trace} == {"sagaflow-web"}
+    assert {attribute(span, "messaging.system") for span in in_trace} - {None} == {"sagaflow_inprocess"}
