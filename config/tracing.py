@@ -8,7 +8,8 @@ installed and the API stays the no-op it is. Otherwise:
   standard output, each span as the SDK writes it);
 - OTEL_SERVICE_NAME: sagaflow-web, sagaflow-worker or sagaflow-beat unless it is set;
 - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG: read by the SDK (default parentbased_always_on);
-- OTEL_BSP_* (batching and its delay), OTEL_RESOURCE_ATTRIBUTES: read by the SDK too.
+- OTEL_BSP_* (batching and its delay), OTEL_RESOURCE_ATTRIBUTES: read by the SDK too;
+- OTEL_PYTHON_DISABLED_INSTRUMENTATIONS: "psycopg" and/or "django" to leave those spans out.
 
 The Django and psycopg instrumentations are installed with it: a span for each request, one for each statement.
 """
@@ -103,14 +104,21 @@ class _StatementsInTraces:
         return f"StatementsInTraces{{{self.delegate.get_description()}}}"
 
 
+def disabled_instrumentations() -> set[str]:
+    """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, as OpenTelemetry's auto-instrumentation reads it: "psycopg" leaves
+    out the statements' spans (most of a trace's spans, and of its cost), "django" the requests'."""
+    return {name.strip() for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")} - {""}
+
+
 def _instrument(provider) -> None:
     from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
-    if not DjangoInstrumentor().is_instrumented_by_opentelemetry:
+    disabled = disabled_instrumentations()
+    if "django" not in disabled and not DjangoInstrumentor().is_instrumented_by_opentelemetry:
         # Health probes and metric scrapes would otherwise be most of the traces.
         DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls="/health,/metrics,/static")
-    if not PsycopgInstrumentor().is_instrumented_by_opentelemetry:
+    if "psycopg" not in disabled and not PsycopgInstrumentor().is_instrumented_by_opentelemetry:
         PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
 
 
