@@ -127,7 +127,7 @@ def _amqp_message(row: OutboxMessage, span: Span | None = None) -> amqp.Message:
 
 def _send_span(row: OutboxMessage, exchange: str, routing_key: str) -> Span | None:
     """The span of one row's publish: in the trace of the span that wrote the row, and linked to it, with the
-    relay lag (from the row's commit to its publish). None for a row written with tracing off or sampled out."""
+    relay lag (from the row's insert to its publish). None for a row written with tracing off or sampled out."""
     parent = tracing.extracted({tracing.TRACEPARENT: row.traceparent, tracing.TRACESTATE: row.tracestate})
     if parent is None:
         return None
