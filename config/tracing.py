@@ -72,7 +72,7 @@ def install(processor, *, kind: str, provider=None) -> None:
         resource = Resource.create(
             {SERVICE_NAME: service_name(kind), SERVICE_INSTANCE_ID: f"{socket.gethostname()}:{os.getpid()}"}
         )
-        provider = TracerProvider(resource=resource, sampler=_StatementsInTraces(_sampler_of_env()))
+        provider = TracerProvider(resource=resource, sampler=statements_in_traces(_sampler_of_env()))
         trace.set_tracer_provider(provider)
     provider.add_span_processor(processor)
     _instrument(provider)
@@ -85,23 +85,25 @@ def _sampler_of_env():
     return _get_from_env_or_default()
 
 
-class _StatementsInTraces:
-    """The sampler of OTEL_TRACES_SAMPLER, but a database statement outside any span (a relay's poll, a heartbeat)
-    is not recorded: on its own it would be a trace of one span, every second, from every loop."""
+def statements_in_traces(delegate):
+    """The sampler `delegate` (that of OTEL_TRACES_SAMPLER), except that a database statement outside any span
+    (a relay's poll, a heartbeat) is not recorded: on its own it would be a trace of one span, every second, from
+    every loop. Built here, not at import: the SDK is loaded only when tracing is on."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
-    def __init__(self, delegate):
-        self.delegate = delegate
+    class StatementsInTraces(Sampler):
+        def should_sample(
+            self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
+        ):
+            if kind == trace.SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
+                return SamplingResult(Decision.DROP)
+            return delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
-    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
-        from opentelemetry import trace
-        from opentelemetry.sdk.trace.sampling import Decision, SamplingResult
+        def get_description(self) -> str:
+            return f"StatementsInTraces{{{delegate.get_description()}}}"
 
-        if kind == trace.SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
-            return SamplingResult(Decision.DROP)
-        return self.delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
-
-    def get_description(self) -> str:
-        return f"StatementsInTraces{{{self.delegate.get_description()}}}"
+    return StatementsInTraces()
 
 
 def disabled_instrumentations() -> set[str]:

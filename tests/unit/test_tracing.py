@@ -176,7 +176,7 @@ def test_the_service_name_defaults_to_the_process_kind_unless_set(otel_env):
 def test_statements_outside_any_span_are_not_sampled_and_those_inside_are():
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision
 
-    sampler = tracing_setup._StatementsInTraces(ALWAYS_ON)
+    sampler = tracing_setup.statements_in_traces(ALWAYS_ON)
     inside = trace.set_span_in_context(
         NonRecordingSpan(SpanContext(trace_id=1, span_id=2, is_remote=False, trace_flags=TraceFlags(1)))
     )
