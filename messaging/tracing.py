@@ -37,11 +37,11 @@ def tracer() -> trace.Tracer:
 
 def current_trace_context() -> tuple[str | None, str | None]:
     """(traceparent, tracestate) of the span running now, to store on an outbox row; (None, None) when tracing
-    is off or the span is not recorded (sampled out), so that nothing is stored for a trace nobody keeps."""
+    is off or no span runs. A sampled-out span's context is stored too, with its flag saying so: the messages it
+    causes then stay out of the trace store, where without it each consumer would start a trace of its own."""
     if not enabled:
         return None, None
-    span = trace.get_current_span()
-    if not span.is_recording():
+    if not trace.get_current_span().get_span_context().is_valid:
         return None, None
     carrier: dict[str, str] = {}
     _propagator.inject(carrier)

@@ -96,10 +96,20 @@ def test_headers_without_a_usable_traceparent_continue_no_trace(exported, header
     assert tracing.extracted(headers) is None
 
 
-def test_a_span_that_is_not_recorded_stores_no_context(exported):
+def test_a_sampled_out_span_stores_its_context_marked_unsampled_and_its_messages_stay_unsampled(exported):
     sampled_out = SpanContext(trace_id=1, span_id=2, is_remote=False, trace_flags=TraceFlags(0))
     with trace.use_span(NonRecordingSpan(sampled_out)):
-        assert tracing.current_trace_context() == (None, None)
+        traceparent, _ = tracing.current_trace_context()
+    assert traceparent == f"00-{1:032x}-{2:016x}-00"
+
+    with tracing.span("process payments", parent=tracing.extracted({"traceparent": traceparent})) as span:
+        assert not span.is_recording()
+        assert tracing.traceparent_of(span) is None
+    assert exported.get_finished_spans() == ()
+
+
+def test_no_span_running_stores_no_context(exported):
+    assert tracing.current_trace_context() == (None, None)
 
 
 def test_the_wire_headers_carry_the_row_context_or_the_sender_span_context():
