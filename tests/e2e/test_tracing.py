@@ -151,7 +151,13 @@ def _json_or_none(raw: str) -> dict | None:
 
 
 @pytest.fixture
-def traced_embedded(tmp_path: Path):
+def sampler() -> dict[str, str]:
+    """The sampling of the traced processes: the SDK's default unless a test says otherwise."""
+    return {}
+
+
+@pytest.fixture
+def traced_embedded(tmp_path: Path, sampler: dict[str, str]):
     """The embedded default, traced: one gunicorn process on SQLite with the in-process transport, no broker."""
     database = tmp_path / "embedded.sqlite3"
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
@@ -170,7 +176,7 @@ def traced_embedded(tmp_path: Path):
     web = Process(
         "traced-embedded",
         [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"],
-        {**env, **TRACED},
+        {**env, **TRACED, **sampler},
     ).start()
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -180,8 +186,7 @@ def traced_embedded(tmp_path: Path):
         web.stop()
 
 
-def test_one_order_over_http_is_one_trace_in_the_embedded_default(traced_embedded):
-    base_url, token, web, database = traced_embedded
+def completed_embedded_order(base_url: str, token: str) -> str:
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
         assert api.post("/api/products", json={"sku": "MUG", "name": "Mug", "price": "4.00", "stock": 3}).is_success
         assert api.post("/api/accounts", json={"customer_id": "ann", "balance": "10.00"}).is_success
@@ -194,6 +199,12 @@ def test_one_order_over_http_is_one_trace_in_the_embedded_default(traced_embedde
             message=f"order {order_id} to finish",
         )
         assert api.get(f"/api/orders/{order_id}").json()["status"] == "COMPLETED"
+    return order_id
+
+
+def test_one_order_over_http_is_one_trace_in_the_embedded_default(traced_embedded):
+    base_url, token, web, database = traced_embedded
+    order_id = completed_embedded_order(base_url, token)
     with sqlite3.connect(database) as db:
         rows = db.execute(
             "SELECT message_id, causation_id, routing_key FROM messaging_outboxmessage WHERE order_id = ? ORDER BY id",
@@ -219,3 +230,23 @@ def test_one_order_over_http_is_one_trace_in_the_embedded_default(traced_embedde
     in_trace = [span for span in spans if trace_id(span) == the_trace]
     assert {service(span) for span in in_trace} == {"sagaflow-web"}
     assert {attribute(span, "messaging.system") for span in in_trace} - {None} == {"sagaflow_inprocess"}
+
+
+@pytest.mark.parametrize(
+    "sampler", [{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}]
+)
+def test_a_sampled_out_order_is_traced_nowhere_not_even_by_its_consumers(traced_embedded):
+    base_url, token, web, database = traced_embedded
+    order_id = completed_embedded_order(base_url, token)
+
+    # the rows keep the request's trace, flagged unsampled (the flags' lowest bit), and no span of the order is
+    # recorded, not even by the consumers
+    with sqlite3.connect(database) as db:
+        stored = {
+            row[0]
+            for row in db.execute("SELECT traceparent FROM messaging_outboxmessage WHERE order_id = ?", [order_id])
+        }
+    assert len(stored) > 1 and all(value and not int(value[-2:], 16) & 1 for value in stored), stored
+    assert len({value.split("-")[1] for value in stored}) == 1
+    web.stop()  # the SDK exports what it holds at exit
+    assert spans_in_output(web.log()) == []
