@@ -51,6 +51,20 @@ def _schedule_periodic_tasks(sender, **kwargs):
     sender.conf.beat_schedule = beat_schedule()
 
 
+@signals.worker_init.connect
+def _trace_worker(**kwargs):
+    from config import tracing
+
+    tracing.setup("worker")
+
+
+@signals.beat_init.connect
+def _trace_beat(**kwargs):
+    from config import tracing
+
+    tracing.setup("beat")
+
+
 @signals.setup_logging.connect
 def _use_django_logging(**kwargs):
     """Keep Django's LOGGING (JSON, LOG_LEVEL, context fields) in worker and beat instead of Celery's own."""

@@ -375,7 +375,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = env_str("CELERY_BEAT_SCHEDULE_FILENAME", "/tmp/s
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "messaging.correlation.LogContextFilter"}},
+    "filters": {
+        "context": {"()": "messaging.correlation.LogContextFilter"},
+        # trace_id and span_id beside the correlation fields, where tracing is on (OTEL_TRACES_EXPORTER).
+        "trace": {"()": "messaging.tracing.TraceContextLogFilter"},
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -394,7 +398,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["context"],
+            "filters": ["context", "trace"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -19,7 +19,7 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.utils import timezone
 
-from messaging import correlation, metrics, queries
+from messaging import correlation, metrics, queries, tracing
 from messaging.catalogue import validate_payload
 from messaging.envelope import Envelope
 from messaging.errors import UnknownMessageTypeError
@@ -119,17 +119,22 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
     ):
         try:
             if is_outward(handler):
-                fresh = _apply_outward(consumer, envelope, handler)
+                with tracing.span(f"handle {envelope.routing_key}"):
+                    fresh = _apply_outward(consumer, envelope, handler)
             else:
                 with transaction.atomic(savepoint=not in_batch):
-                    fresh = queries.inbox_record(
-                        consumer=consumer,
-                        message_id=envelope.message_id,
-                        routing_key=envelope.routing_key,
-                        processed_at=timezone.now(),
-                    )
+                    with tracing.span(f"inbox {consumer}") as span:
+                        fresh = queries.inbox_record(
+                            consumer=consumer,
+                            message_id=envelope.message_id,
+                            routing_key=envelope.routing_key,
+                            processed_at=timezone.now(),
+                        )
+                        tracing.set_attributes(span, sagaflow__inbox__outcome=PROCESSED if fresh else DUPLICATE)
                     if fresh:
-                        handler(envelope)
+                        with tracing.span(f"handle {envelope.routing_key}") as span:
+                            handler(envelope)
+                            tracing.set_attributes(span, sagaflow__saga__state=correlation.saga_state.get() or "")
         except Exception:
             # A failure in a batch is not counted: the delivery is handed over again alone, and counted there.
             if not in_batch:

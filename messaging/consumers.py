@@ -12,9 +12,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, StatusCode
 
-from messaging import bus, metrics
-from messaging.correlation import printable
+from messaging import bus, metrics, tracing
+from messaging.correlation import clean_id, printable
 from messaging.deadletters import FailedDelivery, dead_letter_record, storable_body
 from messaging.envelope import Envelope, decode
 from messaging.errors import PermanentMessageError, is_transient
@@ -53,6 +55,63 @@ def handle_delivery(
     `in_batch`: in the caller's transaction, with others (see `bus.dispatch`). A delivery that would not be
     acked then gets "alone", with nothing logged or counted: the caller rolls the batch back and hands it over
     again alone, and that attempt classifies, logs and counts its failure."""
+    if tracing.enabled:
+        return _traced(consumer, body, properties, headers, routing_key, in_batch=in_batch)
+    return _handled(consumer, body, properties, headers, routing_key, in_batch=in_batch)
+
+
+def _traced(
+    consumer: str,
+    body: bytes | str,
+    properties: dict[str, Any],
+    headers: dict[str, Any],
+    routing_key: str,
+    *,
+    in_batch: bool,
+) -> Verdict:
+    """`_handled` in a "process" span that continues the trace of the headers' traceparent: a child of the
+    span that sent the message. In a batch, it is also linked to the batch's span."""
+    known = properties if isinstance(properties, dict) else {}
+    parent = tracing.extracted(headers if isinstance(headers, dict) else None)
+    attributes = tracing.messaging_attributes(
+        operation="process",
+        destination=consumer,
+        routing_key=clean_id(routing_key),
+        message_id=clean_id(known.get("message_id")),
+        correlation_id=clean_id(known.get("correlation_id")),
+        consumer=consumer,
+    )
+    batch = trace.get_current_span().get_span_context() if in_batch else None
+    links = [Link(batch)] if batch is not None and batch.is_valid else None
+    with tracing.span(
+        f"process {consumer}", kind=SpanKind.CONSUMER, parent=parent, links=links, attributes=attributes
+    ) as span:
+        verdict = _handled(consumer, body, properties, headers, routing_key, in_batch=in_batch)
+        envelope = verdict.envelope
+        tracing.set_attributes(
+            span,
+            sagaflow__verdict=verdict.action,
+            sagaflow__message__type=envelope.routing_key if envelope else "",
+            sagaflow__order_id=envelope.order_id if envelope else "",
+            sagaflow__attempt=envelope.attempt if envelope else 1,
+        )
+        if span is not None and verdict.failure is not None:
+            span.set_status(StatusCode.ERROR, f"dead-lettered: {verdict.failure.reason}")
+        elif span is not None and verdict.action == "retry":
+            tracing.set_attributes(span, sagaflow__retry__delay_s=verdict.delay_s)
+            span.set_status(StatusCode.ERROR, "transient failure: retried later")
+    return verdict
+
+
+def _handled(
+    consumer: str,
+    body: bytes | str,
+    properties: dict[str, Any],
+    headers: dict[str, Any],
+    routing_key: str,
+    *,
+    in_batch: bool,
+) -> Verdict:
     try:
         return _verdict(consumer, body, properties, headers, routing_key, in_batch=in_batch)
     except Exception as error:  # noqa: BLE001 - even classifying failed: the delivery is still a dead letter

@@ -7,6 +7,7 @@ import uuid
 
 from django.db import models
 
+from messaging import tracing
 from messaging.envelope import ATTEMPT_HEADER
 
 
@@ -29,6 +30,9 @@ class OutboxMessage(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     published_at = models.DateTimeField(null=True, blank=True)
     publish_attempts = models.PositiveIntegerField(default=0)
+    # The W3C trace context of the span that wrote the row, sent on as headers; NULL when tracing was off.
+    traceparent = models.CharField(max_length=tracing.MAX_TRACEPARENT_LENGTH, null=True, blank=True)
+    tracestate = models.CharField(max_length=tracing.MAX_TRACESTATE_LENGTH, null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -49,9 +53,18 @@ class OutboxMessage(models.Model):
         """The message properties every transport sends (DESIGN §2 envelope)."""
         return {"message_id": str(self.message_id), "correlation_id": self.correlation_id, "type": self.routing_key}
 
-    def wire_headers(self, *, attempt: int = 1) -> dict:
-        """The headers every transport sends: the row's own, the causation and order ids, and the attempt."""
-        return {**self.headers, "causation_id": self.causation_id, "order_id": self.order_id, ATTEMPT_HEADER: attempt}
+    def wire_headers(self, *, attempt: int = 1, traceparent: str | None = None) -> dict:
+        """The headers every transport sends: the row's own, the causation and order ids, the attempt, and the
+        trace context (`traceparent`: that of the span sending it, else the row's)."""
+        headers = {
+            **self.headers,
+            "causation_id": self.causation_id,
+            "order_id": self.order_id,
+            ATTEMPT_HEADER: attempt,
+        }
+        if traceparent or self.traceparent:
+            headers.update(tracing.context_headers(traceparent or self.traceparent, self.tracestate))
+        return headers
 
 
 class InboxMessage(models.Model):

@@ -6,9 +6,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from opentelemetry.trace import SpanKind
 
 from config.kernel import sql
-from messaging import correlation
+from messaging import correlation, tracing
 from messaging.catalogue import SCHEMA_VERSION, validate_payload
 from messaging.models import OutboxMessage
 
@@ -30,18 +31,35 @@ def publish(routing_key: str, payload: dict[str, Any], *, order_id: str = "") ->
         raise OutboxOutsideTransactionError(f"publish({routing_key!r}) must run inside transaction.atomic()")
     validate_payload(routing_key, payload)
     order_id = order_id or str(payload.get("order_id", ""))
-    message = sql.insert(
-        OutboxMessage(
-            routing_key=routing_key,
-            payload=payload,
-            headers={"version": SCHEMA_VERSION},
-            correlation_id=correlation.correlation_id.get() or correlation.new_id(),
-            causation_id=correlation.message_id.get() or "",
-            order_id=order_id,
-        )
+    message = OutboxMessage(
+        routing_key=routing_key,
+        payload=payload,
+        headers={"version": SCHEMA_VERSION},
+        correlation_id=correlation.correlation_id.get() or correlation.new_id(),
+        causation_id=correlation.message_id.get() or "",
+        order_id=order_id,
     )
+    if tracing.enabled:
+        _insert_traced(message)
+    else:
+        sql.insert(message)
     _wake_relay_on_commit()
     return message
+
+
+def _insert_traced(message: OutboxMessage) -> None:
+    """Insert the row inside a span of its own ("create"), whose context the row keeps for the relay."""
+    attributes = tracing.messaging_attributes(
+        operation="create",
+        destination=settings.MESSAGING_EXCHANGE,
+        routing_key=message.routing_key,
+        message_id=str(message.message_id),
+        correlation_id=message.correlation_id,
+    )
+    with tracing.span(f"create {message.routing_key}", kind=SpanKind.PRODUCER, attributes=attributes) as span:
+        message.traceparent, message.tracestate = tracing.current_trace_context()
+        sql.insert(message)
+        tracing.set_attributes(span, sagaflow__outbox__id=message.pk, sagaflow__order_id=message.order_id)
 
 
 def _wake_relay_on_commit() -> None:
@@ -83,3 +101,17 @@ def republish(
     )
     _wake_relay_on_commit()
     return message
+
+
+def order_trace_context(order_id: str):
+    """The trace context of an order's latest message, so that work done for the order later (the timeout sweep)
+    joins the order's trace. None when tracing is off or no message of the order kept one."""
+    if not tracing.enabled or not order_id:
+        return None
+    stored = (
+        OutboxMessage.objects.filter(order_id=order_id, traceparent__isnull=False)
+        .order_by("-id")
+        .values(tracing.TRACEPARENT, tracing.TRACESTATE)
+        .first()
+    )
+    return tracing.extracted(stored)

@@ -17,9 +17,11 @@ import time
 import amqp
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
 from kombu import Connection
+from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 
-from messaging import queries, topology
+from messaging import queries, topology, tracing
 from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, doubling, log_lost, tick_s
 from messaging.heartbeat import RELAY, Heartbeat
 from messaging.models import OutboxMessage
@@ -62,15 +64,29 @@ class ConfirmingPublisher:
         Raises TimeoutError when the broker has not confirmed them all within CONFIRM_TIMEOUT_S.
         """
         sent: dict[int, OutboxMessage] = {}
+        spans: dict[int, Span] = {}
         self.refused.clear()
-        for row in rows:
-            exchange, routing_key = (
-                ("", row.target_queue) if row.target_queue else (settings.MESSAGING_EXCHANGE, row.routing_key)
-            )
-            self.pending.add(self.next_tag)
-            sent[self.next_tag] = row
-            self.next_tag += 1
-            self.channel.basic_publish(_amqp_message(row), exchange=exchange, routing_key=routing_key)
+        try:
+            for row in rows:
+                exchange, routing_key = (
+                    ("", row.target_queue) if row.target_queue else (settings.MESSAGING_EXCHANGE, row.routing_key)
+                )
+                span = _send_span(row, exchange, routing_key) if tracing.enabled else None
+                self.pending.add(self.next_tag)
+                sent[self.next_tag] = row
+                if span is not None:
+                    spans[self.next_tag] = span
+                self.next_tag += 1
+                self.channel.basic_publish(_amqp_message(row, span), exchange=exchange, routing_key=routing_key)
+            self._wait_for_confirms()
+        except BaseException as error:
+            _end_sends(spans, self.pending, failure=error)
+            raise
+        _end_sends(spans, self.refused)
+        confirmed = [row for tag, row in sent.items() if tag not in self.refused]
+        return confirmed, len(self.refused)
+
+    def _wait_for_confirms(self) -> None:
         deadline = time.monotonic() + CONFIRM_TIMEOUT_S
         while self.pending:
             remaining = deadline - time.monotonic()
@@ -82,8 +98,6 @@ class ConfirmingPublisher:
                 pass
             # A broker gone silent is noticed by its missing heartbeats before the deadline.
             self.connection.heartbeat_tick(rate=HEARTBEAT_RATE)
-        confirmed = [row for tag, row in sent.items() if tag not in self.refused]
-        return confirmed, len(self.refused)
 
     def keep_alive(self) -> None:
         """Read what has arrived (the broker's heartbeats) without waiting, and send ours when it is due.
@@ -98,16 +112,51 @@ class ConfirmingPublisher:
         self.connection.heartbeat_tick(rate=HEARTBEAT_RATE)
 
 
-def _amqp_message(row: OutboxMessage) -> amqp.Message:
+def _amqp_message(row: OutboxMessage, span: Span | None = None) -> amqp.Message:
     return amqp.Message(
         row.body(),
         content_type="application/json",
         content_encoding="utf-8",
         delivery_mode=2,
         timestamp=int(row.created_at.timestamp()),
-        application_headers=row.wire_headers(),
+        application_headers=row.wire_headers(traceparent=tracing.traceparent_of(span)),
         **row.wire_properties(),
     )
+
+
+def _send_span(row: OutboxMessage, exchange: str, routing_key: str) -> Span | None:
+    """The span of one row's publish: in the trace of the span that wrote the row, and linked to it, with the
+    relay lag (from the row's insert to its publish). None for a row written with tracing off or sampled out."""
+    parent = tracing.extracted({tracing.TRACEPARENT: row.traceparent, tracing.TRACESTATE: row.tracestate})
+    if parent is None:
+        return None
+    attributes = tracing.messaging_attributes(
+        operation="send",
+        destination=exchange or routing_key,
+        routing_key=routing_key,
+        message_id=str(row.message_id),
+        correlation_id=row.correlation_id,
+    )
+    attributes["sagaflow.relay.lag_ms"] = round((timezone.now() - row.created_at).total_seconds() * 1000, 3)
+    attributes["sagaflow.outbox.id"] = row.pk
+    return tracing.tracer().start_span(
+        f"send {row.routing_key}",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        links=[Link(tracing.span_context_in(parent))],
+        attributes=attributes,
+    )
+
+
+def _end_sends(spans: dict[int, Span], failed: set[int], failure: BaseException | None = None) -> None:
+    """End the publish spans once the broker has answered: those of `failed` (refused, or unconfirmed when the
+    publish failed) marked as errors."""
+    for tag, span in spans.items():
+        if tag in failed:
+            if failure is not None:
+                span.record_exception(failure)
+            span.set_status(StatusCode.ERROR, "not confirmed" if failure is not None else "refused by the broker")
+        span.end()
 
 
 def relay_once(

@@ -24,7 +24,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 
-from messaging import bus, metrics, topology, wire
+from messaging import bus, metrics, topology, tracing, wire
 from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, log_lost, tick_s
 from messaging.consumers import Verdict, drop_broken_connection, handle_delivery
 from messaging.correlation import clean_id, printable
@@ -176,9 +176,10 @@ class ConsumerThread(_BrokerThread):
         """Handle `batch` in one transaction and ack it. False, with nothing of it kept, when one of its
         messages would not simply be acked or the commit failed."""
         try:
-            with transaction.atomic():
+            with self._batch_span(batch) as span, transaction.atomic():
                 for message in batch:
                     if _handled(self.queue_name, message, in_batch=True).action != "ack":
+                        tracing.set_attributes(span, sagaflow__batch__outcome="split")
                         raise _SettleAlone
         except (_SettleAlone, DatabaseError) as error:
             metrics.BATCHES_SPLIT.labels(self.queue_name).inc()
@@ -193,6 +194,21 @@ class ConsumerThread(_BrokerThread):
         for message in batch:
             message.ack()
         return True
+
+    def _batch_span(self, batch: list[Message]):
+        """The span of a batch handled in one transaction, linked to the trace of each of its messages (each
+        message's own "process" span is in its trace and linked back to this one)."""
+        if not tracing.enabled:
+            return tracing.span("")
+        found = (tracing.extracted(message.headers if isinstance(message.headers, dict) else None) for message in batch)
+        links = [tracing.Link(tracing.span_context_in(context)) for context in found if context is not None]
+        attributes = tracing.messaging_attributes(
+            operation="process", destination=self.queue_name, consumer=self.queue_name
+        )
+        attributes["messaging.batch.message_count"] = len(batch)
+        return tracing.span(
+            f"process {self.queue_name}", kind=tracing.SpanKind.CONSUMER, links=links, attributes=attributes
+        )
 
     def on_one(self, message: Message) -> None:
         """Handle one delivery in its own transaction, then ack, retry or dead-letter it."""

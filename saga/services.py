@@ -18,8 +18,8 @@ from django.utils import timezone
 from config.access.services import audit_record
 from config.kernel import sql
 from config.kernel.errors import ConflictError, NotFoundError
-from messaging import correlation
-from messaging.outbox import publish
+from messaging import correlation, tracing
+from messaging.outbox import order_trace_context, publish
 from saga import queries, registry
 from saga.definition import Decision, ReleasedOnFailure, SagaDefinition, decide
 from saga.models import (
@@ -316,7 +316,17 @@ def saga_sweep_timeouts(*, limit: int = 500) -> int:
             message_type = None if state is None else _sweep_input(str(order_id), state)
             if message_type is None:
                 continue
-            with correlation.bound(order_id=str(order_id), saga_state=None):
+            # In the order's trace, where tracing is on: the sweep's span only exists when it acts.
+            parent = order_trace_context(str(order_id)) if tracing.enabled else None
+            attributes = {
+                "sagaflow.order_id": str(order_id),
+                "sagaflow.saga.state": state,
+                "sagaflow.input": message_type,
+            }
+            with (
+                correlation.bound(order_id=str(order_id), saga_state=None),
+                tracing.span("saga timeout sweep", parent=parent, attributes=attributes),
+            ):
                 saga_apply(order_id=str(order_id), message_type=message_type, message_reason=TIMEOUT_REASON)
             driven += 1
     if driven:
