@@ -374,41 +374,47 @@ def dead_letter_replay(*, letter: DeadLetter, by: str, force: bool = False) -> R
 def replay_in_transaction(letter: DeadLetter, *, by: str) -> None:
     """Write the outbox row of a replay and mark the letter replayed, in the caller's transaction: the letter is
     marked if and only if its message is sent again. The caller has checked it can be (`dead_letter_plan`)."""
-    from messaging.catalogue import SCHEMA_VERSION
     from messaging.outbox import republish
 
-    headers = letter.headers if isinstance(letter.headers, dict) else {}
-    republish(
-        message_id=letter.message_id,
-        routing_key=letter.routing_key,
-        payload=_payload_of(letter),
-        target_queue=letter.queue,
-        correlation_id=clean_id(headers.get("correlation_id")),
-        causation_id=clean_id(headers.get("causation_id")),
-        order_id=clean_id(headers.get("order_id"), limit=MAX_ORDER_ID_LENGTH),
-        headers={"version": SCHEMA_VERSION, REPLAY_OF: letter.pk},
-    )
+    republish(**replay_message(letter))
     letter.replayed_at = timezone.now()
     letter.replayed_by = by[:150]
     letter.replay_count += 1
     letter.save(update_fields=["replayed_at", "replayed_by", "replay_count"])
 
 
-class InvalidPayloadError(ValueError):
-    """A corrected payload that is not a JSON object."""
+def replay_message(letter: DeadLetter) -> dict[str, Any]:
+    """The outbox columns of a letter's replay: its own message id, aimed at its queue, with REPLAY_OF."""
+    from messaging.catalogue import SCHEMA_VERSION
+
+    headers = letter.headers if isinstance(letter.headers, dict) else {}
+    return {
+        "message_id": letter.message_id,
+        "routing_key": letter.routing_key,
+        "payload": _payload_of(letter),
+        "target_queue": letter.queue,
+        "correlation_id": clean_id(headers.get("correlation_id")),
+        "causation_id": clean_id(headers.get("causation_id")),
+        "order_id": clean_id(headers.get("order_id"), limit=MAX_ORDER_ID_LENGTH),
+        "headers": {"version": SCHEMA_VERSION, REPLAY_OF: letter.pk},
+    }
+
+
+class InvalidCorrectionError(ValueError):
+    """A correction of a letter's payload that is not a JSON object."""
 
 
 def dead_letter_edit_and_replay(*, letter: DeadLetter, payload_text: str, by: str) -> ReplayPlan:
     """Replay a letter with a payload an operator corrected. The body stays as it came; the correction is kept
     beside it and audited with both; the message keeps its id, so a consumer that applied it once skips it.
 
-    Raises InvalidPayloadError when the text is not a JSON object, ReplayRefusedError as a replay does."""
+    Raises InvalidCorrectionError when the text is not a JSON object, ReplayRefusedError as a replay does."""
     try:
         payload = json.loads(payload_text)
     except (ValueError, RecursionError) as error:
-        raise InvalidPayloadError(f"not JSON: {error}") from None
+        raise InvalidCorrectionError(f"not JSON: {error}") from None
     if not isinstance(payload, dict):
-        raise InvalidPayloadError(f"the payload must be a JSON object, not {type(payload).__name__}")
+        raise InvalidCorrectionError(f"the payload must be a JSON object, not {type(payload).__name__}")
     edited = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     with transaction.atomic(durable=True):
         letter = DeadLetter.objects.select_for_update().get(pk=letter.pk)
