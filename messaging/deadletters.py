@@ -291,7 +291,7 @@ def dead_letter_plan(letter: DeadLetter, *, force: bool = False) -> ReplayPlan:
     why_not = why_not_replayable(letter, force=force)
     if why_not:
         return ReplayPlan(letter, "refuse", why_not, duplicate)
-    return ReplayPlan(letter, "replay", _replay_note(letter), duplicate)
+    return ReplayPlan(letter, "replay", replay_note(letter), duplicate)
 
 
 def why_not_replayable(letter: DeadLetter, *, force: bool) -> str:
@@ -318,7 +318,8 @@ def why_not_replayable(letter: DeadLetter, *, force: bool) -> str:
     return ""
 
 
-def _replay_note(letter: DeadLetter) -> str:
+def replay_note(letter: DeadLetter) -> str:
+    """What an operator should know of a replay of `letter`, or ""."""
     original = letter.headers.get(ORIGINAL) if isinstance(letter.headers, dict) else None
     if isinstance(original, dict) and "message_id" in original and original["message_id"] is None:
         return "its message had no id: it is replayed under the one it was stored with"

@@ -89,7 +89,7 @@ def replay_job_start(
 
 
 def job_letters(job: ReplayJob) -> QuerySet[DeadLetter]:
-    """The letters a job is for: its selection, still waiting (unless a forced replay), in id order."""
+    """The letters a job is for: its selection, still waiting (unless forced or named by id), in id order."""
     letters = DeadLetter.objects.all()
     for field in ("queue", "routing_key", "reason", "fingerprint"):
         if getattr(job, field):
@@ -100,7 +100,8 @@ def job_letters(job: ReplayJob) -> QuerySet[DeadLetter]:
         letters = letters.filter(last_failed_at__gte=job.since)
     if job.until:
         letters = letters.filter(last_failed_at__lte=job.until)
-    if job.action == ReplayJob.DISCARD or not job.force:
+    if job.action == ReplayJob.DISCARD or not (job.force or job.letter_ids):
+        # Letters named by id are taken whatever their state, and refused one by one when they are not waiting.
         letters = letters.filter(replayed_at__isnull=True, discarded_at__isnull=True)
     return letters.order_by("pk")
 
