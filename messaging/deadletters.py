@@ -112,6 +112,9 @@ def _identity(failed: FailedDelivery) -> tuple[dict[str, str], dict[str, Any]]:
     columns = {"message_id": message_id}
     for name in ("routing_key", "queue", "reason"):
         columns[name] = _fitted(getattr(failed, name), 100, name, original)
+    if not columns["reason"]:  # a letter is found and grouped by its reason: an empty one (a header's) says none
+        original.setdefault("reason", json_safe(failed.reason))
+        columns["reason"] = "unknown"
     return columns, original
 
 
