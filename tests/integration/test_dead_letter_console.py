@@ -210,3 +210,33 @@ def test_a_header_that_names_an_unrelated_letter_links_nothing(inprocess):
     )
 
     assert DeadLetter.objects.exclude(pk=unrelated.pk).get().previous is None
+
+
+def test_a_job_is_paused_resumed_and_stopped_from_the_admin_and_its_page_shows_its_progress(staff, outage, inprocess):  # noqa: F811
+    group = DeadLetterGroup.objects.get(fingerprint=outage[0].fingerprint)
+    staff.post("/admin/messaging/deadlettergroup/", {"action": "replay_groups", "_selected_action": [group.pk]})
+    job = ReplayJob.objects.get()
+
+    for action, state in (("pause", "paused"), ("resume", "running"), ("stop", "stopped")):
+        staff.post("/admin/messaging/replayjob/", {"action": action, "_selected_action": [job.pk]})
+        assert ReplayJob.objects.get(pk=job.pk).state == state
+
+    page = staff.get(f"/admin/messaging/replayjob/{job.pk}/change/")
+    assert page.status_code == 200 and "0/12 (0%)" in page.content.decode()
+    assert replay_job_run(job.pk).done == 0  # a stopped job sends nothing
+
+
+def test_a_letters_page_shows_its_history(staff, inprocess):  # noqa: F811
+    body = json.dumps({"order_id": str(uuid.uuid4())}).encode()
+    properties = {"message_id": str(uuid.uuid4()), "type": "payment.process"}
+    store_dead_letter(handle_delivery("payments", body, properties, {}, "payment.process"))
+    first = DeadLetter.objects.get()
+    dead_letter_replay(letter=first, by="ops")
+    deliver_the_outbox()
+    again = DeadLetter.objects.exclude(pk=first.pk).get()
+
+    page = staff.get(f"/admin/messaging/deadletter/{again.pk}/change/").content.decode()
+
+    assert f'href="/admin/messaging/deadletter/{first.pk}/change/">earlier #{first.pk}</a> (1 attempts)' in page
+    later = staff.get(f"/admin/messaging/deadletter/{first.pk}/change/").content.decode()
+    assert f">later #{again.pk}</a> (2 attempts)" in later
