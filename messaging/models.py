@@ -172,6 +172,8 @@ class ReplayJob(models.Model):
     refused = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     cursor = models.BigIntegerField(default=0)  # the last letter id it has been through
+    # The newest letter when it started: a letter stored later (its own replays failing again) is not its own.
+    up_to = models.BigIntegerField(default=0)
     last_problem = models.TextField(blank=True, default="")
     started_by = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True)

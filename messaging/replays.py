@@ -73,6 +73,7 @@ def replay_job_start(
             rate_per_s=rate_per_s or settings.DEAD_LETTER_REPLAY_RATE_PER_S,
             started_by=(by or "?")[:150],
         )
+        job.up_to = DeadLetter.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         matched = job_letters(job).count()
         job.total = matched if limit is None else min(matched, limit)
         job.save()
@@ -89,8 +90,9 @@ def replay_job_start(
 
 
 def job_letters(job: ReplayJob) -> QuerySet[DeadLetter]:
-    """The letters a job is for: its selection, still waiting (unless forced or named by id), in id order."""
-    letters = DeadLetter.objects.all()
+    """The letters a job is for: its selection, still waiting (unless forced or named by id), stored before it
+    started (so that its own replays failing again are not replayed again and again), in id order."""
+    letters = DeadLetter.objects.filter(pk__lte=job.up_to) if job.pk or job.up_to else DeadLetter.objects.all()
     for field in ("queue", "routing_key", "reason", "fingerprint"):
         if getattr(job, field):
             letters = letters.filter(**{field: getattr(job, field)})

@@ -94,6 +94,7 @@ class Migration(migrations.Migration):
                 ("refused", models.PositiveIntegerField(default=0)),
                 ("failed", models.PositiveIntegerField(default=0)),
                 ("cursor", models.BigIntegerField(default=0)),
+                ("up_to", models.BigIntegerField(default=0)),
                 ("last_problem", models.TextField(blank=True, default="")),
                 ("started_by", models.CharField(max_length=150)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),

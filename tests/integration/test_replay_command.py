@@ -121,7 +121,13 @@ def in_a_terminal(*args: str) -> tuple[str, int]:
 
 def test_a_paused_job_is_resumed_by_the_command(two_groups):
     job = ReplayJob.objects.create(
-        action="replay", reason="retries_exhausted", batch_size=10, rate_per_s=1e4, state="paused", started_by="x"
+        action="replay",
+        reason="retries_exhausted",
+        batch_size=10,
+        rate_per_s=1e4,
+        state="paused",
+        started_by="x",
+        up_to=DeadLetter.objects.order_by("-pk").first().pk,
     )
     job.total = 30
     job.save()

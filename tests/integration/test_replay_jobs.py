@@ -153,3 +153,15 @@ def _run_closing(job_id: int) -> None:
         replay_job_run(job_id)
     finally:
         connection.close()
+
+
+def test_a_job_takes_the_letters_stored_before_it_started_not_its_own_replays_failing_again():
+    """Else a job over a handler that keeps failing would replay the new letters of its own replays forever."""
+    many_letters(40)
+    job = replay_job_start(by="ops", batch_size=10, rate_per_s=100_000.0, dispatch=False)
+    many_letters(15)  # stored after it started: as its replays would be, dead-lettered again
+
+    job = replay_job_run(job.pk)
+
+    assert (job.total, job.done) == (40, 40)
+    assert DeadLetter.objects.filter(replayed_at__isnull=True).count() == 15
