@@ -4,6 +4,8 @@ resumes, and sends each letter at most once, even with two runs of one job at th
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,7 +19,7 @@ from config.models import AuditEntry
 from messaging.fingerprints import error_fingerprint
 from messaging.models import DeadLetter, OutboxMessage, ReplayJob
 from messaging.replays import job_letters, replay_job_pause, replay_job_resume, replay_job_run, replay_job_start
-from tests.processes import wait_for
+from tests.processes import ROOT, process_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # each batch is a durable transaction
 
@@ -165,3 +167,42 @@ def test_a_job_takes_the_letters_stored_before_it_started_not_its_own_replays_fa
 
     assert (job.total, job.done) == (40, 40)
     assert DeadLetter.objects.filter(replayed_at__isnull=True).count() == 15
+
+
+EMBEDDED_RUN = """
+import json, time, uuid
+import django
+django.setup()
+from django.utils import timezone
+from messaging.models import DeadLetter, OutboxMessage
+from messaging.replays import replay_job_start
+at = timezone.now()
+body = json.dumps({"order_id": str(uuid.uuid4())})
+DeadLetter.objects.bulk_create([
+    DeadLetter(message_id=str(uuid.uuid4()), routing_key="payment.process", queue="payments", body=body,
+               reason="retries_exhausted", first_failed_at=at, last_failed_at=at)
+    for _ in range(200)
+])
+job = replay_job_start(by="ops", batch_size=50, rate_per_s=1000)
+deadline = time.monotonic() + 60
+while job.state != "done" and time.monotonic() < deadline:
+    time.sleep(0.1)
+    job.refresh_from_db()
+print(job.state, job.done, len(set(OutboxMessage.objects.values_list("message_id", flat=True))))
+"""
+
+
+@pytest.mark.django_db(transaction=False)
+def test_in_the_embedded_mode_a_thread_of_the_web_process_runs_the_job(tmp_path):
+    """The embedded default (SQLite, no broker): replay_job_start hands the job to a thread, not to Celery."""
+    env = {key: value for key, value in process_env().items() if key not in ("DATABASE_URL", "BROKER_URL")}
+    env.update(SQLITE_PATH=str(tmp_path / "embedded.sqlite3"), LOG_LEVEL="error", PYTHONPATH=str(ROOT))
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    migrate = subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, timeout=300)
+    assert migrate.returncode == 0
+
+    run = subprocess.run(
+        [sys.executable, "-c", EMBEDDED_RUN], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert run.stdout.split() == ["done", "200", "200"], run.stdout + run.stderr
