@@ -201,7 +201,7 @@ def replay_job_run(
 
 def _next_batch(job: ReplayJob, size: int) -> list[LetterOutcome]:
     """Replay (or discard) the next `size` letters of the job and count them, in one transaction."""
-    by = f"{job.started_by} (job {job.pk})"[:150]
+    by = job.started_by  # as a replay of one letter records it; the job's audit entries say which job
     with transaction.atomic(durable=True):
         letters = list(
             job_letters(job).filter(pk__gt=job.cursor).select_for_update(skip_locked=True, of=("self",))[:size]
