@@ -55,7 +55,7 @@ def sends_per_message() -> Counter:
 def test_a_group_replay_of_5000_letters_completes_at_its_rate_and_sends_each_once():
     stored = many_letters(LETTERS)
     many_letters(50, reason="invalid_payload")  # another group, left alone
-    rate = 1_000.0
+    rate = 500.0
     job = replay_job_start(
         by="ops", fingerprint=stored[0].fingerprint, queue="payments", batch_size=250, rate_per_s=rate, dispatch=False
     )
@@ -66,7 +66,7 @@ def test_a_group_replay_of_5000_letters_completes_at_its_rate_and_sends_each_onc
     elapsed = time.monotonic() - began
 
     assert (job.state, job.done, job.refused, job.failed) == ("done", LETTERS, 0, 0)
-    # the rate holds: 5,000 letters at 1,000/s take at least 5 s (a run without the limit takes well under that)
+    # the rate holds: 5,000 letters at 500/s take at least 10 s (without the limit, about 4 s on a busy 2-core box)
     assert elapsed >= LETTERS / rate * 0.95, elapsed
     sends = sends_per_message()
     assert len(sends) == LETTERS and set(sends.values()) == {1}
@@ -86,7 +86,7 @@ def test_without_a_tight_rate_the_same_replay_runs_faster_than_the_limited_one()
     elapsed = time.monotonic() - began
 
     assert job.done == 2_000
-    assert elapsed < 2_000 / 1_000.0, f"{2_000 / elapsed:.0f} letters/s unlimited"
+    assert elapsed < 2_000 / 500.0, f"{2_000 / elapsed:.0f} letters/s unlimited"  # faster than the rate above
 
 
 def test_a_job_paused_halfway_resumes_where_it_stopped_and_replays_each_letter_once():
