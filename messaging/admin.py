@@ -65,6 +65,10 @@ class InboxMessageAdmin(LargeTableMixin, ReadOnlyAdmin):
     search_fields = ["message_id"]
 
 
+# A selection of more letters than this is replayed by a background job, not inside the request.
+INLINE_REPLAY_LIMIT = 100
+
+
 def may_operate(request) -> bool:
     """Replaying and discarding change what happens next, so viewing the dead letters is not enough."""
     return request.user.has_perm("messaging.change_deadletter")
@@ -184,7 +188,18 @@ class DeadLetterAdmin(LargeTableMixin, ReadOnlyAdmin):
 
     @admin.action(description="Replay the selected dead letters (once each)", permissions=["operate"])
     def replay(self, request, queryset):
-        """Replays each letter it can; says which it refused and why, and names those whose replay failed."""
+        """Replays each letter it can; says which it refused and why, and names those whose replay failed.
+        More than INLINE_REPLAY_LIMIT letters go to a background job instead, as a group's do."""
+        ids = list(queryset.values_list("pk", flat=True)[: INLINE_REPLAY_LIMIT + 1])
+        if len(ids) > INLINE_REPLAY_LIMIT:
+            job = replay_job_start(
+                by=request.user.get_username(), letter_ids=list(queryset.values_list("pk", flat=True))
+            )
+            url = reverse("admin:messaging_replayjob_change", args=[job.pk])
+            self.message_user(
+                request, format_html('started <a href="{}">replay job {}</a> over {} letters', url, job.pk, job.total)
+            )
+            return
         failed = []
         for letter in queryset:
             try:

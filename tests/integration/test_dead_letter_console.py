@@ -240,3 +240,18 @@ def test_a_letters_page_shows_its_history(staff, inprocess):  # noqa: F811
     assert f'href="/admin/messaging/deadletter/{first.pk}/change/">earlier #{first.pk}</a> (1 attempts)' in page
     later = staff.get(f"/admin/messaging/deadletter/{first.pk}/change/").content.decode()
     assert f">later #{again.pk}</a> (2 attempts)" in later
+
+
+def test_a_large_selection_of_letters_is_replayed_by_a_background_job(staff, inprocess):  # noqa: F811
+    from messaging.admin import INLINE_REPLAY_LIMIT
+    from tests.integration.test_replay_jobs import many_letters
+
+    letters = many_letters(INLINE_REPLAY_LIMIT + 5)
+
+    staff.post(
+        "/admin/messaging/deadletter/", {"action": "replay", "_selected_action": [letter.pk for letter in letters]}
+    )
+
+    job = ReplayJob.objects.get()
+    assert job.total == len(letters) and not OutboxMessage.objects.exists()
+    assert replay_job_run(job.pk).done == len(letters)
