@@ -116,7 +116,12 @@ class DeadLetter(models.Model):
 
 class DeadLetterGroup(models.Model):
     """The dead letters still waiting (neither replayed nor discarded), one row per queue, type, reason and
-    fingerprint: a database view over DeadLetter's group index (migration 0007), read-only."""
+    fingerprint: a database view over DeadLetter's group index (migration 0007), read-only.
+
+    A later migration that changes DeadLetter's table must drop this view first and create it again after it:
+    SQLite rebuilds the table (and fails with the view in place), PostgreSQL refuses to change a column a view
+    reads.
+    """
 
     id = models.BigIntegerField(primary_key=True)  # the group's first letter
     queue = models.CharField(max_length=100)
