@@ -100,7 +100,7 @@ class DeadLetterAdmin(LargeTableMixin, ReadOnlyAdmin):
     @admin.display(description="history")
     def history(self, letter: DeadLetter) -> str:
         """The letters of the same message before and after this one: replayed, failed again."""
-        earlier, chain = letter.previous, []
+        earlier, chain = letter.previous, list[DeadLetter]()
         while earlier is not None and len(chain) < 20:
             chain.append(earlier)
             earlier = earlier.previous

@@ -136,7 +136,8 @@ class Progress:
     pipe) a line per letter and a progress line per batch. Letters refused or failed get a line either way."""
 
     def __init__(self, stdout, job: ReplayJob):
-        self.stdout, self.job, self.counts = stdout, job, {}
+        self.stdout, self.job = stdout, job
+        self.counts: dict[str, int] = {}
         self.terminal = stdout.isatty()
         self.began = time.monotonic()
         self.drawn = False
