@@ -25,14 +25,17 @@ from django.utils import timezone
 
 from config.access.services import audit_record
 from messaging.correlation import clean_id, printable
-from messaging.envelope import MAX_ORDER_ID_LENGTH, attempt_number, usable_message_id
+from messaging.envelope import MAX_ATTEMPT, MAX_ORDER_ID_LENGTH, attempt_number, bounded_int, usable_message_id
 from messaging.errors import is_transient
+from messaging.fingerprints import error_fingerprint
 from messaging.models import DeadLetter
 
 logger = logging.getLogger(__name__)
 
 ORIGINAL = "x-sagaflow-original"
 UNSTORABLE = "x-sagaflow-unstorable"
+# Set by a replay: the id of the letter it replays. A letter of the same message stored later links to that one.
+REPLAY_OF = "x-sagaflow-replay-of"
 # Headers that change each time the same message is dead-lettered again: left out of its fingerprint.
 _VOLATILE_HEADERS = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-", "x-sagaflow-", "x-attempt")
 _FINGERPRINT_NAMESPACE = uuid.UUID("5b1f3c1e-4f0e-4d6a-9a43-6f0d1c8e2a17")
@@ -109,6 +112,9 @@ def _identity(failed: FailedDelivery) -> tuple[dict[str, str], dict[str, Any]]:
     columns = {"message_id": message_id}
     for name in ("routing_key", "queue", "reason"):
         columns[name] = _fitted(getattr(failed, name), 100, name, original)
+    if not columns["reason"]:  # a letter is found and grouped by its reason: an empty one (a header's) says none
+        original.setdefault("reason", json_safe(failed.reason))
+        columns["reason"] = "unknown"
     return columns, original
 
 
@@ -120,13 +126,16 @@ def _columns(failed: FailedDelivery) -> dict[str, Any]:
         # The consumer's, when the letter came through the dead-letter queue; this store's own win over them
         # (they agree, but a message may carry a header of that name of its own).
         headers[ORIGINAL] = {**(upstream if isinstance(upstream, dict) else {}), **original}
+    detail = _text(failed.detail)[:_MAX_DETAIL]
+    summary = _text(_summary_of(failed))[-_MAX_TRACEBACK:]
     return {
         **identity,
         "body": storable_body(failed.body),
         "headers": headers,
-        "detail": _text(failed.detail)[:_MAX_DETAIL],
-        "traceback": _text(_summary_of(failed))[-_MAX_TRACEBACK:],
+        "detail": detail,
+        "traceback": summary,
         "attempts": attempt_number(failed.attempts),
+        "fingerprint": error_fingerprint(identity["reason"], summary, detail),
     }
 
 
@@ -156,13 +165,31 @@ def _stored(columns: dict[str, Any]) -> DeadLetter:
             .first()
         )
         if existing is None:
+            previous = _replayed_from(columns)
+            if previous is not None:
+                columns = {**columns, "previous": previous, "attempts": _attempts_after(previous, columns)}
             return DeadLetter.objects.create(**columns, first_failed_at=now, last_failed_at=now)
         existing.attempts = max(existing.attempts, columns["attempts"])
         existing.last_failed_at = now
         existing.reason, existing.detail = columns["reason"], columns["detail"]
-        existing.traceback = columns["traceback"]
-        existing.save(update_fields=["attempts", "last_failed_at", "reason", "detail", "traceback"])
+        existing.traceback, existing.fingerprint = columns["traceback"], columns["fingerprint"]
+        existing.save(update_fields=["attempts", "last_failed_at", "reason", "detail", "traceback", "fingerprint"])
         return existing
+
+
+def _replayed_from(columns: dict[str, Any]) -> DeadLetter | None:
+    """The earlier letter this message was replayed from: named by the replay's header, and only when that
+    letter is one of the same message in the same queue (a header of the message's own proves nothing)."""
+    letter_id = bounded_int(columns["headers"].get(REPLAY_OF), 0) if isinstance(columns["headers"], dict) else 0
+    if letter_id <= 0:
+        return None
+    return DeadLetter.objects.filter(
+        pk=letter_id, message_id=columns["message_id"], queue=columns["queue"], replayed_at__isnull=False
+    ).first()
+
+
+def _attempts_after(previous: DeadLetter, columns: dict[str, Any]) -> int:
+    return min(previous.attempts + columns["attempts"], MAX_ATTEMPT)
 
 
 def _summary_of(failed: FailedDelivery) -> str:
@@ -264,13 +291,13 @@ def dead_letter_plan(letter: DeadLetter, *, force: bool = False) -> ReplayPlan:
     from messaging.models import InboxMessage
 
     duplicate = InboxMessage.objects.filter(consumer=letter.queue, message_id=letter.message_id).exists()
-    why_not = _why_not_replayable(letter, force=force)
+    why_not = why_not_replayable(letter, force=force)
     if why_not:
         return ReplayPlan(letter, "refuse", why_not, duplicate)
-    return ReplayPlan(letter, "replay", _replay_note(letter), duplicate)
+    return ReplayPlan(letter, "replay", replay_note(letter), duplicate)
 
 
-def _why_not_replayable(letter: DeadLetter, *, force: bool) -> str:
+def why_not_replayable(letter: DeadLetter, *, force: bool) -> str:
     from messaging import bus
 
     if letter.discarded_at is not None and not force:
@@ -294,7 +321,8 @@ def _why_not_replayable(letter: DeadLetter, *, force: bool) -> str:
     return ""
 
 
-def _replay_note(letter: DeadLetter) -> str:
+def replay_note(letter: DeadLetter) -> str:
+    """What an operator should know of a replay of `letter`, or ""."""
     original = letter.headers.get(ORIGINAL) if isinstance(letter.headers, dict) else None
     if isinstance(original, dict) and "message_id" in original and original["message_id"] is None:
         return "its message had no id: it is replayed under the one it was stored with"
@@ -310,8 +338,9 @@ def _is_uuid(value: str) -> bool:
 
 
 def _payload_of(letter: DeadLetter) -> dict | None:
+    """What a replay sends: the payload an operator corrected, when there is one, else the body as it came."""
     try:
-        payload = json.loads(letter.body)
+        payload = json.loads(letter.edited_body or letter.body)
     except Exception:  # noqa: BLE001 - not JSON, or too deep (RecursionError): not a payload either way
         return None
     return payload if isinstance(payload, dict) else None
@@ -324,27 +353,12 @@ def dead_letter_replay(*, letter: DeadLetter, by: str, force: bool = False) -> R
     raising ReplayRefusedError with why. Records when and by whom, and writes the audit log in the same
     transaction: whatever else it raises leaves the letter as it was.
     """
-    from messaging.outbox import republish
-
     with transaction.atomic(durable=True):
         letter = DeadLetter.objects.select_for_update().get(pk=letter.pk)
         plan = dead_letter_plan(letter, force=force)
         if plan.action != "replay":
             raise ReplayRefusedError(letter, plan.why)
-        headers = letter.headers if isinstance(letter.headers, dict) else {}
-        republish(
-            message_id=letter.message_id,
-            routing_key=letter.routing_key,
-            payload=_payload_of(letter),
-            target_queue=letter.queue,
-            correlation_id=clean_id(headers.get("correlation_id")),
-            causation_id=clean_id(headers.get("causation_id")),
-            order_id=clean_id(headers.get("order_id"), limit=MAX_ORDER_ID_LENGTH),
-        )
-        letter.replayed_at = timezone.now()
-        letter.replayed_by = by[:150]
-        letter.replay_count += 1
-        letter.save(update_fields=["replayed_at", "replayed_by", "replay_count"])
+        replay_in_transaction(letter, by=by)
         audit_record(
             actor=by,
             action="dead_letter.replay",
@@ -358,6 +372,77 @@ def dead_letter_replay(*, letter: DeadLetter, by: str, force: bool = False) -> R
             },
         )
     logger.warning("dead letter %s replayed by %s", letter.pk, by, extra={"message_id": letter.message_id})
+    return plan
+
+
+def replay_in_transaction(letter: DeadLetter, *, by: str) -> None:
+    """Write the outbox row of a replay and mark the letter replayed, in the caller's transaction: the letter is
+    marked if and only if its message is sent again. The caller has checked it can be (`dead_letter_plan`)."""
+    from messaging.outbox import republish
+
+    republish(**replay_message(letter))
+    letter.replayed_at = timezone.now()
+    letter.replayed_by = by[:150]
+    letter.replay_count += 1
+    letter.save(update_fields=["replayed_at", "replayed_by", "replay_count"])
+
+
+def replay_message(letter: DeadLetter) -> dict[str, Any]:
+    """The outbox columns of a letter's replay: its own message id, aimed at its queue, with REPLAY_OF."""
+    from messaging.catalogue import SCHEMA_VERSION
+
+    headers = letter.headers if isinstance(letter.headers, dict) else {}
+    return {
+        "message_id": letter.message_id,
+        "routing_key": letter.routing_key,
+        "payload": _payload_of(letter),
+        "target_queue": letter.queue,
+        "correlation_id": clean_id(headers.get("correlation_id")),
+        "causation_id": clean_id(headers.get("causation_id")),
+        "order_id": clean_id(headers.get("order_id"), limit=MAX_ORDER_ID_LENGTH),
+        "headers": {"version": SCHEMA_VERSION, REPLAY_OF: letter.pk},
+    }
+
+
+class InvalidCorrectionError(ValueError):
+    """A correction of a letter's payload that is not a JSON object."""
+
+
+def dead_letter_edit_and_replay(*, letter: DeadLetter, payload_text: str, by: str) -> ReplayPlan:
+    """Replay a letter with a payload an operator corrected. The body stays as it came; the correction is kept
+    beside it and audited with both; the message keeps its id, so a consumer that applied it once skips it.
+
+    Raises InvalidCorrectionError when the text is not a JSON object, ReplayRefusedError as a replay does."""
+    try:
+        payload = json.loads(payload_text)
+    except (ValueError, RecursionError) as error:
+        raise InvalidCorrectionError(f"not JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise InvalidCorrectionError(f"the payload must be a JSON object, not {type(payload).__name__}")
+    edited = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    with transaction.atomic(durable=True):
+        letter = DeadLetter.objects.select_for_update().get(pk=letter.pk)
+        before = letter.edited_body or letter.body
+        letter.edited_body, letter.edited_by, letter.edited_at = edited, by[:150], timezone.now()
+        plan = dead_letter_plan(letter, force=True)  # this letter, chosen and corrected: replayed or not
+        if plan.action != "replay":
+            raise ReplayRefusedError(letter, plan.why)
+        letter.save(update_fields=["edited_body", "edited_by", "edited_at"])
+        replay_in_transaction(letter, by=by)
+        audit_record(
+            actor=by,
+            action="dead_letter.edit_and_replay",
+            target=f"dead_letter:{letter.pk}",
+            details={
+                "message_id": letter.message_id,
+                "routing_key": letter.routing_key,
+                "queue": letter.queue,
+                "before": before[:_MAX_DETAIL],
+                "after": edited[:_MAX_DETAIL],
+                "replay_count": letter.replay_count,
+            },
+        )
+    logger.warning("dead letter %s edited and replayed by %s", letter.pk, by, extra={"message_id": letter.message_id})
     return plan
 
 

@@ -101,12 +101,123 @@ class DeadLetter(models.Model):
     replay_count = models.PositiveIntegerField(default=0)
     discarded_at = models.DateTimeField(null=True, blank=True)
     discarded_by = models.CharField(max_length=150, blank=True, default="")
+    # The failure, without its ids and numbers (`messaging.fingerprints`): what groups letters of one failure.
+    fingerprint = models.CharField(max_length=16, blank=True, default="", db_index=True)
+    # The letter this one's message was replayed from, when it failed again: one history, attempts carried over.
+    previous = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="later_letters", db_index=True
+    )
+    # A payload an operator corrected (JSON) and replayed instead of the body, which stays as it came.
+    edited_body = models.TextField(blank=True, default="")
+    edited_by = models.CharField(max_length=150, blank=True, default="")
+    edited_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_failed_at"]
+        indexes = [
+            # The groups of the letters still waiting (DeadLetterGroup): one pass over this index, not the table.
+            models.Index(
+                fields=["queue", "routing_key", "reason", "fingerprint", "first_failed_at", "last_failed_at"],
+                name="deadletter_open_group_idx",
+                condition=models.Q(replayed_at__isnull=True, discarded_at__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.routing_key} {self.message_id} ({self.reason})"
+
+
+class DeadLetterGroup(models.Model):
+    """The dead letters still waiting (neither replayed nor discarded), one row per queue, type, reason and
+    fingerprint: a database view over DeadLetter's group index (migration 0007), read-only.
+
+    A later migration that changes DeadLetter's table must drop this view first and create it again after it:
+    SQLite rebuilds the table (and fails with the view in place), PostgreSQL refuses to change a column a view
+    reads.
+    """
+
+    id = models.BigIntegerField(primary_key=True)  # the group's first letter
+    queue = models.CharField(max_length=100)
+    routing_key = models.CharField(max_length=100)
+    reason = models.CharField(max_length=100)
+    fingerprint = models.CharField(max_length=16)
+    letters = models.BigIntegerField()
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "messaging_deadlettergroup"
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return f"{self.queue} {self.routing_key} {self.reason} {self.fingerprint} ({self.letters})"
+
+    def selection(self) -> dict[str, str]:
+        return {
+            "queue": self.queue,
+            "routing_key": self.routing_key,
+            "reason": self.reason,
+            "fingerprint": self.fingerprint,
+        }
+
+
+class ReplayJob(models.Model):
+    """A replay (or discard) of every waiting dead letter a selection matches, run in the background in batches
+    at a bounded rate (`messaging.replays`). Its counts say how far it got; it can be paused and resumed."""
+
+    REPLAY, DISCARD = "replay", "discard"
+    RUNNING, PAUSED, STOPPED, DONE = "running", "paused", "stopped", "done"
+    ACTIONS = [(REPLAY, "replay"), (DISCARD, "discard")]
+    STATES = [(RUNNING, "running"), (PAUSED, "paused"), (STOPPED, "stopped"), (DONE, "done")]
+
+    action = models.CharField(max_length=10, choices=ACTIONS, default=REPLAY)
+    # The selection: blank is any. `letter_ids` narrows it to those letters; `force` takes replayed ones too.
+    queue = models.CharField(max_length=100, blank=True, default="")
+    routing_key = models.CharField(max_length=100, blank=True, default="")
+    reason = models.CharField(max_length=100, blank=True, default="")
+    fingerprint = models.CharField(max_length=16, blank=True, default="")
+    letter_ids = models.JSONField(default=list, blank=True)
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    force = models.BooleanField(default=False)
+    limit = models.PositiveIntegerField(null=True, blank=True)
+    batch_size = models.PositiveIntegerField()
+    rate_per_s = models.FloatField()
+    state = models.CharField(max_length=10, choices=STATES, default=RUNNING, db_index=True)
+    total = models.PositiveIntegerField(default=0)  # the letters it matched when it was started
+    done = models.PositiveIntegerField(default=0)  # replayed (or discarded)
+    refused = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    cursor = models.BigIntegerField(default=0)  # the last letter id it has been through
+    # The newest letter when it started: a letter stored later (its own replays failing again) is not its own.
+    up_to = models.BigIntegerField(default=0)
+    last_problem = models.TextField(blank=True, default="")
+    started_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} job {self.pk} ({self.state}, {self.done}/{self.total})"
+
+    def selection(self) -> str:
+        parts = [
+            f"{name}={value}"
+            for name, value in (
+                ("queue", self.queue),
+                ("type", self.routing_key),
+                ("reason", self.reason),
+                ("fingerprint", self.fingerprint),
+            )
+            if value
+        ]
+        if self.letter_ids:
+            parts.append(f"{len(self.letter_ids)} chosen letters")
+        return ", ".join(parts) or "every waiting letter"
 
 
 class WorkerHeartbeat(models.Model):

@@ -39,3 +39,11 @@ def prune_inbox() -> int:
 def prune_outbox() -> int:
     """Forget outbox rows published more than OUTBOX_RETENTION_DAYS ago."""
     return retention.prune_outbox()
+
+
+@shared_task(name="messaging.tasks.run_replay_job", ignore_result=True)
+def run_replay_job(job_id: int) -> None:
+    """Run a dead-letter replay job (messaging.replays) until it is done, paused or stopped."""
+    from messaging.replays import replay_job_run
+
+    replay_job_run(job_id)
