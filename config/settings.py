@@ -196,8 +196,8 @@ INBOX_RETENTION_DAYS = env_number("INBOX_RETENTION_DAYS", 7, minimum=1)
 OUTBOX_RETENTION_DAYS = env_number("OUTBOX_RETENTION_DAYS", 7, minimum=1)
 # Background replays of dead letters (messaging.replays): letters per transaction, and at most this many a second,
 # so that a replay of thousands does not swamp the consumers it sends them to. A job may set its own.
-DEAD_LETTER_REPLAY_BATCH_SIZE = 200
-DEAD_LETTER_REPLAY_RATE_PER_S = 100.0
+DEAD_LETTER_REPLAY_BATCH_SIZE = int(env_number("DEAD_LETTER_REPLAY_BATCH_SIZE", 200, minimum=1, cast=int))
+DEAD_LETTER_REPLAY_RATE_PER_S = env_number("DEAD_LETTER_REPLAY_RATE_PER_S", 100.0, minimum=0.1)
 
 SAGA_PAYMENT_DEADLINE_S = env_number("SAGA_PAYMENT_DEADLINE_S", 30.0, minimum=0.1)
 SAGA_INVENTORY_DEADLINE_S = env_number("SAGA_INVENTORY_DEADLINE_S", 30.0, minimum=0.1)
