@@ -48,8 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.02,
         help="seconds between a client's GET /api/orders/{id} of its order (API-polling, burst, flash sale)",
     )
-    p.add_argument("--flash-orders", type=int, default=1500, help="orders of the flash sale (0 skips it)")
-    p.add_argument("--flash-stock", type=int, default=150, help="units of the flash sale's one product")
+    p.add_argument("--flash-orders", type=int, default=1000, help="orders of the flash sale (0 skips it)")
+    p.add_argument("--flash-stock", type=int, default=100, help="units of the flash sale's one product")
     p.add_argument("--flash-customers", type=int, default=300, help="customers of the flash sale")
     p.add_argument("--flash-clients", type=int, default=20, help="clients posting the flash sale at once")
     p.add_argument(
