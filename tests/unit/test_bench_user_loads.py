@@ -3,11 +3,14 @@ run's ratios, and the targets they are held to."""
 
 from __future__ import annotations
 
+import json
+import threading
 from decimal import Decimal
 
 import pytest
 
-from scripts.benchmark import figures, flash_sale, request_cpu
+from scripts.benchmark import figures, flash_sale, load, request_cpu
+from scripts.benchmark.records import OrderRecord
 from scripts.benchmark.targets import evaluate_targets
 
 
@@ -125,3 +128,45 @@ def test_the_ratios_and_the_flash_sale_are_held_to_their_targets():
     assert held["burst sagas/s / closed loop's"] is False
     assert held["flash sale invariants held"] is False
     assert held["saga CPU / raw parts' share"] is None  # not measured
+
+
+class ScriptedApi:
+    """Answers GET /api/orders/{id} from a script of statuses, one per question, as the product would."""
+
+    def __init__(self, statuses: dict[str, list[str]]):
+        self.statuses, self.asked = statuses, []
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        order_id = path.rsplit("/", 1)[1]
+        self.asked.append(order_id)
+        script = self.statuses[order_id]
+        status = script.pop(0) if len(script) > 1 else script[0]
+        answer = {
+            "id": order_id,
+            "status": status,
+            "failure_reason": "out_of_stock" if status == "FAILED" else None,
+            "created_at": "2026-12-02T01:00:00.100000Z",
+            "updated_at": "2026-12-02T01:00:02.600000Z",
+        }
+        return 200, json.dumps(answer).encode()
+
+
+def test_a_client_reads_each_order_until_it_is_final_and_keeps_the_orders_own_stamps():
+    api = ScriptedApi({"a": ["PENDING", "PENDING", "COMPLETED"], "b": ["FAILED"]})
+    records = [OrderRecord(customer_id="c", order_id="a"), OrderRecord(customer_id="c", order_id="b")]
+
+    load.await_over_api(api, records, interval=0.0, timeout=5.0, stop=threading.Event())
+
+    assert [(r.status, r.done.is_set()) for r in records] == [("COMPLETED", True), ("FAILED", True)]
+    assert records[1].failure_reason == "out_of_stock"
+    assert records[0].final_stamp == load.stamp("2026-12-02T01:00:02.600000Z")
+    assert api.asked == ["a", "b", "a", "a"]  # a final order is not asked again
+
+
+def test_an_order_never_final_is_given_up_at_the_timeout_and_left_not_final():
+    api = ScriptedApi({"a": ["PENDING"]})
+    record = OrderRecord(customer_id="c", order_id="a")
+
+    load.await_over_api(api, [record], interval=0.01, timeout=0.05, stop=threading.Event())
+
+    assert not record.done.is_set() and record.final_stamp is None
