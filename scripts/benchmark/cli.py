@@ -63,7 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=300,
         help="after each phase, sequential requests of each kind whose web CPU is measured (0 skips it)",
     )
-    p.add_argument("--request-cpu-rounds", type=int, default=3, help="rounds the single requests are split into")
+    p.add_argument(
+        "--request-cpu-rounds", type=int, default=10, help="rounds the single requests are split into, kind by kind"
+    )
     p.add_argument("--url", help="measure this running deployment instead of starting one, e.g. http://host:8000")
     p.add_argument(
         "--token",

@@ -84,14 +84,17 @@ def measure_request_cpu(
 
 
 def request_cpu_figures(per_round: dict[str, list[float]], *, requests_each: int) -> dict[str, Any]:
-    """The median over the rounds of each kind's ms per request, and its ratio to /health/live's. Pure."""
+    """The median over the rounds of each kind's ms per request, and of its ratio to /health/live's in the same
+    round: a round's batches follow each other within a second, so a change of the machine's speed touches
+    both sides of a ratio alike. Pure."""
     median = {kind: percentile(values, 0.5) for kind, values in per_round.items()}
-    health = median.get(HEALTH)
+    health = per_round.get(HEALTH, [])
     ratios = {
-        kind: (round(value / health, 2) if health and value is not None else None)
-        for kind, value in median.items()
+        kind: percentile([v / h for v, h in zip(values, health, strict=False) if h > 0], 0.5)
+        for kind, values in per_round.items()
         if kind != HEALTH
     }
+    ratios = {kind: (round(value, 2) if value is not None else None) for kind, value in ratios.items()}
     return {
         "ms_per_request": {kind: (round(v, 3) if v is not None else None) for kind, v in median.items()},
         "ratio_to_health": ratios,
