@@ -113,7 +113,7 @@ class _RecentTokens:
             return None
         return found[1]
 
-    def keep(self, digest: str, record: ApiToken) -> None:
+    def keep(self, digest: str, record: Any) -> None:
         if TOKEN_CACHE_S <= 0:
             return
         with self._lock:

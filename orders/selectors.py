@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
@@ -103,7 +104,7 @@ WHERE o.id = %s
 """
 
 
-def _order_view_in_one_statement(key: object) -> OrderView | None:
+def _order_view_in_one_statement(key: Any) -> OrderView | None:
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(_ONE_STATEMENT, [key])
         row = cursor.fetchone()
@@ -112,7 +113,7 @@ def _order_view_in_one_statement(key: object) -> OrderView | None:
     skus, quantities, unit_prices = row[9] or [], row[10] or [], row[11] or []
     steps = [row[12] or [], row[13] or [], row[14] or [], row[15] or [], row[16] or []]
     return OrderView(
-        *row[:9],
+        **dict(zip(_ORDER_FIELDS, row[:9], strict=True)),
         lines=list(zip(skus, quantities, unit_prices, strict=True)),
         history=list(zip(*steps, strict=True)),
     )
