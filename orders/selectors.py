@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from orders import queries
 from orders.models import Order
+from orders.queries import OrderView
 
 
 def order_get(*, order_id: str) -> Order | None:
@@ -18,3 +20,10 @@ def order_list(*, status: str | None = None, customer_id: str | None = None) -> 
     if customer_id:
         orders = orders.filter(customer_id=customer_id)
     return orders
+
+
+def order_view(*, order_id: str) -> OrderView | None:
+    """The order's status page: the order, its lines and its saga's timeline, as plain values. The status read
+    is the API's most frequent request (every waiting client asks it again and again): no ORM query is built
+    for it, and no model is instantiated (orders/queries.py)."""
+    return queries.order_status_page(order_id)

@@ -17,7 +17,9 @@ Modules, by concern:
 - phases: which phases there are and what each places (the place to add one); load: the load generators;
   runner: one phase from start to figures; api: the HTTP client; polling: how an order is seen final;
   records: what is recorded of an order and a phase;
-- raw_parts: the parts measured alone; cpu: CPU accounting from /proc;
-- stats: percentiles, spreads and rates; figures: a phase's figures from its records;
+- raw_parts: the parts measured alone; cpu: CPU accounting from /proc; request_cpu: the web CPU of single
+  requests (a status read, a POST, /health/live), measured after each phase; flash_sale: the flash sale's
+  invariants, read from the database;
+- stats: percentiles, spreads and rates; figures: a phase's figures from its records, and the run's ratios;
 - report: what is printed and written; targets: the figures the product is held to.
 """

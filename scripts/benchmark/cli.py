@@ -20,7 +20,8 @@ from typing import Any
 from .console import say
 from .cpu import loadavg
 from .deployments import Deployment, EmbeddedDeployment, ProductionDeployment
-from .phases import EMBEDDED_PHASES, PRODUCTION_PHASES, wanted
+from .figures import run_ratios
+from .phases import EMBEDDED_PHASES, PHASE_NAMES, PRODUCTION_PHASES, wanted
 from .raw_parts import measure_raw_parts
 from .report import report, write_results
 from .runner import measure
@@ -37,6 +38,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=20, help="closed-loop clients of the throughput phase")
     p.add_argument("--steady-rate", type=float, default=10.0, help="orders a second of the steady phase")
     p.add_argument("--steady-seconds", type=float, default=20.0, help="length of the steady phase (0 skips it)")
+    p.add_argument("--burst-orders", type=int, default=500, help="orders of the burst phase (0 skips it)")
+    p.add_argument("--burst-clients", type=int, default=20, help="clients posting the burst at once")
+    p.add_argument("--api-poll-orders", type=int, default=400, help="orders of the API-polling phase (0 skips it)")
+    p.add_argument("--api-poll-clients", type=int, default=20, help="closed-loop clients of the API-polling phase")
+    p.add_argument(
+        "--api-poll-interval",
+        type=float,
+        default=0.02,
+        help="seconds between a client's GET /api/orders/{id} of its order (API-polling, burst, flash sale)",
+    )
+    p.add_argument("--flash-orders", type=int, default=1000, help="orders of the flash sale (0 skips it)")
+    p.add_argument("--flash-stock", type=int, default=100, help="units of the flash sale's one product")
+    p.add_argument("--flash-customers", type=int, default=300, help="customers of the flash sale")
+    p.add_argument("--flash-clients", type=int, default=20, help="clients posting the flash sale at once")
+    p.add_argument(
+        "--phases",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help=f"comma-separated phases to run, of {','.join(PHASE_NAMES)} (default: all whose size is above 0)",
+    )
+    p.add_argument(
+        "--request-cpu-requests",
+        type=int,
+        default=300,
+        help="after each phase, sequential requests of each kind whose web CPU is measured (0 skips it)",
+    )
+    p.add_argument(
+        "--request-cpu-rounds", type=int, default=10, help="rounds the single requests are split into, kind by kind"
+    )
     p.add_argument("--url", help="measure this running deployment instead of starting one, e.g. http://host:8000")
     p.add_argument(
         "--token",
@@ -83,8 +112,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs even when all went well")
     args = p.parse_args(argv)
-    if min(args.concurrency, args.embedded_concurrency, args.customers, args.celery_workers) < 1:
-        p.error("--concurrency, --embedded-concurrency, --customers and --celery-workers must be at least 1")
+    counts = (
+        args.concurrency,
+        args.embedded_concurrency,
+        args.customers,
+        args.celery_workers,
+        args.burst_clients,
+        args.api_poll_clients,
+        args.flash_clients,
+        args.flash_customers,
+    )
+    if min(counts) < 1:
+        p.error("--concurrency, --customers, --celery-workers and every --*-clients must be at least 1")
+    unknown = sorted(set(args.phases or ()) - set(PHASE_NAMES))
+    if unknown:
+        p.error(f"--phases: no phase {', '.join(unknown)}; the phases are {', '.join(PHASE_NAMES)}")
     return args
 
 
@@ -98,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix=f"sagaflow-bench-{run_id}-"))
     results = new_results(args, run_id)
     ok = run(args, run_id, log_dir, stop, results)
-    results["targets"] = evaluate_targets(results["phases"])
+    results["ratios"] = run_ratios(results["phases"], results.get("raw_parts"))
+    results["targets"] = evaluate_targets({**results["phases"], "ratios": results["ratios"]})
     if results["phases"]:
         report(results)
         write_results(results, args.out)

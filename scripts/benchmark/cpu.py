@@ -98,6 +98,7 @@ def cpu_figures(cpu_s: dict[str, float], *, sagas: int, seconds: float) -> dict[
     return {
         "cpu_s": {kind: round(used, 3) for kind, used in by_kind.items()},
         "cpu_s_per_saga": {kind: round(used / max(sagas, 1), 5) for kind, used in by_kind.items()},
+        "cpu_ms_per_saga_total": round(sum(by_kind.values()) * 1000 / max(sagas, 1), 2),
         "machine_busy_cores": round(machine / measured, 2),
         "other_busy_cores": round(max(machine - ours - by_kind.get(SHARED_RABBITMQ, 0), 0) / measured, 2),
     }

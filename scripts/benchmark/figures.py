@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cpu import cpu_figures, loadavg
 from .records import FINAL_STATUSES, OrderRecord, Phase
-from .stats import per_second, spread
+from .stats import per_second, percentile, spread
 
 if TYPE_CHECKING:
     from .deployments import Deployment
@@ -57,7 +57,8 @@ def outcomes(records: list[OrderRecord]) -> dict[str, Any]:
 def timings(phase: Phase) -> dict[str, Any]:
     """The rate of finished sagas over the window from the first POST to the last final stamp, and latencies.
 
-    A final stamp is the server's; POST times are the client's. The window falls back to the phase's own
+    POST-to-final is each order's own: its `updated_at` when final less its `created_at`, both the server's.
+    POST latency and the window's start are the client's clock. The window falls back to the phase's own
     start and end when no order was posted or none became final.
     """
     placed = [r for r in phase.records if r.order_id]
@@ -71,7 +72,11 @@ def timings(phase: Phase) -> dict[str, Any]:
         "sagas_per_s": per_second(len(finals), window),
         "post_latency_ms": spread([(r.post_end - r.post_start) * 1000 for r in placed]),
         "post_to_final_ms": spread(
-            [(r.final_stamp - r.post_start) * 1000 for r in finals if r.final_stamp is not None]
+            [
+                (r.final_stamp - r.created_stamp) * 1000
+                for r in finals
+                if r.final_stamp is not None and r.created_stamp is not None
+            ]
         ),
         "post_to_final_observed_ms": spread(
             [(r.observed_final - r.post_start) * 1000 for r in placed if r.observed_final is not None]
@@ -91,3 +96,32 @@ def database_figures(deployment: Deployment, order_ids: list[str]) -> dict[str, 
         figures[key] = spread(lags[0])
         figures["outbox_rows_unpublished"] = lags[1]
     return figures
+
+
+def run_ratios(phases: dict[str, dict[str, Any]], raw_parts: dict[str, float] | None) -> dict[str, Any]:
+    """The figures of a run that hold from machine to machine: ratios of two figures measured in the same run.
+
+    - `<phase>_saga_cpu_over_raw_parts`: all CPU per saga over the saga's share of the raw parts alone;
+    - `<phase>_over_closed_loop`: a phase's sagas/s over the closed loop's (the throughput phase);
+    - `status_read_over_health`, `post_over_health`: web CPU of one request over /health/live's, the median
+      over the phases that measured it.
+    """
+    ratios: dict[str, Any] = {}
+    share = (raw_parts or {}).get("one_sagas_share_ms")
+    for name, f in phases.items():
+        if share and f.get("cpu_ms_per_saga_total"):
+            ratios[f"{name}_saga_cpu_over_raw_parts"] = round(f["cpu_ms_per_saga_total"] / share, 2)
+    closed_loop = phases.get("throughput", {}).get("sagas_per_s")
+    for name in ("burst", "api_polling", "flash_sale"):
+        rate = phases.get(name, {}).get("sagas_per_s")
+        if closed_loop and rate is not None:
+            ratios[f"{name}_over_closed_loop"] = round(rate / closed_loop, 2)
+    for key, kind in (("status_read_over_health", "GET /api/orders/{id}"), ("post_over_health", "POST /api/orders")):
+        measured = [
+            f["request_cpu"]["ratio_to_health"][kind]
+            for f in phases.values()
+            if f.get("request_cpu") and f["request_cpu"]["ratio_to_health"].get(kind) is not None
+        ]
+        if measured:
+            ratios[key] = round(percentile(measured, 0.5) or 0.0, 2)
+    return ratios

@@ -1,7 +1,9 @@
-"""The load generators: how a phase's orders are placed, closed-loop or open-loop, each tracked by the poller."""
+"""The load generators: how a phase's orders are placed (closed loop, open loop, a burst) and how each is seen
+final: by the bench's poller, or by its own client over the API as a user's client would."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import itertools
 import json
@@ -11,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .records import OrderRecord
+from .records import FINAL_STATUSES, OrderRecord
 
 if TYPE_CHECKING:
     from .api import Api
@@ -19,8 +21,14 @@ if TYPE_CHECKING:
     from .records import Phase
 
 
-def place_order(api: Api, poller: Poller, customer_id: str, sku: str) -> OrderRecord:
-    """POSTs one order of one item; a refused or failed POST is recorded with its error, never raised."""
+def stamp(text: str) -> float:
+    """An API timestamp (ISO 8601) as seconds since the epoch."""
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+def place_order(api: Api, poller: Poller | None, customer_id: str, sku: str) -> OrderRecord:
+    """POSTs one order of one item; a refused or failed POST is recorded with its error, never raised. The
+    order is tracked by `poller`, unless None: then whoever placed it reads its outcome."""
     record = OrderRecord(customer_id=customer_id, post_start=time.time())
     try:
         status, content = api.request(
@@ -28,15 +36,47 @@ def place_order(api: Api, poller: Poller, customer_id: str, sku: str) -> OrderRe
         )
         record.http_status = status
         if status == 201:
-            record.order_id = json.loads(content)["id"]
+            placed = json.loads(content)
+            record.order_id, record.created_stamp = placed["id"], stamp(placed["created_at"])
         else:
             record.error = f"HTTP {status}: {content[:200]!r}"
     except (OSError, http.client.HTTPException) as error:
         record.error = f"{type(error).__name__}: {error}"
     record.post_end = time.time()
-    if record.order_id:
+    if record.order_id and poller is not None:
         poller.track(record)
     return record
+
+
+def read_outcome(api: Api, record: OrderRecord) -> bool:
+    """GET /api/orders/{id} once; True when the order is final, which the record then says. A failed read is
+    not final: it is asked again."""
+    try:
+        status, content = api.request("GET", f"/api/orders/{record.order_id}")
+    except (OSError, http.client.HTTPException):
+        return False
+    if status != 200:
+        return False
+    order = json.loads(content)
+    if order["status"] not in FINAL_STATUSES:
+        return False
+    record.observed_final = time.time()
+    record.status, record.failure_reason = order["status"], order.get("failure_reason")
+    record.final_stamp = stamp(order["updated_at"])
+    record.done.set()
+    return True
+
+
+def await_over_api(
+    api: Api, records: list[OrderRecord], interval: float, timeout: float, stop: threading.Event
+) -> None:
+    """Reads each order of `records` over the API, round after round `interval` apart, until all are final."""
+    waiting = [r for r in records if r.order_id]
+    deadline = time.monotonic() + timeout
+    while waiting and not stop.is_set() and time.monotonic() < deadline:
+        waiting = [r for r in waiting if not read_outcome(api, r)]
+        if waiting:
+            stop.wait(interval)
 
 
 def run_closed_loop(
@@ -59,6 +99,48 @@ def run_closed_loop(
                     return
 
     join_all(start_threads(client, concurrency))
+
+
+def run_api_polling(
+    api: Api, phase: Phase, orders: int, clients: int, interval: float, timeout: float, stop: threading.Event
+) -> None:
+    """`clients` closed-loop clients as a checkout page is one: each places an order, asks
+    GET /api/orders/{id} every `interval` seconds until it is final, then places the next."""
+    counter, lock = itertools.count(), threading.Lock()
+
+    def client() -> None:
+        while not stop.is_set():
+            with lock:
+                index = next(counter)
+            if index >= orders:
+                return
+            record = place_order(api, None, phase.customer(index), phase.sku)
+            phase.records.append(record)
+            await_over_api(api, [record], interval, timeout, stop)
+
+    join_all(start_threads(client, clients))
+
+
+def run_burst(
+    api: Api, phase: Phase, orders: int, clients: int, interval: float, timeout: float, stop: threading.Event
+) -> None:
+    """`orders` orders posted as fast as `clients` clients can post them, each client waiting for no answer
+    but its POST's; then each reads the outcome of the orders it placed over the API, `interval` apart."""
+    counter, lock = itertools.count(), threading.Lock()
+
+    def client() -> None:
+        placed = []
+        while not stop.is_set():
+            with lock:
+                index = next(counter)
+            if index >= orders:
+                break
+            record = place_order(api, None, phase.customer(index), phase.sku)
+            phase.records.append(record)
+            placed.append(record)
+        await_over_api(api, placed, interval, timeout, stop)
+
+    join_all(start_threads(client, clients))
 
 
 def run_open_loop(api: Api, poller: Poller, phase: Phase, rate: float, seconds: float, stop: threading.Event) -> None:

@@ -12,7 +12,8 @@ SAGA_PATH = ("payment.process", "payment.processed", "inventory.reserve", "inven
 
 @dataclass
 class OrderRecord:
-    """One order: client-side stamps of its POST, and what the poller and the final read-back said of it."""
+    """One order: client-side stamps of its POST, the server's stamps of the order, and what the poller and the
+    final read-back said of it."""
 
     customer_id: str
     post_start: float = 0.0
@@ -20,9 +21,10 @@ class OrderRecord:
     http_status: int = 0
     error: str = ""
     order_id: str = ""
+    created_stamp: float | None = None  # the order's own created_at, from the POST's answer
     observed_final: float | None = None
     status: str = ""
-    final_stamp: float | None = None
+    final_stamp: float | None = None  # the order's own updated_at once it is final
     failure_reason: str | None = None
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -36,6 +38,8 @@ class Phase:
     sku: str
     orders: int
     customers: list[str]
+    stock: int = 0  # units of the phase's product at its start
+    price: str = "1.00"
     records: list[OrderRecord] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0

@@ -34,8 +34,42 @@ def summary_line(name: str, f: dict[str, Any]) -> str:
     )
 
 
+def request_cpu_line(name: str, probe: dict[str, Any]) -> str:
+    per_request, ratios = probe["ms_per_request"], probe["ratio_to_health"]
+    return f"  [{name}] web CPU per request, sequential on one thread ({probe['requests_each']} each): " + ", ".join(
+        f"{kind} {value:.2f} ms" + (f" ({ratios[kind]}x)" if ratios.get(kind) is not None else "")
+        for kind, value in per_request.items()
+        if value is not None
+    )
+
+
+def invariant_lines(phases: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for name, f in phases.items():
+        if "invariants" not in f:
+            continue
+        checked = f["invariants"]
+        counts = checked["counts"]
+        lines.append(
+            f"{name} invariants {'held' if checked['held'] else 'BROKEN'}: {counts['units_sold']} units sold of "
+            f"{f.get('stock')}, {counts['completed']} completed, {counts['refunded']} refunded of "
+            f"{counts['orders'] - counts['completed']} not completed, on_hand left {counts['on_hand_left']}, "
+            f"reserved left {counts['reserved_left']}, timeouts {counts['timeouts']}"
+        )
+        lines.extend(f"  {what}: {'yes' if held else 'NO'}" for what, held in checked["invariants"].items())
+    return lines
+
+
+def ratio_lines(ratios: dict[str, Any]) -> list[str]:
+    if not ratios:
+        return []
+    shown = ", ".join(f"{key} {value}" for key, value in ratios.items())
+    return [f"ratios of this run (they hold from machine to machine): {shown}"]
+
+
 def report(results: dict[str, Any]) -> None:
-    """Prints the summary of the run: a table of the phases, CPU, where the time goes, raw parts, targets."""
+    """Prints the summary of the run: a table of the phases, CPU, where the time goes, raw parts, the single
+    requests' CPU, the flash sale's invariants, the ratios and the targets."""
     say("\n== sagaflow benchmark ==")
     host = results["host"]
     say(
@@ -45,9 +79,12 @@ def report(results: dict[str, Any]) -> None:
     phases = results["phases"]
     for line in [
         *phase_table(phases),
-        *cpu_lines(phases),
+        *cpu_lines(phases, (results.get("raw_parts") or {}).get("one_sagas_share_ms")),
         *hops_lines(phases),
         *raw_parts_lines(results.get("raw_parts")),
+        *[request_cpu_line(name, f["request_cpu"]) for name, f in phases.items() if f.get("request_cpu")],
+        *invariant_lines(phases),
+        *ratio_lines(results.get("ratios", {})),
         *target_lines(results["targets"]),
     ]:
         say(line)
@@ -55,29 +92,36 @@ def report(results: dict[str, Any]) -> None:
 
 def phase_table(phases: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
-        f"{'phase':<11}{'done/failed':>12}{'sagas/s':>9}{'POST p50/90/99':>17}{'to final p50/90/99':>21}"
+        f"{'phase':<12}{'done/failed':>12}{'sagas/s':>9}{'POST p50/90/99':>17}{'to final p50/90/99':>21}"
         f"{'observed p50/99':>17}{'lag p50/99':>12}"
     ]
     for name, f in phases.items():
         lag = f.get("relay_lag_ms") or f.get("dispatch_lag_ms")
         lines.append(
-            f"{name:<11}{f['completed']:>6}/{f['failed'] + f['cancelled']:<5}{f['sagas_per_s']:>9}"
+            f"{name:<12}{f['completed']:>6}/{f['failed'] + f['cancelled']:<5}{f['sagas_per_s']:>9}"
             f"{ms(f['post_latency_ms'], 'p50', 'p90', 'p99'):>17}"
             f"{ms(f['post_to_final_ms'], 'p50', 'p90', 'p99'):>21}"
             f"{ms(f['post_to_final_observed_ms'], 'p50', 'p99'):>17}{ms(lag, 'p50', 'p99'):>12}"
         )
     lines.append(
-        "(ms; 'to final' = server's final stamp minus POST start; 'observed' = when the poller saw it; "
+        "(ms; 'to final' = the order's updated_at when final minus its created_at; 'observed' = when the client "
+        "or the poller saw it, from the POST's start; "
         "embedded lag = outbox row to delivered)"
     )
     return lines
 
 
-def cpu_lines(phases: dict[str, dict[str, Any]]) -> list[str]:
-    """A line for each phase whose CPU was measured."""
+def cpu_lines(phases: dict[str, dict[str, Any]], raw_share_ms: float | None = None) -> list[str]:
+    """A line for each phase whose CPU was measured, with the raw parts' share of a saga beside the total."""
     return [
         f"CPU ms per saga, {name}: "
         + ", ".join(f"{kind} {seconds * 1000:.1f}" for kind, seconds in f["cpu_s_per_saga"].items())
+        + f"; in all {f.get('cpu_ms_per_saga_total', 0):.1f}"
+        + (
+            f" against the raw parts' {raw_share_ms:.1f} ({f.get('cpu_ms_per_saga_total', 0) / raw_share_ms:.1f}x)"
+            if raw_share_ms
+            else ""
+        )
         + f"  (poller requests: {f['poll_requests']}); the machine was busy {f['machine_busy_cores']} of "
         f"{os.cpu_count()} cores, {f['other_busy_cores']} of them with work other than this benchmark"
         for name, f in phases.items()

@@ -1,5 +1,6 @@
 """Runs a phase: its own product and customers, the poller, the load, the progress lines, the CPU samples
-before and after, the read-back of every order, and the phase's figures."""
+before and after, the read-back of every order, the phase's invariants, the CPU of single requests, and the
+phase's figures."""
 
 from __future__ import annotations
 
@@ -18,22 +19,28 @@ from .load import run_closed_loop
 from .phases import PhaseKind
 from .polling import Poller
 from .records import FINAL_STATUSES, Phase
-from .report import summary_line
+from .report import request_cpu_line, summary_line
+from .request_cpu import measure_request_cpu
 
 PRICE = "1.00"
 BALANCE = "1000000.00"
 
 
-def prepare_phase(api: Api, run_id: str, name: str, label: str, orders: int, customers: int) -> Phase:
-    """The phase's own product, with stock for every order, and its customers' accounts, through the API."""
+def prepare_phase(
+    api: Api, run_id: str, name: str, label: str, orders: int, customers: int, stock: int | None = None
+) -> Phase:
+    """The phase's own product, with `stock` units (enough for every order unless said), and its customers'
+    accounts, through the API."""
     phase = Phase(
         name=name,
         label=label,
         sku=f"BENCH-{run_id}-{name}",
         orders=orders,
         customers=[f"bench-{run_id}-{name}-{i}" for i in range(min(customers, max(orders, 1)))],
+        stock=orders + 100 if stock is None else stock,
+        price=PRICE,
     )
-    api.post("/api/products", {"sku": phase.sku, "name": f"bench {name}", "price": PRICE, "stock": orders + 100})
+    api.post("/api/products", {"sku": phase.sku, "name": f"bench {name}", "price": PRICE, "stock": phase.stock})
     for customer_id in phase.customers:
         api.post("/api/accounts", {"customer_id": customer_id, "balance": BALANCE})
     return phase
@@ -63,7 +70,40 @@ def run_phase(
     collect_finals(api, phase)
     cpu = cpu_used_s(before, after) if before is not None and after is not None else None
     figures = phase_figures(phase, deployment, poller, cpu, kind.settings(args))
+    invariants = kind.invariants(deployment, phase)
+    if invariants is not None:
+        figures["invariants"] = invariants
     say(summary_line(phase.name, figures))
+    probe = measure_single_requests(deployment, api, phase, args, stop)
+    if probe is not None:
+        figures["request_cpu"] = probe
+        say(request_cpu_line(phase.name, probe))
+    return figures
+
+
+def measure_single_requests(
+    deployment: Deployment, api: Api, phase: Phase, args: argparse.Namespace, stop: threading.Event
+) -> dict[str, Any] | None:
+    """The web CPU of a status read, of a POST and of /health/live, on the phase's last order and a product
+    of its own (a flash sale's stock is gone), once the phase's messages have drained."""
+    placed = [r for r in phase.records if r.order_id]
+    if not placed or args.request_cpu_requests <= 0:
+        return None
+    sku, customer_id = f"{phase.sku}-probe", f"{phase.customers[0]}-probe"
+    stock = args.request_cpu_requests * 2
+    api.post("/api/products", {"sku": sku, "name": "bench probe", "price": PRICE, "stock": stock})
+    api.post("/api/accounts", {"customer_id": customer_id, "balance": BALANCE})
+    figures = measure_request_cpu(
+        deployment,
+        api,
+        order_id=placed[-1].order_id,
+        customer_id=customer_id,
+        sku=sku,
+        requests=args.request_cpu_requests,
+        rounds=args.request_cpu_rounds,
+        stop=stop,
+    )
+    deployment.settle()
     return figures
 
 
@@ -106,6 +146,7 @@ def collect_finals(api: Api, phase: Phase) -> None:
                 continue
             record.status = order["status"]
             record.failure_reason = order.get("failure_reason")
+            record.created_stamp = dt.datetime.fromisoformat(order["created_at"]).timestamp()
             if record.status in FINAL_STATUSES:
                 record.final_stamp = dt.datetime.fromisoformat(order["updated_at"]).timestamp()
 
@@ -141,6 +182,6 @@ def measure(
     for kind in kinds:
         label = kind.label(args)
         say(f"phase {label}")
-        phase = prepare_phase(api, run_id, kind.name, label, kind.orders(args), args.customers)
+        phase = prepare_phase(api, run_id, kind.name, label, kind.orders(args), kind.customers(args), kind.stock(args))
         results[kind.name] = run_phase(deployment, api, phase, kind, args, stop)
     return results

@@ -13,17 +13,30 @@ TARGETS = [
     ("steady", "relay_lag_ms", "p99", "<=", 20, "relay lag p99, steady phase (ms)", {}),
     ("embedded", "post_to_final_ms", "p50", "<=", 100, "embedded POST-to-final p50 (ms)", {}),
     ("embedded", "post_to_final_ms", "p99", "<=", 100, "embedded POST-to-final p99 (ms)", {}),
+    # Ratios of two figures of the same run (figures.run_ratios), which hold from machine to machine.
+    ("ratios", "status_read_over_health", None, "<=", 2, "GET /api/orders/{id} web CPU / health", {}),
+    ("ratios", "post_over_health", None, "<=", 4, "POST /api/orders web CPU / health", {}),
+    ("ratios", "throughput_saga_cpu_over_raw_parts", None, "<=", 2.5, "saga CPU / raw parts' share", {}),
+    ("ratios", "burst_over_closed_loop", None, ">=", 1.0, "burst sagas/s / closed loop's", {}),
+    ("flash_sale", "invariants", "held", "==", True, "flash sale invariants held", {}),
 ]
 
 
+def compare(value: Any, op: str, bound: Any) -> bool:
+    if op == "==":
+        return value == bound
+    return value >= bound if op == ">=" else value <= bound
+
+
 def evaluate_targets(phases: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A verdict for each target; `phases` holds the phases' figures, and the run's ratios under "ratios"."""
     verdicts = []
     for phase, key, sub, op, bound, what, conditions in TARGETS:
         figures = phases.get(phase, {})
         value = figures.get(key)
         if isinstance(value, dict):
             value = value.get(sub)
-        met = None if value is None else (value >= bound if op == ">=" else value <= bound)
+        met = None if value is None else compare(value, op, bound)
         as_stated = all(figures.get(k) == v for k, v in conditions.items())
         verdicts.append(
             {

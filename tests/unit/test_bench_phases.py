@@ -16,11 +16,34 @@ def names(kinds) -> list[str]:
     return [kind.name for kind in kinds]
 
 
-def test_the_defaults_ask_for_throughput_then_steady_then_embedded():
+def test_the_defaults_ask_for_every_phase_in_order():
     args = parse_args([])
 
-    assert names(wanted(PRODUCTION_PHASES, args)) == ["throughput", "steady"]
+    assert names(wanted(PRODUCTION_PHASES, args)) == ["throughput", "steady", "burst", "api_polling", "flash_sale"]
     assert names(wanted(EMBEDDED_PHASES, args)) == ["embedded"]
+
+
+def test_phases_picks_the_phases_named_and_keeps_their_order():
+    args = parse_args(["--phases", "flash_sale,burst", "--skip-embedded"])
+
+    assert names(wanted(PRODUCTION_PHASES, args)) == ["burst", "flash_sale"]
+    assert names(wanted(EMBEDDED_PHASES, args)) == []
+
+
+def test_phases_refuses_a_phase_that_does_not_exist(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--phases", "throughput,brust"])
+
+    assert "no phase brust" in capsys.readouterr().err
+
+
+def test_the_flash_sale_has_scarce_stock_and_its_own_customers():
+    args = parse_args(["--flash-orders", "2000", "--flash-stock", "50", "--flash-customers", "400"])
+    flash = next(kind for kind in PRODUCTION_PHASES if kind.name == "flash_sale")
+    burst = next(kind for kind in PRODUCTION_PHASES if kind.name == "burst")
+
+    assert (flash.orders(args), flash.stock(args), flash.customers(args)) == (2000, 50, 400)
+    assert burst.stock(args) == args.burst_orders + 100  # every other phase has stock for each order
 
 
 @pytest.mark.parametrize(
@@ -48,18 +71,26 @@ def test_the_steady_phase_places_rate_times_seconds_orders_and_says_so():
 
 
 def test_every_phase_has_its_own_name_and_records_the_orders_it_places():
-    args = parse_args(["--orders", "7", "--steady-rate", "3", "--steady-seconds", "2", "--embedded-orders", "5"])
+    args = parse_args(
+        [
+            *("--orders", "7", "--steady-rate", "3", "--steady-seconds", "2", "--embedded-orders", "5"),
+            *("--burst-orders", "8", "--api-poll-orders", "9", "--flash-orders", "10"),
+        ]
+    )
 
     assert len(set(names(ALL_PHASES))) == len(ALL_PHASES)
     assert {kind.name: kind.settings(args)["orders"] for kind in ALL_PHASES} == {
         "throughput": 7,
         "steady": 6,
+        "burst": 8,
+        "api_polling": 9,
+        "flash_sale": 10,
         "embedded": 5,
     }
 
 
-def test_every_target_names_a_phase_that_exists():
-    assert {phase for phase, *_ in TARGETS} <= set(names(ALL_PHASES))
+def test_every_target_names_a_phase_that_exists_or_the_runs_ratios():
+    assert {phase for phase, *_ in TARGETS} <= {*names(ALL_PHASES), "ratios"}
 
 
 def figures(**overrides) -> dict:

@@ -1,0 +1,166 @@
+"""The lean paths of the API's most frequent requests give what the serializers that the schema describes give:
+the status read and the POST's answer byte for byte, the POST's input as the input serializer validates it.
+And the token lookup that every request makes is kept for TOKEN_CACHE_S, within the bounds it states."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework import serializers
+
+from config.access import services
+from config.access.models import ApiToken
+from config.kernel.api import json_text, validated
+from orders.api import OrderCreateInputSerializer, OrderDetailOutputSerializer, order_input
+from orders.selectors import order_get
+from tests.api.conftest import assert_error, post_json
+from tests.factories import make_account, make_product
+from tests.integration.support import drain, place
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def anonymous(client):
+    client.defaults.pop("HTTP_AUTHORIZATION", None)
+    return client
+
+
+def by_the_serializer(order_id: str) -> bytes:
+    """The answer as OrderDetailOutputSerializer, which the schema describes, renders the order now."""
+    return json_text(OrderDetailOutputSerializer(order_get(order_id=order_id)).data).encode()
+
+
+def test_the_status_read_is_what_the_schemas_serializer_gives_for_every_outcome(client, inprocess):
+    product, other = make_product(stock=5, price="2.50"), make_product(stock=100, price="0.99")
+    rich = make_account(balance="100.00").customer_id
+    completed = place(rich, (product.sku, 2), (other.sku, 3))  # two lines, in the order they were given
+    declined = place(make_account(balance="1.00").customer_id, (product.sku, 1))
+    out_of_stock = place(rich, (product.sku, 4))
+    drain()
+    pending = place(rich, (other.sku, 1))
+
+    for order_id in (completed, declined, out_of_stock, pending):
+        response = client.get(f"/api/orders/{order_id}")
+        assert response.status_code == 200
+        assert response.content == by_the_serializer(order_id)
+    assert {client.get(f"/api/orders/{o}").json()["status"] for o in (completed, declined, pending)} == {
+        "COMPLETED",
+        "FAILED",
+        "PENDING",
+    }
+    assert client.get(f"/api/orders/{declined}").json()["failure_reason"] == "insufficient_funds"
+
+
+def test_the_posts_answer_is_what_the_schemas_serializer_gives_for_the_order_just_placed(client, inprocess):
+    sku = make_product(stock=5, price="3.10").sku
+    customer = make_account(balance="100.00").customer_id
+
+    response = post_json(client, "/api/orders", {"customer_id": customer, "items": [{"sku": sku, "quantity": 2}]})
+    keyed = post_json(
+        client,
+        "/api/orders",
+        {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}]},
+        **{"Idempotency-Key": "k"},
+    )
+
+    for answer in (response, keyed):
+        assert answer.status_code == 201
+        assert answer.content == by_the_serializer(answer.json()["id"])
+
+
+def test_an_order_of_another_customer_or_none_is_a_404_for_a_customer_token(client, token_for, inprocess):
+    sku = make_product(stock=5).sku
+    alices = place(make_account(balance="100.00", customer_id="alice").customer_id, (sku, 1))
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {token_for('customer', 'bob')}"
+
+    assert_error(client.get(f"/api/orders/{alices}"), 404, "order_not_found")
+    assert_error(client.get("/api/orders/6f1c1b9e-0000-4000-8000-000000000000"), 404, "order_not_found")
+
+
+LINE = {"sku": "SKU-1", "quantity": 1}
+
+
+@pytest.mark.parametrize(
+    "body, customer_required",
+    [
+        ({"customer_id": "c-1", "items": [LINE]}, True),
+        ({"customer_id": "c-1", "items": [LINE, {"sku": "SKU-2", "quantity": 1_000_000}]}, True),
+        ({"customer_id": "c-1", "items": [{**LINE, "note": "ignored"}], "extra": 1}, True),
+        ({"items": [LINE]}, False),
+        ({"customer_id": "c-1", "items": [LINE]}, False),
+        # Each of these is refused, or taken only by the serializer: the answer must be the serializer's.
+        ({"items": [LINE]}, True),
+        ({"customer_id": None, "items": [LINE]}, False),
+        ({"customer_id": "", "items": [LINE]}, True),
+        ({"customer_id": "x" * 65, "items": [LINE]}, True),
+        ({"customer_id": "c\x00", "items": [LINE]}, True),
+        ({"customer_id": "clé", "items": [{"sku": "bière", "quantity": 1}]}, True),
+        ({"customer_id": 7, "items": [LINE]}, True),
+        ({"customer_id": "c-1", "items": []}, True),
+        ({"customer_id": "c-1", "items": [LINE] * 2}, True),
+        ({"customer_id": "c-1", "items": [{"sku": f"S{n}", "quantity": 1} for n in range(101)]}, True),
+        ({"customer_id": "c-1", "items": [{"sku": "SKU-1", "quantity": True}]}, True),
+        ({"customer_id": "c-1", "items": [{"sku": "SKU-1", "quantity": 0}]}, True),
+        ({"customer_id": "c-1", "items": [{"sku": "SKU-1", "quantity": 1_000_001}]}, True),
+        ({"customer_id": "c-1", "items": [{"sku": "SKU-1", "quantity": "1"}]}, True),
+        ({"customer_id": "c-1", "items": [{"sku": "SKU-1"}]}, True),
+        ({"customer_id": "c-1", "items": ["SKU-1"]}, True),
+        ({"customer_id": "c-1", "items": {"sku": "SKU-1"}}, True),
+        ([{"customer_id": "c-1"}], True),
+    ],
+)
+def test_the_posts_input_is_what_the_input_serializer_validates(body, customer_required):
+    def outcome(validate):
+        try:
+            return "taken", validate()
+        except serializers.ValidationError as refused:
+            return "refused", refused.detail
+
+    taken = outcome(lambda: order_input(body, customer_required=customer_required))
+    by_serializer = outcome(lambda: validated(OrderCreateInputSerializer, body, customer_required=customer_required))
+
+    assert taken[0] == by_serializer[0]
+    assert taken[1] == (dict(by_serializer[1]) if by_serializer[0] == "taken" else by_serializer[1])
+    if taken[0] == "taken":
+        assert [dict(line) for line in taken[1]["items"]] == [dict(line) for line in by_serializer[1]["items"]]
+
+
+def test_a_status_read_is_one_statement_on_postgresql_once_its_token_is_known(client, inprocess, monkeypatch):
+    monkeypatch.setattr(services, "TOKEN_CACHE_S", 3600.0)  # API_TOKEN_CACHE_S, 0 by default
+    sku = make_product(stock=5).sku
+    order_id = place(make_account(balance="100.00").customer_id, (sku, 1))
+    drain()
+    client.get(f"/api/orders/{order_id}")  # the token is looked up
+
+    with CaptureQueriesContext(connection) as read:
+        assert client.get(f"/api/orders/{order_id}").status_code == 200
+
+    # The order, its lines and its saga's timeline; elsewhere three written-out selects.
+    assert len(read) == (1 if connection.vendor == "postgresql" else 3), [q["sql"] for q in read]
+
+
+def test_a_revoked_token_is_refused_at_once_by_the_process_that_revoked_it(anonymous, token_for, monkeypatch):
+    monkeypatch.setattr(services, "TOKEN_CACHE_S", 3600.0)
+    token = token_for("operator")
+    assert anonymous.get("/api/products", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+    call_command("revoke_api_token", token, by="tests")
+
+    assert_error(anonymous.get("/api/products", headers={"Authorization": f"Bearer {token}"}), 401)
+
+
+def test_a_token_revoked_elsewhere_is_refused_once_this_process_has_kept_it_api_token_cache_s(
+    anonymous, token_for, monkeypatch
+):
+    headers = {"Authorization": f"Bearer {token_for('operator')}"}
+    monkeypatch.setattr(services, "TOKEN_CACHE_S", 3600.0)
+    assert anonymous.get("/api/products", headers=headers).status_code == 200
+    ApiToken.objects.update(revoked_at=timezone.now())  # as another process's revocation: this one is not told
+
+    assert anonymous.get("/api/products", headers=headers).status_code == 200  # within the window it states
+    monkeypatch.setattr(services, "TOKEN_CACHE_S", 0.0)  # the window has passed
+    assert_error(anonymous.get("/api/products", headers=headers), 401, "authentication_failed")
