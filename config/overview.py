@@ -128,7 +128,7 @@ def overview(*, now: datetime | None = None, window: timedelta = WINDOW) -> Over
     flow, failures, failure_totals = _flow(definition, since, minutes)
     outbox = OutboxMessage.objects.filter(published_at__isnull=True).aggregate(n=Count("*"), oldest=Min("created_at"))
     groups, open_letters = _dead_letter_groups()
-    loops, missing = _heartbeats(now)
+    loops, missing = _heartbeats()
     return Overview(
         now=now,
         since=since,
@@ -292,9 +292,11 @@ def _dead_letter_growth(since: datetime, minutes: list[datetime]) -> Series:
     return Series("dead-lettered", _per_minute(rows, minutes), admin_list(DeadLetter), "last_failed_at")
 
 
-def _heartbeats(now: datetime) -> tuple[list[dict], list[str]]:
-    """Each worker's loops with the age of their last beat; and the loops messages need that no worker beats."""
+def _heartbeats() -> tuple[list[dict], list[str]]:
+    """Each worker's loops with the age of their last beat; and the loops messages need that no worker beats.
+    Ages are from the clock of now, as `stuck_loops` reads them, whatever moment the rest of the page is for."""
     wedged = stuck_loops(within_s=SILENT_AFTER_S)
+    now = timezone.now()
     rows = []
     beats = list(WorkerHeartbeat.objects.order_by("worker", "loop"))
     for beat in beats:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -21,7 +22,7 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from config.access.services import audit_record
+from config.access.services import audit_record, audit_record_many
 from messaging.correlation import new_id, printable
 from messaging.deadletters import dead_letter_label, replay_in_transaction, replay_message, why_not_replayable
 from messaging.models import DeadLetter, OutboxMessage, ReplayJob
@@ -225,6 +226,7 @@ def _discarded(letters: list[DeadLetter], by: str) -> list[LetterOutcome]:
     DeadLetter.objects.filter(pk__in=[letter.pk for letter in letters]).update(
         discarded_at=timezone.now(), discarded_by=by
     )
+    _audit(letters, "dead_letter.discard", by=by)
     return [LetterOutcome(letter, "discarded") for letter in letters]
 
 
@@ -236,6 +238,7 @@ def _replayed(letters: list[DeadLetter], job: ReplayJob, by: str) -> list[Letter
     try:
         with transaction.atomic():
             _replay_all(replayable, by=by)
+            _audit(replayable, "dead_letter.replay", by=by, forced=job.force)
     except Exception:  # noqa: BLE001 - found again below, letter by letter
         logger.warning("a batch of job %s failed; replaying its letters one by one", job.pk, exc_info=True)
     else:
@@ -248,12 +251,28 @@ def _replayed(letters: list[DeadLetter], job: ReplayJob, by: str) -> list[Letter
         try:
             with transaction.atomic():
                 replay_in_transaction(DeadLetter.objects.get(pk=letter.pk), by=by)
+                _audit([letter], "dead_letter.replay", by=by, forced=job.force)
         except Exception as error:  # noqa: BLE001 - one letter that fails must not keep the others back
             logger.exception("replay of %s failed", dead_letter_label(letter))
             outcomes.append(LetterOutcome(letter, "failed", f"{type(error).__name__}: {printable(error)}"))
         else:
             outcomes.append(LetterOutcome(letter, "replayed"))
     return outcomes
+
+
+def _audit(letters: list[DeadLetter], action: str, *, by: str, **details: Any) -> None:
+    """One audit entry per letter, as a replay or discard by hand writes, in the batch's transaction."""
+    audit_record_many(
+        actor=by,
+        action=action,
+        targets=[
+            (
+                f"dead_letter:{letter.pk}",
+                {"message_id": letter.message_id, "routing_key": letter.routing_key, "queue": letter.queue, **details},
+            )
+            for letter in letters
+        ],
+    )
 
 
 def _replay_all(letters: list[DeadLetter], *, by: str) -> None:

@@ -92,7 +92,7 @@ WITH g AS (
 )
 INSERT INTO messaging_deadletter (message_id, routing_key, queue, body, headers, reason, detail, traceback,
                                   attempts, first_failed_at, last_failed_at, replayed_at, replayed_by, replay_count,
-                                  discarded_at, discarded_by)
+                                  discarded_at, discarded_by, fingerprint, edited_body, edited_by)
 SELECT md5('letter' || i)::text,
        (ARRAY['payment.process', 'inventory.reserve', 'payment.processed'])[1 + i %% 3],
        (ARRAY['payments', 'inventory', 'saga'])[1 + i %% 3],
@@ -102,7 +102,7 @@ SELECT md5('letter' || i)::text,
        CASE WHEN at < %(now)s::timestamptz - interval '1 hour' AND i %% 3 = 0 THEN at + interval '5 minutes' END,
        '', CASE WHEN at < %(now)s::timestamptz - interval '1 hour' AND i %% 3 = 0 THEN 1 ELSE 0 END,
        CASE WHEN at < %(now)s::timestamptz - interval '1 hour' AND i %% 3 = 1 THEN at + interval '5 minutes' END,
-       ''
+       '', left(md5('reason' || (1 + i %% 4)), 12), '', ''
 FROM g
 """
 
