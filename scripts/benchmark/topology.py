@@ -77,7 +77,8 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 def api_token(env: dict[str, str]) -> str | None:
     """An operator token from `manage.py create_api_token`; None for a checkout from before API tokens."""
-    if not list(ROOT.glob("*/management/commands/create_api_token.py")):
+    # The command lives in an app at the top (config/, before the kernel split) or one level down (config/access/).
+    if not any(next(ROOT.glob(f"{apps}/management/commands/create_api_token.py"), None) for apps in ("*", "*/*")):
         return None
     return manage(env, "create_api_token", "--role", "operator").strip().splitlines()[-1].strip()
 
