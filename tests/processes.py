@@ -8,8 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 from tests.plugin import worker_database_url
 
@@ -84,6 +87,49 @@ class Process:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Embedded:
+    """The embedded default as `make run` starts it: SQLite at `database`, the in-process transport, no broker.
+    `manage()` runs a command on it; `web()` starts its gunicorn with no process flags (gunicorn.conf.py's
+    embedded process model)."""
+
+    def __init__(self, database: Path, **env: str):
+        self.env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
+        self.env.update({"SQLITE_PATH": str(database), "PYTHONUNBUFFERED": "1", **env})
+
+    def manage(self, *args: str) -> str:
+        """Run `manage.py *args`, which must succeed; returns the last line it printed ("" for none)."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+    @contextmanager
+    def web(
+        self, name: str = "embedded-web", ready: tuple[int, ...] = (200,), **env: str
+    ) -> Iterator[tuple[str, Process]]:
+        """Its gunicorn, once /health answers one of `ready`: (base URL, process); stopped after."""
+        port = free_port()
+        web = Process(
+            name, [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"], {**self.env, **env}
+        ).start()
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: _health_answers(base_url, ready), timeout=60, message=f"{name} to answer /health")
+            yield base_url, web
+        finally:
+            web.stop()
+            if web.popen and web.popen.returncode not in (0, None, -15):
+                print(web.log()[-4000:])
+
+
+def _health_answers(base_url: str, statuses: tuple[int, ...]) -> bool:
+    try:
+        return httpx.get(f"{base_url}/health", timeout=2).status_code in statuses
+    except httpx.HTTPError:
+        return False
 
 
 def _worker_args(name: str) -> list[str]:

@@ -115,6 +115,21 @@ def held_after_commit(caplog):
         logger.removeHandler(handler)
 
 
+def held_after_the_order_insert() -> tuple[Callable, threading.Event, threading.Event]:
+    """An execute wrapper that holds its thread right after the order's INSERT, uncommitted, until `go_on` is
+    set; and the events `inserted` (it is held there) and `go_on`."""
+    inserted, go_on = threading.Event(), threading.Event()
+
+    def hold(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith(ORDER_INSERT):
+            inserted.set()
+            go_on.wait(WAIT_S)
+        return result
+
+    return hold, inserted, go_on
+
+
 def move_on(request: dict[str, Any]) -> None:
     """The order's saga ends meanwhile: an answer read now differs from the first one."""
     order = Order.objects.get(customer_id=request["body"]["customer_id"], idempotency_key=request["key"])
@@ -166,15 +181,8 @@ def test_a_duplicate_in_flight_waits_for_the_first_request_and_answers_with_its_
     order_request, held_after_commit
 ):
     request = order_request()
-    inserted, go_on = threading.Event(), threading.Event()
+    hold_after_the_order_insert, inserted, go_on = held_after_the_order_insert()
     conflicted, go_on_after_conflict = threading.Event(), threading.Event()
-
-    def hold_after_the_order_insert(execute, sql, params, many, context):
-        result = execute(sql, params, many, context)
-        if sql.startswith(ORDER_INSERT):
-            inserted.set()
-            go_on.wait(WAIT_S)
-        return result
 
     def hold_after_the_conflict(execute, sql, params, many, context):
         try:
@@ -216,14 +224,7 @@ def test_a_duplicate_whose_first_request_stays_in_flight_too_long_answers_409_an
 ):
     settings.ORDERS_IDEMPOTENCY_WAIT_S = 0.5
     request = order_request()
-    inserted, go_on = threading.Event(), threading.Event()
-
-    def hold_after_the_order_insert(execute, sql, params, many, context):
-        result = execute(sql, params, many, context)
-        if sql.startswith(ORDER_INSERT):
-            inserted.set()
-            go_on.wait(WAIT_S)
-        return result
+    hold_after_the_order_insert, inserted, go_on = held_after_the_order_insert()
 
     # given a first request that has inserted its order and does not commit
     first = InThread(request, hold_after_the_order_insert)

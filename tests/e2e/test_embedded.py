@@ -5,58 +5,26 @@ The same handlers and the same SQL as the production topology, on the other data
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.processes import ROOT, Process, free_port, wait_for
+from tests.processes import Embedded, wait_for
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 @pytest.fixture
 def embedded(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
-    env.update(
-        {"SQLITE_PATH": str(tmp_path / "embedded.sqlite3"), "PYTHONUNBUFFERED": "1", "API_CUSTOMER_ORDER_RATE": "2/min"}
-    )
-
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-
-    manage("migrate", "--noinput")
+    app = Embedded(tmp_path / "embedded.sqlite3", API_CUSTOMER_ORDER_RATE="2/min")
+    app.manage("migrate", "--noinput")
     tokens = {
-        "operator": manage("create_api_token", "--role", "operator", "--by", "tests"),
-        "alice": manage("create_api_token", "--role", "customer", "--customer-id", "alice", "--by", "tests"),
+        "operator": app.manage("create_api_token", "--role", "operator", "--by", "tests"),
+        "alice": app.manage("create_api_token", "--role", "customer", "--customer-id", "alice", "--by", "tests"),
     }
-    port = free_port()
-    # No process flags: gunicorn.conf.py's embedded process model, as `make run` starts it.
-    web = Process(
-        "embedded-web", [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"], env
-    ).start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _healthy(base_url), timeout=60, message="the embedded web to answer /health")
+    with app.web() as (base_url, _):
         yield base_url, tokens
-    finally:
-        web.stop()
-        if web.popen and web.popen.returncode not in (0, None, -15):
-            print(web.log()[-4000:])
-
-
-def _healthy(base_url: str) -> bool:
-    try:
-        return httpx.get(f"{base_url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_the_embedded_default_completes_and_fails_orders_and_throttles_a_customer(embedded):

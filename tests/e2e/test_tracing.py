@@ -10,9 +10,7 @@ The order's spans are kept as a test artefact (trace-*.json in TEST_LOG_DIR): sc
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -25,7 +23,7 @@ from messaging.models import OutboxMessage
 from tests.factories import make_account, make_product
 from tests.processes import (
     LOG_DIR,
-    ROOT,
+    Embedded,
     Process,
     celery_worker,
     free_port,
@@ -160,30 +158,11 @@ def sampler() -> dict[str, str]:
 def traced_embedded(tmp_path: Path, sampler: dict[str, str]):
     """The embedded default, traced: one gunicorn process on SQLite with the in-process transport, no broker."""
     database = tmp_path / "embedded.sqlite3"
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
-    env.update({"SQLITE_PATH": str(database), "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json", "LOG_LEVEL": "info"})
-
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout.strip().splitlines()[-1]
-
-    manage("migrate", "--noinput")
-    token = manage("create_api_token", "--role", "operator", "--by", "tests")
-    port = free_port()
-    web = Process(
-        "traced-embedded",
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"],
-        {**env, **TRACED, **sampler},
-    ).start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(base_url), timeout=60, message="the traced embedded web to answer")
+    app = Embedded(database, LOG_FORMAT="json", LOG_LEVEL="info")
+    app.manage("migrate", "--noinput")
+    token = app.manage("create_api_token", "--role", "operator", "--by", "tests")
+    with app.web("traced-embedded", ready=(200, 503), **TRACED, **sampler) as (base_url, web):
         yield base_url, token, web, database
-    finally:
-        web.stop()
 
 
 def completed_embedded_order(base_url: str, token: str) -> str:

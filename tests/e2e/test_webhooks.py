@@ -4,9 +4,6 @@ real HTTP receiver in the test process (tests/webhook_receiver.py says what each
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +15,7 @@ from orders.models import WebhookAttempt, WebhookEndpoint
 from orders.webhooks import EVENT_ID_HEADER, event_id_of
 from tests.e2e.conftest import place_order, wait_final
 from tests.e2e.test_saga_flows import create_account, create_product
-from tests.processes import ROOT, Process, celery_worker, free_port, wait_for
+from tests.processes import Embedded, celery_worker, wait_for
 from tests.webhook_receiver import start_receiver, stop_receiver
 
 pytestmark = [pytest.mark.e2e]
@@ -139,45 +136,13 @@ def test_a_worker_killed_while_an_endpoint_answers_leaves_the_event_owed_and_it_
 
 @pytest.fixture
 def embedded(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
-    env.update(
-        {
-            "SQLITE_PATH": str(tmp_path / "embedded.sqlite3"),
-            "PYTHONUNBUFFERED": "1",
-            "WEBHOOK_TIMEOUT_S": "5",
-            "MESSAGING_RETRY_BASE_S": "0.2",
-            "MESSAGING_MAX_ATTEMPTS": "3",
-        }
+    app = Embedded(
+        tmp_path / "embedded.sqlite3", WEBHOOK_TIMEOUT_S="5", MESSAGING_RETRY_BASE_S="0.2", MESSAGING_MAX_ATTEMPTS="3"
     )
-
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-
-    manage("migrate", "--noinput")
-    token = manage("create_api_token", "--role", "operator", "--by", "tests")
-    port = free_port()
-    web = Process(
-        "embedded-web", [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"], env
-    ).start()
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _healthy(base_url), timeout=60, message="the embedded web to answer /health")
-        yield base_url, token, manage
-    finally:
-        web.stop()
-        if web.popen and web.popen.returncode not in (0, None, -15):
-            print(web.log()[-4000:])
-
-
-def _healthy(base_url: str) -> bool:
-    try:
-        return httpx.get(f"{base_url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    app.manage("migrate", "--noinput")
+    token = app.manage("create_api_token", "--role", "operator", "--by", "tests")
+    with app.web() as (base_url, _):
+        yield base_url, token, app.manage
 
 
 def test_the_embedded_default_delivers_webhooks_on_a_thread_of_its_own_that_a_slow_endpoint_does_not_stall(

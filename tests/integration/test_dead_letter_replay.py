@@ -83,14 +83,14 @@ def hopeless(outbox_refuses) -> dict[str, DeadLetter]:
     return letters
 
 
-def replay_command(*args: str) -> subprocess.CompletedProcess:
+def replay_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", "replay_dead_letters", "--by", "ops", *args],
         cwd=ROOT,
         env=process_env(LOG_LEVEL="error"),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 

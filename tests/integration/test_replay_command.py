@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from messaging.models import DeadLetter, OutboxMessage, ReplayJob
+from tests.integration.test_dead_letter_replay import replay_command
 from tests.integration.test_replay_jobs import many_letters, sends_per_message
 from tests.processes import ROOT, process_env
 
@@ -18,14 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", "replay_dead_letters", "--by", "ops", *args],
-        cwd=ROOT,
-        env=process_env(LOG_LEVEL="error"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return replay_command(*args, timeout=300)  # a run of thousands of letters at its rate
 
 
 @pytest.fixture
