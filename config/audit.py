@@ -87,7 +87,7 @@ def _why_stuck(saga: Saga) -> str:
 
 @dataclass(frozen=True)
 class _HeldAfterTheEnd:
-    """The ended orders whose stock is still reserved: how often the saga asked its release (or commit), and
+    """The failed orders whose stock is still taken: how often the saga asked its release, and
     those that may still be on their way (not settled only: ended moments ago, their answer not yet due)."""
 
     attempts: dict[str, int]
@@ -95,7 +95,7 @@ class _HeldAfterTheEnd:
 
     def note(self, order_id: str) -> str:
         asked = self.attempts.get(order_id)
-        return "" if asked is None else f" (the saga asked its release or commit {asked} times)"
+        return "" if asked is None else f" (the saga asked its release {asked} times)"
 
 
 def _stock_still_held(settled: bool, now: datetime) -> _HeldAfterTheEnd:
@@ -146,7 +146,7 @@ def _completed_orders_paid_and_committed(orders, net: dict[str, Decimal], releas
 
 
 def _failed_orders_hold_nothing(orders, net: dict[str, Decimal], releases: _HeldAfterTheEnd):
-    active = _reserved_lines(Reservation.Status.ACTIVE, orders)
+    active = _reserved_lines(Reservation.Status.COMMITTED, orders) | _reserved_lines(Reservation.Status.ACTIVE, orders)
     for order_id in orders.filter(status__in=[Order.Status.FAILED, Order.Status.CANCELLED]).values_list(
         "id", flat=True
     ):
@@ -191,19 +191,31 @@ def _stock_is_conserved(orders):
         .values_list("product_id", "total")
     ):
         active[sku] = total
-    completed = {str(i) for i in orders.filter(status=Order.Status.COMPLETED).values_list("id", flat=True)}
-    commits = _of(orders, StockMovement.objects.filter(kind=StockMovement.Kind.COMMIT), "order_id")
-    for order_id in commits.values_list("order_id", flat=True):
-        if str(order_id) not in completed:
-            yield Violation(5, f"order {order_id}", "goods left on_hand for an order that did not complete")
+    # Goods leave on_hand when they are reserved and come back when the order fails: what the movements say
+    # an order took is what its reservation holds.
+    taken: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    kinds = [StockMovement.Kind.COMMIT, StockMovement.Kind.RETURN]
+    movements = _of(orders, StockMovement.objects.filter(kind__in=kinds), "order_id")
+    for order_id, sku, kind, quantity in movements.values_list("order_id", "product_id", "kind", "quantity"):
+        taken[str(order_id)][sku] += quantity if kind == StockMovement.Kind.COMMIT else -quantity
+    committed = _reserved_lines(Reservation.Status.COMMITTED, orders)
+    for order_id in sorted(taken.keys() | committed.keys()):
+        moved_out = {sku: n for sku, n in taken[order_id].items() if n}
+        if moved_out != committed.get(order_id, {}):
+            yield Violation(
+                5,
+                f"order {order_id}",
+                f"took {moved_out} from on_hand but its reservation holds {committed.get(order_id, {})}",
+            )
     for product in Product.objects.all():
         m = moved[product.sku]
         came_in = m[StockMovement.Kind.INITIAL] + m[StockMovement.Kind.RESTOCK]
-        if came_in != product.on_hand + m[StockMovement.Kind.COMMIT]:
+        went_out = m[StockMovement.Kind.COMMIT] - m[StockMovement.Kind.RETURN]
+        if came_in != product.on_hand + went_out:
             yield Violation(
                 5,
                 f"product {product.sku}",
-                f"initial+restocks {came_in} != on_hand {product.on_hand} + committed {m[StockMovement.Kind.COMMIT]}",
+                f"initial+restocks {came_in} != on_hand {product.on_hand} + taken {went_out}",
             )
         if product.reserved != active[product.sku]:
             yield Violation(

@@ -33,12 +33,14 @@ class Product(models.Model):
 
 
 class StockMovement(models.Model):
-    """Every change of `on_hand`: the opening stock, restocks, and goods leaving with completed orders."""
+    """Every change of `on_hand`: the opening stock, restocks, goods taken for an order (COMMIT) and goods
+    given back when that order failed (RETURN)."""
 
     class Kind(models.TextChoices):
         INITIAL = "INITIAL"
         RESTOCK = "RESTOCK"
         COMMIT = "COMMIT"
+        RETURN = "RETURN"
 
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="movements")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -48,7 +50,11 @@ class StockMovement(models.Model):
 
 
 class Reservation(models.Model):
-    """Stock held for one order. One per order: a RELEASED or REJECTED one refuses a later reservation."""
+    """Stock taken for one order. One per order: a RELEASED or REJECTED one refuses a later reservation.
+
+    COMMITTED: the goods have left `on_hand` for the order; a release gives them back. ACTIVE: held in
+    `reserved` but not taken, as versions before 2026-12 reserved; migration 0002 took those.
+    """
 
     class Status(models.TextChoices):
         ACTIVE = "ACTIVE"

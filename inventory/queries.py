@@ -30,16 +30,16 @@ def reservation_lines(reservation_id: uuid.UUID) -> list[dict[str, Any]]:
     return [{"sku": line["product_id"], "quantity": line["quantity"]} for line in lines]
 
 
-def stock_hold(sku: str, quantity: int) -> bool:
-    """Add `quantity` to the sku's reserved stock if that much is available; False (nothing changed) when it is
-    not, or when there is no such sku. The guard is re-checked under the row lock: available stock never goes
-    negative."""
-    return bool(sql.execute(_HOLD, [quantity, sku, quantity]))
+def stock_take(sku: str, quantity: int) -> bool:
+    """Take `quantity` of the sku out of `on_hand` if that much is available; False (nothing changed) when it
+    is not, or when there is no such sku. The guard is re-checked under the row lock: available stock never
+    goes negative."""
+    return bool(sql.execute(_TAKE, [quantity, sku, quantity]))
 
 
-def stock_take_out(sku: str, quantity: int) -> None:
-    """Reserved goods leave: `quantity` off both the stock on hand and the reserved stock."""
-    sql.execute(_TAKE_OUT, [quantity, quantity, sku])
+def stock_give_back(sku: str, quantity: int) -> None:
+    """Goods taken for an order that failed come back: `quantity` onto the stock on hand."""
+    sql.execute(_GIVE_BACK, [quantity, sku])
 
 
 def catalogue_prices(skus: list[str]) -> dict[str, Decimal]:
@@ -49,5 +49,5 @@ def catalogue_prices(skus: list[str]) -> dict[str, Decimal]:
 
 
 _PRODUCT = sql.table(Product)
-_HOLD = f"UPDATE {_PRODUCT} SET reserved = reserved + %s WHERE sku = %s AND on_hand >= reserved + %s"
-_TAKE_OUT = f"UPDATE {_PRODUCT} SET on_hand = on_hand - %s, reserved = reserved - %s WHERE sku = %s"
+_TAKE = f"UPDATE {_PRODUCT} SET on_hand = on_hand - %s WHERE sku = %s AND on_hand - reserved >= %s"
+_GIVE_BACK = f"UPDATE {_PRODUCT} SET on_hand = on_hand + %s WHERE sku = %s"

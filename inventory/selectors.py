@@ -25,9 +25,9 @@ def product_prices(*, skus: list[str]) -> dict[str, Decimal]:
 
 
 def orders_holding_stock(order_id: str | None = None) -> QuerySet:
-    """The ids of the orders that still have stock reserved (`order_id`: that order, if it does): for the
-    saga's sweep, which asks again an ended order's release (or commit) that was lost."""
-    held = Reservation.objects.filter(status=Reservation.Status.ACTIVE)
+    """The ids of the orders that still have stock taken or held for them (`order_id`: that order, if it
+    does): for the saga's sweep, which asks again a failed order's release that was lost."""
+    held = Reservation.objects.filter(status__in=[Reservation.Status.COMMITTED, Reservation.Status.ACTIVE])
     if order_id is not None:
         held = held.filter(order_id=order_id)
     return held.values("order_id")

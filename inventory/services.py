@@ -61,7 +61,8 @@ def product_restock(*, sku: str, quantity: int) -> Product:
 
 
 def stock_reserve(*, order_id: str, items: list[dict[str, Any]]) -> Reservation:
-    """Reserve every line of an order, or none. Must run in a transaction.
+    """Reserve every line of an order, or none: the goods leave `on_hand` at once (COMMITTED), and only a
+    release gives them back. Must run in a transaction.
 
     Emits `inventory.reserved` or `inventory.reservation_failed` (code `out_of_stock`, `unknown_sku`, or
     `order_closed` once the order has failed). Idempotent per order: a repeat re-emits the first outcome.
@@ -72,14 +73,17 @@ def stock_reserve(*, order_id: str, items: list[dict[str, Any]]) -> Reservation:
         _announce(existing, items)
         return existing
     wanted = _merge_lines(items)
-    failure = _hold_stock(wanted)
+    failure = _take_stock(wanted)
     if failure:
         reservation = sql.insert(Reservation(order_id=order_id, status=Reservation.Status.REJECTED, reason=failure))
         _announce(reservation, items)
     else:
-        reservation = sql.insert(Reservation(order_id=order_id, status=Reservation.Status.ACTIVE))
+        reservation = sql.insert(Reservation(order_id=order_id, status=Reservation.Status.COMMITTED))
         for sku, quantity in wanted.items():
             sql.insert(ReservationLine(reservation=reservation, product_id=sku, quantity=quantity))
+            sql.insert(
+                StockMovement(product_id=sku, kind=StockMovement.Kind.COMMIT, quantity=quantity, order_id=order_id)
+            )
         _announce(reservation, items, lines=[{"sku": sku, "quantity": quantity} for sku, quantity in wanted.items()])
     return reservation
 
@@ -91,16 +95,16 @@ def _merge_lines(items: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(wanted.items()))  # a fixed lock order: no deadlocks between concurrent reservations
 
 
-def _hold_stock(wanted: dict[str, int]) -> str:
-    """Raise `reserved` for every line atomically; return a failure code, or "" when all were held."""
+def _take_stock(wanted: dict[str, int]) -> str:
+    """Take every line out of `on_hand` atomically; return a failure code, or "" when all were taken."""
     if len(wanted) == 1:
-        held = queries.stock_hold(*next(iter(wanted.items())))  # one UPDATE: refused, it changed nothing
+        taken = queries.stock_take(*next(iter(wanted.items())))  # one UPDATE: refused, it changed nothing
     else:
-        with transaction.atomic():  # a savepoint: the lines held before a refused one are given back
-            held = all(queries.stock_hold(sku, quantity) for sku, quantity in wanted.items())
-            if not held:
+        with transaction.atomic():  # a savepoint: the lines taken before a refused one are given back
+            taken = all(queries.stock_take(sku, quantity) for sku, quantity in wanted.items())
+            if not taken:
                 transaction.set_rollback(True)
-    if held:
+    if taken:
         return ""
     known = Product.objects.filter(sku__in=wanted).count()
     return "unknown_sku" if known != len(wanted) else "out_of_stock"
@@ -140,43 +144,30 @@ _FAILURE_TEXT = {
 }
 
 
-def reservation_commit(*, order_id: str) -> None:
-    """The order completed: its goods leave `on_hand`. Must run in a transaction; idempotent."""
-    order_lock("inventory", order_id)
-    reservation = queries.reservation_of(order_id)
-    if reservation is None or reservation.status != Reservation.Status.ACTIVE:
-        logger.info("nothing to commit for order %s", order_id)
-        return
-    for line in queries.reservation_lines(reservation.id):
-        queries.stock_take_out(line["sku"], line["quantity"])
-        sql.insert(
-            StockMovement(
-                product_id=line["sku"], kind=StockMovement.Kind.COMMIT, quantity=line["quantity"], order_id=order_id
-            )
-        )
-    reservation.status = Reservation.Status.COMMITTED
-    sql.update(reservation, ["status"])
-
-
 def reservation_release(*, order_id: str, reason: str) -> None:
-    """The order failed: give back any stock held for it, and refuse any later reservation.
+    """The order failed: give back any stock taken for it, and refuse any later reservation.
 
     Must run in a transaction; idempotent. Emits `inventory.released` when stock was given back.
     """
     order_lock("inventory", order_id)
     reservation = queries.reservation_of(order_id)
     if reservation is None:
-        Reservation.objects.create(order_id=order_id, status=Reservation.Status.RELEASED, reason=reason)
+        sql.insert(Reservation(order_id=order_id, status=Reservation.Status.RELEASED, reason=reason))
         return
-    if reservation.status == Reservation.Status.COMMITTED:
-        logger.error("release asked for order %s whose goods already left", order_id)
-        return
-    if reservation.status != Reservation.Status.ACTIVE:
+    if reservation.status not in {Reservation.Status.ACTIVE, Reservation.Status.COMMITTED}:
         return
     lines = queries.reservation_lines(reservation.id)
     for line in lines:
-        Product.objects.filter(sku=line["sku"]).update(reserved=F("reserved") - line["quantity"])
+        if reservation.status == Reservation.Status.COMMITTED:
+            queries.stock_give_back(line["sku"], line["quantity"])
+            sql.insert(
+                StockMovement(
+                    product_id=line["sku"], kind=StockMovement.Kind.RETURN, quantity=line["quantity"], order_id=order_id
+                )
+            )
+        else:  # held by an older version, never taken
+            Product.objects.filter(sku=line["sku"]).update(reserved=F("reserved") - line["quantity"])
     reservation.status = Reservation.Status.RELEASED
     reservation.reason = reason
-    reservation.save(update_fields=["status", "reason", "updated_at"])
+    sql.update(reservation, ["status", "reason"])
     publish("inventory.released", {"order_id": order_id, "items": lines})

@@ -2,7 +2,8 @@
 
 - `sagaflow` (topic): every message, by routing key.
 - one quorum queue per consumer, bound to the keys it handles, with a delivery limit: a message that kills
-  its consumer again and again is dead-lettered by the broker instead of looping.
+  its consumer again and again is dead-lettered by the broker instead of looping. A key of the catalogue
+  that the consumer no longer handles is unbound (an older version may have bound it).
 - `<queue>.retry.<ms>ms`: delay queues. A retried message waits out the TTL there, then dead-letters
   straight back to its own consumer's queue through the default exchange (not to every subscriber).
 - `sagaflow.dlx` (fanout) and `sagaflow.dead-letters`: the broker's and our dead letters, stored as rows by
@@ -15,6 +16,7 @@ from django.conf import settings
 from kombu import Exchange, Queue, binding
 
 from messaging import bus
+from messaging.catalogue import CATALOGUE
 from messaging.consumers import retry_delay_s
 
 DEAD_LETTER_EXCHANGE = "sagaflow.dlx"
@@ -80,5 +82,14 @@ def declare_all(channel) -> None:
     dead_letter_queue()(channel).declare()
     for name in bus.consumers():
         consumer_queue(name)(channel).declare()
+        for routing_key in retired_keys(name):
+            channel.queue_unbind(name, settings.MESSAGING_EXCHANGE, routing_key)  # a no-op when not bound
         for queue in retry_queues(name):
             queue(channel).declare()
+
+
+def retired_keys(consumer: str) -> list[str]:
+    """The catalogue's keys that `consumer` does not handle: none of them may stay bound to its queue (the
+    inventory queue of versions before 2026-12 was bound to `order.completed` and `order.failed`)."""
+    handled = bus.registry()[consumer]
+    return sorted(key for key in CATALOGUE if key not in handled)

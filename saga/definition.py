@@ -4,9 +4,10 @@ Each step sends a command and waits in its pending state for the command's succe
 steps run in order; after the last success the saga emits its completion event. A failure reply, a timeout
 or a cancel while a step is pending compensates what may have acted, in reverse order: a step undone by a
 command waits in a compensating state of its own for that command's reply before the step before it is
-undone; a step that its participant undoes on the saga's failure event is undone when that event goes out,
-at the end. So a saga needs one compensating state per command-compensated step, and no more: in a
-compensating state every step before it has succeeded, so what remains to undo is known from the state.
+undone; a step released by a command that needs no reply is released when the compensation reaches it; a
+step that its participant undoes on the saga's failure event is undone when that event goes out, at the end.
+So a saga needs one compensating state per command-compensated step, and no more: in a compensating state
+every step before it has succeeded, so what remains to undo is known from the state.
 
 `build_table()` gives every state × every input an entry, so a late or repeated reply is never dropped:
 a repeat is a no-op, and a late success that moved money or stock in a saga that is failing or has failed
@@ -82,17 +83,23 @@ class CompensateByCommand:
 
 @dataclass(frozen=True)
 class ReleasedOnFailure:
-    """The step's participant undoes it when it hears the saga's failure event (and settles it on the
-    completion event); a success reply that arrives after the saga has failed is undone by `late_command`,
-    which needs no reply.
+    """The step is undone by `late_command`, which needs no reply. By default its participant undoes it
+    when it hears the saga's failure event (and settles it on the completion event), and the saga sends
+    `late_command` only for a success reply that arrives after the saga has failed.
+
+    `sent_by_saga`: the saga sends `late_command` itself when its compensation reaches the step (a timeout,
+    a cancel, or the failure of a later step), so the participant needs neither final event: what the step
+    did stands once the saga completes. A failure reply of the step itself needs no release: it did nothing.
 
     `held_input`: the input the sweep raises for an ended saga whose participant still holds what the step
-    took, its end lost on the way. The saga asks again: the completion event once completed, `late_command`
-    once failed or cancelled. None: the saga has no such input.
+    took, its end lost on the way. The saga asks again: `late_command` once failed or cancelled; once
+    completed, the completion event, unless `sent_by_saga` (the work is then meant to stay). None: the saga
+    has no such input.
     """
 
     late_command: str
     held_input: str | None = None
+    sent_by_saga: bool = False
 
 
 Compensation = CompensateByCommand | ReleasedOnFailure
@@ -202,6 +209,15 @@ class SagaDefinition:
         return found
 
     @cached_property
+    def releases_sent_by_saga(self) -> frozenset[str]:
+        """The release commands the saga sends itself as its compensation reaches their step."""
+        return frozenset(_released_by_saga(self.steps))
+
+    def holding_states(self, held_input: str) -> tuple[str, ...]:
+        """The final states in which `held_input` asks for something: where work still held is wrong."""
+        return tuple(state for state in self.final_states if self.table[(state, held_input)].emits)
+
+    @cached_property
     def table(self) -> dict[tuple[str, str], Transition]:
         """`build_table(self)`, built once."""
         return build_table(self)
@@ -308,23 +324,29 @@ def _advance(definition: SagaDefinition, index: int) -> Transition:
 
 
 def _start_compensation(definition: SagaDefinition, acted: tuple[Step, ...], *, ends: str, why: str) -> Transition:
-    """Undo the last command-compensated step of `acted`; with none, end now with the failure event (which
-    releases the steps undone on it)."""
+    """Release the steps of `acted` after its last command-compensated one that the saga releases itself,
+    and undo that one; with none, end now with the failure event (which releases the steps undone on it)."""
     undo = _last_command(acted)
+    released = _released_by_saga(acted[_after_last_command(acted) :])
     if undo is None:
-        return Transition(ends, (definition.failed_event,), records_failure=True, note=f"{why}: nothing to undo")
-    return Transition(undo.state, (undo.command,), records_failure=True, note=f"{why}: compensate")
+        emits = (*released, definition.failed_event)
+        note = f"{why}: release" if released else f"{why}: nothing to undo"
+        return Transition(ends, emits, records_failure=True, note=note)
+    return Transition(undo.state, (*released, undo.command), records_failure=True, note=f"{why}: compensate")
 
 
 def _compensating(definition: SagaDefinition, index: int) -> dict[str, Transition]:
     """Waiting for the reply of the compensation of step `index`; every step before it has succeeded."""
     compensation = definition.steps[index].compensation
     assert isinstance(compensation, CompensateByCommand)
-    undo = _last_command(definition.steps[:index])
+    before = definition.steps[:index]
+    undo = _last_command(before)
+    released = _released_by_saga(before[_after_last_command(before) :])
     if undo is None:
-        done = Transition(FINISH_COMPENSATION, (definition.failed_event,), note="compensated: the failure event")
+        emits = (*released, definition.failed_event)
+        done = Transition(FINISH_COMPENSATION, emits, note="compensated: the failure event")
     else:
-        done = Transition(undo.state, (undo.command,), note="compensated: undo the step before")
+        done = Transition(undo.state, (*released, undo.command), note="compensated: undo the step before")
     # Late successes of this step and of those undone already are undone again; of the steps still to undo,
     # they are repeats: their turn comes.
     moves = _late_successes(definition.steps[index:], released_too=False) | {compensation.reply: done}
@@ -336,13 +358,14 @@ def _compensating(definition: SagaDefinition, index: int) -> dict[str, Transitio
 def _late_successes(steps: tuple[Step, ...], *, released_too: bool) -> dict[str, Transition]:
     """A success reply of one of `steps` that may have moved money or stock, undone by its step's command.
 
-    `released_too`: also the steps undone on the failure event, once that event has gone out.
+    `released_too`: also the steps undone on the failure event, once that event has gone out. The steps
+    that the saga releases itself are always undone again: their release has gone out already.
     """
     moves = {}
     for step in steps:
         if isinstance(step.compensation, CompensateByCommand):
             moves[step.success] = Transition(None, (step.compensation.command,), note=f"late {step.success}: undo")
-        elif isinstance(step.compensation, ReleasedOnFailure) and released_too:
+        elif isinstance(step.compensation, ReleasedOnFailure) and (released_too or step.compensation.sent_by_saga):
             moves[step.success] = Transition(None, (step.compensation.late_command,), note=f"late {step.success}: undo")
     return moves
 
@@ -353,6 +376,8 @@ def _held(definition: SagaDefinition, end: tuple[str, ...] | None = None) -> dic
     moves = {}
     for step in definition.steps:
         if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input:
+            if end and step.compensation.sent_by_saga:
+                continue  # completed: what the step did is meant to stay
             again = end or (step.compensation.late_command,)
             moves[step.compensation.held_input] = Transition(None, again, note=f"{step.name} still held: ask again")
     return moves
@@ -365,3 +390,18 @@ def _commands(steps: tuple[Step, ...]) -> list[CompensateByCommand]:
 def _last_command(steps: tuple[Step, ...]) -> CompensateByCommand | None:
     commands = _commands(steps)
     return commands[-1] if commands else None
+
+
+def _after_last_command(steps: tuple[Step, ...]) -> int:
+    """The index just past the last command-compensated step of `steps` (0 with none)."""
+    indexes = [i for i, step in enumerate(steps) if isinstance(step.compensation, CompensateByCommand)]
+    return indexes[-1] + 1 if indexes else 0
+
+
+def _released_by_saga(steps: tuple[Step, ...]) -> tuple[str, ...]:
+    """The release commands of those of `steps` that the saga releases itself, the last step's first."""
+    return tuple(
+        step.compensation.late_command
+        for step in reversed(steps)
+        if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.sent_by_saga
+    )

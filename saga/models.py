@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from saga import registry
 
@@ -24,12 +25,16 @@ class Saga(models.Model):
     currency = models.CharField(max_length=8)
     items = models.JSONField()
     # Past the pending states the saga waits on what it sent, not on a deadline of the state: the refund while
-    # COMPENSATING, the release (or commit) of its stock once ended. These count the sends in the current
+    # COMPENSATING, the release of its stock once failed. These count the sends in the current
     # state, and say when the sweep next looks whether the last one took effect, and sends it again if not.
     # A plain integer with a database default: adding it neither scans the table (as a CHECK would) nor breaks
     # the inserts of a process still running the previous release.
     compensation_attempts = models.IntegerField(default=0, db_default=0)
     compensation_due_at = models.DateTimeField(null=True, blank=True)
+    # When the saga first sent a release that its participant does not answer (the order saga's
+    # inventory.release). Only such a saga can end with that work still held, so the sweep looks at these
+    # alone: a partial index keeps them few among millions of ended sagas.
+    release_sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)  # the admin lists newest first
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -40,6 +45,9 @@ class Saga(models.Model):
             # (state, reason, time from the order), read from the index alone: no visit to the table's rows.
             models.Index(
                 fields=["state_entered_at", "state", "failure_reason", "created_at"], name="saga_entered_cover_idx"
+            ),
+            models.Index(
+                fields=["release_sent_at"], name="saga_release_sent_idx", condition=Q(release_sent_at__isnull=False)
             ),
         ]
 

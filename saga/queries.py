@@ -16,6 +16,7 @@ APPLIED_FIELDS = (
     "currency",
     "items",
     "compensation_attempts",
+    "release_sent_at",
 )
 
 

@@ -131,7 +131,8 @@ def saga_apply(
         saga.state = decision.to_state
         saga.failure_reason = decision.failure_reason or ""
         saga.state_entered_at = now
-    if _track_compensation(saga, decision, now) or decision.changed:
+    releases = _marks_release(definition, saga, decision, now)
+    if _track_compensation(saga, decision, now) or decision.changed or releases:
         sql.update(saga, _SAVED_FIELDS if decision.changed else _TRACKING_FIELDS)
     if not decision.changed:
         _log_repeat(definition, saga, message_type, decision)
@@ -159,8 +160,16 @@ def saga_apply(
 
 
 # What applying a message writes of the saga (what it reads: saga.queries.APPLIED_FIELDS).
-_TRACKING_FIELDS = ("compensation_attempts", "compensation_due_at")
+_TRACKING_FIELDS = ("compensation_attempts", "compensation_due_at", "release_sent_at")
 _SAVED_FIELDS = ("state", "failure_reason", "failure_detail", "state_entered_at", *_TRACKING_FIELDS)
+
+
+def _marks_release(definition: SagaDefinition, saga: Saga, decision: Decision, now: datetime) -> bool:
+    """Stamp the first release the saga sends that no reply answers; True when it was stamped now."""
+    if saga.release_sent_at is not None or not set(decision.emits) & definition.releases_sent_by_saga:
+        return False
+    saga.release_sent_at = now
+    return True
 
 
 def _track_compensation(saga: Saga, decision: Decision, now: datetime) -> bool:
@@ -168,6 +177,9 @@ def _track_compensation(saga: Saga, decision: Decision, now: datetime) -> bool:
     effect. A change of state starts the count again. Returns whether anything was counted."""
     if not decision.emits or not tracks_compensation(decision.to_state):
         return False
+    definition = registry.definition()
+    if decision.to_state not in definition.final_states and set(decision.emits) <= definition.releases_sent_by_saga:
+        return False  # a release on the way, answered by nobody: not a send of the compensation awaited
     saga.compensation_attempts = (0 if decision.changed else saga.compensation_attempts) + 1
     saga.compensation_due_at = now + timedelta(
         seconds=compensation_wait_s(saga.compensation_attempts, state=decision.to_state)
@@ -281,10 +293,20 @@ def _with_due() -> QuerySet[WithAnnotations[Saga, _Due]]:
 
 def ended_holding(late_command: str, order_id: str | None = None) -> QuerySet[WithAnnotations[Saga, _Due]]:
     """Ended sagas whose participant still holds what `late_command` undoes (the order saga's
-    `inventory.release`: stock still reserved): the release (or commit) their end asked for has not taken
-    effect yet. `order_id`: that saga only."""
+    `inventory.release`: stock still taken by a failed order) where it should not: the release (or commit)
+    their end asked for has not taken effect yet. `order_id`: that saga only."""
+    definition = registry.definition()
+    step = next(
+        step
+        for step in definition.steps
+        if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.late_command == late_command
+    )
+    assert isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input
     held = registry.still_held(late_command)(order_id)
-    return _with_due().filter(state__in=registry.definition().final_states, order_id__in=held)
+    ended = _with_due().filter(state__in=definition.holding_states(step.compensation.held_input))
+    if step.compensation.sent_by_saga:
+        ended = ended.filter(release_sent_at__isnull=False)  # no release sent: nothing was taken for it
+    return ended.filter(order_id__in=held)
 
 
 def _ended_holding(

@@ -1,8 +1,9 @@
 """The order saga's definition: take the payment, then reserve the stock. Pure.
 
-Payments undoes a charge on `payment.refund` and answers `payment.refunded`; inventory releases a
-reservation when it hears `order.failed`, and a reservation that lands after that on `inventory.release`.
-The deadlines name the settings that give them.
+Payments undoes a charge on `payment.refund` and answers `payment.refunded`. A reservation takes the goods
+at once; the saga sends `inventory.release` when its compensation reaches the stock (a timeout or a cancel
+while the reservation was asked) and for a reservation that lands after the saga failed, so inventory needs
+neither `order.completed` nor `order.failed`. The deadlines name the settings that give them.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ INVENTORY = Step(
     failures=("inventory.reservation_failed",),
     pending_state="INVENTORY_PENDING",
     deadline="SAGA_INVENTORY_DEADLINE_S",
-    # Inventory refuses a later reservation for an order once it has released it.
-    # An ended saga whose stock is still reserved asks its release (completed: its commit) again.
-    compensation=ReleasedOnFailure(late_command="inventory.release", held_input="saga.stock_held"),
+    # Inventory refuses a later reservation for an order once it has released it. A failed saga whose stock
+    # is still taken asks its release again.
+    compensation=ReleasedOnFailure(late_command="inventory.release", held_input="saga.stock_held", sent_by_saga=True),
 )
 
 ORDER_SAGA = SagaDefinition(

@@ -4,20 +4,7 @@ leads with, so a saga's change of state updates no more indexes than before."""
 
 from django.db import migrations, models
 
-
-class AddIndexConcurrently(migrations.AddIndex):
-    """`CREATE INDEX CONCURRENTLY` on PostgreSQL (a plain build would block every order until it ends); a plain
-    `CREATE INDEX` elsewhere (SQLite, the embedded mode). The migration must set `atomic = False`."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-            return
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            # A build that failed half way leaves an invalid index behind: drop it and build again.
-            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(self.index.name)}")
-            schema_editor.add_index(model, self.index, concurrently=True)
+from config.kernel.migration_operations import AddIndexConcurrently
 
 
 class Migration(migrations.Migration):

@@ -6,8 +6,8 @@ import threading
 from dataclasses import dataclass, field
 
 FINAL_STATUSES = {"COMPLETED", "FAILED", "CANCELLED"}
-# The messages of a completed saga, in the order they are sent.
-SAGA_PATH = ("payment.process", "payment.processed", "inventory.reserve", "inventory.reserved", "order.completed")
+# The messages of a completed saga that a consumer here handles, in the order they are sent.
+SAGA_PATH = ("payment.process", "payment.processed", "inventory.reserve", "inventory.reserved")
 
 
 @dataclass

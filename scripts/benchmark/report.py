@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .console import say
+from .raw_parts import SAGA_DELIVERIES, SAGA_PUBLISHES, SAGA_TRANSACTIONS
 from .records import SAGA_PATH
 
 
@@ -146,8 +147,9 @@ def raw_parts_lines(raw: dict[str, float] | None) -> list[str]:
         f"{raw['pg_two_row_transactions_per_s']:.0f} two-row transactions/s; RabbitMQ "
         f"{raw['amqp_confirmed_publishes_one_at_a_time_per_s']:.0f} confirmed publishes/s one at a time, "
         f"{raw['amqp_confirmed_publishes_windowed_per_s']:.0f}/s with a window; kombu "
-        f"{raw['kombu_consumed_per_s']:.0f} consumed/s. A saga's share of them (6 transactions, 6 publishes, "
-        f"5 deliveries; no HTTP): {raw['one_sagas_share_ms']:.1f} ms, single-threaded"
+        f"{raw['kombu_consumed_per_s']:.0f} consumed/s. A saga's share of them ({SAGA_TRANSACTIONS} transactions, "
+        f"{SAGA_PUBLISHES} publishes, {SAGA_DELIVERIES} deliveries; no HTTP): {raw['one_sagas_share_ms']:.1f} ms, "
+        "single-threaded"
     ]
 
 

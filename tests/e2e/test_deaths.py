@@ -29,7 +29,6 @@ CONSUMER = {
     "payment.processed": "saga",
     "inventory.reserve": "inventory",
     "inventory.reserved": "saga",
-    "order.completed": "inventory",
 }
 
 

@@ -34,6 +34,7 @@ from tests.factories import make_account, make_product
 from tests.integration.support import (
     balance,
     deliver_all_except,
+    drain,
     ledger_of,
     make_overdue,
     order_of,
@@ -274,18 +275,25 @@ def test_a_saga_flagged_after_its_last_attempt_is_counted_even_while_the_sweep_k
     assert [str(s.order_id) for s in flagged_sagas()] == [order_id]
 
 
+def lose_all(order_id: str, routing_key: str) -> None:
+    while OutboxMessage.objects.filter(order_id=order_id, routing_key=routing_key, published_at__isnull=True).exists():
+        lose(order_id, routing_key)
+
+
 def ended_with_its_release_lost() -> tuple[str, str]:
-    """An order failed while its stock was reserved, whose order.failed never reached inventory."""
+    """An order that timed out while its reservation waited in a slow queue: the reservation took the stock
+    after all, and every inventory.release the saga sent was lost."""
     sku = make_product(stock=5, price="10.00").sku
     order_id = timed_out_waiting_for_stock(make_account(balance="100.00").customer_id, sku, quantity=2)
-    deliver_all_except("order.failed")
-    lose(order_id, "order.failed")
-    assert (order_of(order_id).status, stock(sku)) == ("FAILED", (5, 2, 3))
+    lose_all(order_id, "inventory.release")
+    deliver_all_except("inventory.release")  # the reservation lands late: the saga sends the release again
+    lose_all(order_id, "inventory.release")
+    assert (order_of(order_id).status, stock(sku)) == ("FAILED", (3, 0, 3))
     return order_id, sku
 
 
 def test_stock_still_held_after_a_lost_release_is_reported_then_released_by_the_sweep():
-    # given a failed order whose release was lost: its stock is still reserved
+    # given a failed order whose release was lost: its stock is still taken
     order_id, sku = ended_with_its_release_lost()
 
     # then, while the release may still be on its way, only the settled audit reports it
@@ -319,23 +327,34 @@ def test_stock_still_held_after_a_lost_release_is_reported_then_released_by_the_
     assert stuck_check() == "ok"
 
 
-def test_a_completed_order_whose_commit_was_lost_is_announced_again_and_its_goods_leave():
-    # given a completed order whose order.completed never reached inventory
+def test_a_completed_order_keeps_its_goods_and_the_sweep_asks_nothing_of_it():
+    # given a completed order: its reservation took the goods, and inventory needs no order.completed
     sku = make_product(stock=5, price="10.00").sku
     order_id = place(make_account(balance="100.00").customer_id, (sku, 2))
-    deliver_all_except("order.completed")
-    lose(order_id, "order.completed")
-    assert (order_of(order_id).status, stock(sku)) == ("COMPLETED", (5, 2, 3))
-
-    # when its deadline passes, the sweep announces it again
-    make_due(order_id)
-    assert saga_sweep_timeouts() == 1
-    flow()
-
-    # then the goods leave on_hand, once
-    assert stock(sku) == (3, 0, 3)
+    drain()
+    assert (order_of(order_id).status, stock(sku)) == ("COMPLETED", (3, 0, 3))
     assert Reservation.objects.get(order_id=order_id).status == "COMMITTED"
-    assert len(outbox(order_id, "order.completed")) == 2
+
+    # when it is long past every deadline, the sweep finds nothing to ask again
+    make_due(order_id, by=timedelta(days=1))
+    assert saga_sweep_timeouts() == 0
+    assert stuck_check() == "ok"
+    assert len(outbox(order_id, "order.completed")) == 1
+    assert audit(settled=True) == []
+
+
+def test_a_failed_order_that_never_took_stock_is_not_watched_by_the_sweep():
+    # given orders that failed for want of stock: nothing was taken, and the saga sent no release
+    sku = make_product(stock=0, price="10.00").sku
+    order_id = place(make_account(balance="100.00").customer_id, (sku, 1))
+    drain()
+    assert (order_of(order_id).status, order_of(order_id).failure_reason) == ("FAILED", "out_of_stock")
+
+    # then its saga is not among those the sweep checks for stock still held, whatever their number
+    assert saga_of(order_id).release_sent_at is None
+    assert outbox(order_id, "inventory.release") == []
+    make_due(order_id, by=timedelta(days=1))
+    assert saga_sweep_timeouts() == 0
     assert audit(settled=True) == []
 
 

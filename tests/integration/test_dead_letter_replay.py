@@ -184,17 +184,3 @@ def test_letters_an_earlier_version_stored_as_none_get_an_id_each_and_are_replay
     assert all(row.fingerprint for row in migrated)  # backfilled by the migration after
     result = replay_command("--id", str(migrated[0].pk))
     assert result.returncode == 0 and "replayed under the one it was stored with" in result.stdout, result.stdout
-
-
-@pytest.fixture
-def latest_schema_after():
-    """Migrates the database to the latest schema (when called, and in any case after the test), so that the
-    tests after this one find the tables as they are."""
-    from django.db.migrations.executor import MigrationExecutor
-
-    def migrate_to_latest() -> None:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes())
-
-    yield migrate_to_latest
-    migrate_to_latest()

@@ -30,7 +30,7 @@ def _reserve_one_unit(sku: str, order_id: str, start: threading.Barrier, outcome
 
 
 @pytest.mark.django_db(transaction=True)
-def test_twenty_concurrent_reservations_of_five_units_hold_exactly_five():
+def test_twenty_concurrent_reservations_of_five_units_take_exactly_five():
     # given a product with 5 units, and 20 orders each wanting one
     sku = make_product(stock=STOCK).sku
     order_ids = [str(uuid.uuid4()) for _ in range(THREADS)]
@@ -49,15 +49,15 @@ def test_twenty_concurrent_reservations_of_five_units_hold_exactly_five():
     for thread in threads:
         thread.join(timeout=60)
 
-    # then every one got an answer, five were held and fifteen refused
+    # then every one got an answer, five took their unit and fifteen were refused
     errors = {k: v for k, v in outcomes.items() if isinstance(v, Exception)}
     assert errors == {}
-    assert sorted(outcomes.values()) == ["ACTIVE"] * STOCK + ["REJECTED"] * (THREADS - STOCK)
-    assert Reservation.objects.filter(order_id__in=order_ids, status="ACTIVE").count() == STOCK
+    assert sorted(outcomes.values()) == ["COMMITTED"] * STOCK + ["REJECTED"] * (THREADS - STOCK)
+    assert Reservation.objects.filter(order_id__in=order_ids, status="COMMITTED").count() == STOCK
     assert set(
         Reservation.objects.filter(order_id__in=order_ids, status="REJECTED").values_list("reason", flat=True)
     ) == {"out_of_stock"}
-    assert stock(sku) == (STOCK, STOCK, 0)
+    assert stock(sku) == (0, 0, 0)
     answers = sorted(OutboxMessage.objects.filter(order_id__in=order_ids).values_list("routing_key", flat=True))
     assert answers == ["inventory.reservation_failed"] * (THREADS - STOCK) + ["inventory.reserved"] * STOCK
     assert min(seen_available, default=0) >= 0

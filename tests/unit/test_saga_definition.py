@@ -240,7 +240,7 @@ class TestTheOrderSagaGivesTodaysTable:
         assert _cell(waiting[(t.State.COMPENSATING, t.TIMEOUT)]) == (None, (), False)
         assert _cell(resending[(t.State.COMPENSATING, t.TIMEOUT)]) == (None, (t.PAYMENT_REFUND,), False)
 
-    def test_the_stock_held_input_asks_an_ended_saga_for_its_release_or_commit_again(self):
+    def test_the_stock_held_input_asks_a_failed_saga_for_its_release_again(self):
         without, held = (_order_saga(resend_on_timeout=False, held_input=h) for h in (None, STOCK_HELD))
         table = build_table(held)
 
@@ -251,8 +251,8 @@ class TestTheOrderSagaGivesTodaysTable:
         assert {state: table[(state, STOCK_HELD)].emits for state in held.states} == {
             "PAYMENT_PENDING": (),
             "INVENTORY_PENDING": (),
-            "COMPENSATING": (),  # the end still to come settles it
-            "COMPLETED": ("order.completed",),
+            "COMPENSATING": (),  # its release has gone out; the end re-asks if it was lost
+            "COMPLETED": (),  # a completed order keeps the stock it took
             "FAILED": ("inventory.release",),
             "CANCELLED": ("inventory.release",),
         }
@@ -369,8 +369,29 @@ class TestAFourStepSaga:
         assert run.answer_compensations() == expected
         assert (run.state, run.sent[-1]) == ("FAILED", "order.failed")
 
-    def test_a_step_released_on_the_failure_event_is_released_by_it_at_the_end(self):
+    def test_a_step_the_saga_releases_is_released_as_the_compensation_starts(self):
         run = SagaRun(ORDER_AND_SHIPPING)
+        run.succeed(2)
+
+        run.hear("shipping.refused", reason="no_carrier")
+
+        assert run.answer_compensations() == ["payment.refund"]
+        assert run.sent[-3:] == ["inventory.release", "payment.refund", "order.failed"]
+        # a reservation reported while the refund is awaited is released again
+        assert run.table[("COMPENSATING", "inventory.reserved")].emits == ("inventory.release",)
+
+    def test_a_step_the_saga_releases_waits_for_the_later_steps_compensation(self):
+        run = SagaRun(ORDER_AND_SHIPPING)
+        run.succeed(2)
+
+        run.hear("saga.timeout", reason="timeout")  # the shipment may have gone out: cancel it first
+
+        assert run.sent[-1:] == ["shipping.cancel"]
+        assert run.hear("shipping.cancelled") == ("inventory.release", "payment.refund")
+
+    def test_a_step_released_on_the_failure_event_is_released_by_it_at_the_end(self):
+        on_event = _with_inventory_released_on_the_failure_event(ORDER_AND_SHIPPING)
+        run = SagaRun(on_event)
         run.succeed(2)
 
         run.hear("shipping.refused", reason="no_carrier")
@@ -378,7 +399,20 @@ class TestAFourStepSaga:
         assert run.answer_compensations() == ["payment.refund"]
         assert run.sent[-2:] == ["payment.refund", "order.failed"]  # inventory releases on order.failed
         # a reservation reported while the refund is awaited is left to order.failed, still to come
-        assert SagaRun(ORDER_AND_SHIPPING).table[("COMPENSATING", "inventory.reserved")].emits == ()
+        assert run.table[("COMPENSATING", "inventory.reserved")].emits == ()
+        # and a completed saga whose stock is still held sends its completion event again
+        assert run.table[("COMPLETED", STOCK_HELD)].emits == ("order.completed",)
+
+
+def _with_inventory_released_on_the_failure_event(definition: SagaDefinition) -> SagaDefinition:
+    """`definition` with its inventory step undone by its participant on order.failed, as before 2026-12."""
+    steps = tuple(
+        dataclasses.replace(step, compensation=dataclasses.replace(step.compensation, sent_by_saga=False))
+        if isinstance(step.compensation, ReleasedOnFailure)
+        else step
+        for step in definition.steps
+    )
+    return dataclasses.replace(definition, steps=steps)
 
 
 @pytest.mark.parametrize("definition", list(DEFINITIONS.values()), ids=list(DEFINITIONS))

@@ -1,0 +1,51 @@
+"""The broker's topology on a real RabbitMQ (this run's vhost): a key a consumer no longer handles is unbound
+from its queue, so a queue declared by an older version stops receiving it."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from kombu import Connection, Producer, binding
+
+from messaging import topology
+
+pytestmark = pytest.mark.django_db
+
+
+def depth(channel, queue: str) -> int:
+    return channel.queue_declare(queue, passive=True).message_count
+
+
+def publish(channel, routing_key: str) -> None:
+    Producer(channel, exchange=topology.main_exchange()).publish(
+        {"order_id": "00000000-0000-0000-0000-000000000000"}, routing_key=routing_key, delivery_mode=2
+    )
+
+
+def test_the_final_events_an_older_inventory_queue_was_bound_to_are_unbound():
+    with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
+        channel = broker.default_channel
+        # given the inventory queue as versions before 2026-12 declared it: bound to the saga's final events
+        topology.declare_all(channel)
+        channel.queue_purge("inventory")
+        older = topology.consumer_queue("inventory")
+        older.bindings = {
+            *older.bindings,
+            *(binding(topology.main_exchange(), routing_key=key) for key in ("order.completed", "order.failed")),
+        }
+        older(channel).declare()
+        publish(channel, "order.completed")
+        assert depth(channel, "inventory") == 1
+        channel.queue_purge("inventory")
+
+        # when this version declares the topology
+        topology.declare_all(channel)
+
+        # then the final events no longer reach it, and what it handles still does
+        assert "order.completed" in topology.retired_keys("inventory")
+        publish(channel, "order.completed")
+        publish(channel, "order.failed")
+        assert depth(channel, "inventory") == 0
+        publish(channel, "inventory.reserve")
+        assert depth(channel, "inventory") == 1
+        channel.queue_purge("inventory")
