@@ -12,8 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import psycopg._queries
 from django.conf import settings
 from django.db.backends.postgresql import base
+
+# psycopg keeps the conversion of a statement's `%s` placeholders for the next time it runs (an LRU of 128),
+# but only for a statement of at most 50 parameters. The one statement that places an order (sql.batched) has
+# about 75, and converting it again at each POST was a tenth of the POST's CPU. The conversion depends on the
+# statement's text alone; psycopg's other bound, statements of at most 4 KiB, stays. (A private name of
+# psycopg's: tests/unit/test_database_backend.py says when a version no longer has it.)
+MAX_CACHED_STATEMENT_PARAMS = 1000
+psycopg._queries.MAX_CACHED_STATEMENT_PARAMS = max(
+    psycopg._queries.MAX_CACHED_STATEMENT_PARAMS, MAX_CACHED_STATEMENT_PARAMS
+)
 
 
 class AnswerBoundConnection(psycopg.Connection):
