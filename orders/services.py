@@ -135,38 +135,41 @@ def _place(customer_id: str, items: list[dict[str, Any]], idempotency_key: str |
         raise OrderTooLargeError(
             "the order total is larger than an order may be", {"total": f"{total:.2f}", "limit": str(MAX_ORDER_TOTAL)}
         )
-    order = sql.insert(
-        Order(
-            customer_id=customer_id,
-            total=total,
-            currency=settings.ORDER_CURRENCY,
-            idempotency_key=idempotency_key or None,
-            request_fingerprint=fingerprint,
+    # The order, its lines, its saga, the saga's first step and the two messages: one statement (sql.batched).
+    with sql.batched():
+        order = sql.insert(
+            Order(
+                customer_id=customer_id,
+                total=total,
+                currency=settings.ORDER_CURRENCY,
+                idempotency_key=idempotency_key or None,
+                request_fingerprint=fingerprint,
+            )
         )
-    )
-    # Kept on the instance, so the answer to the POST needs no second read of what was just written.
-    order.placed_lines = [sql.insert(OrderLine(order=order, **line)) for line in lines]
-    wire_items = [
-        {"sku": line["sku"], "quantity": line["quantity"], "unit_price": f"{line['unit_price']:.2f}"} for line in lines
-    ]
-    created = publish(
-        "order.created",
-        {
-            "order_id": str(order.id),
-            "customer_id": customer_id,
-            "items": wire_items,
-            "total": f"{total:.2f}",
-            "currency": order.currency,
-        },
-    )
-    saga, first_step = saga_start(
-        order_id=str(order.id),
-        customer_id=customer_id,
-        amount=total,
-        currency=order.currency,
-        items=wire_items,
-        cause_message_id=str(created.message_id),
-    )
+        # Kept on the instance, so the answer to the POST needs no second read of what was just written.
+        order.placed_lines = [sql.insert(OrderLine(order=order, **line)) for line in lines]
+        wire_items = [
+            {"sku": line["sku"], "quantity": line["quantity"], "unit_price": f"{line['unit_price']:.2f}"}
+            for line in lines
+        ]
+        created = publish(
+            "order.created",
+            {
+                "order_id": str(order.id),
+                "customer_id": customer_id,
+                "items": wire_items,
+                "total": f"{total:.2f}",
+                "currency": order.currency,
+            },
+        )
+        saga, first_step = saga_start(
+            order_id=str(order.id),
+            customer_id=customer_id,
+            amount=total,
+            currency=order.currency,
+            items=wire_items,
+            cause_message_id=str(created.message_id),
+        )
     order.placed_saga = (saga.state, [first_step])
     return order
 

@@ -66,9 +66,10 @@ def json_error(status: int, code: str, message: str, details: Any = None) -> Jso
     return JsonResponse(error_body(code, message, details), status=status)
 
 
-def json_text(data: Any) -> str:
-    """`data` rendered as every API answer is rendered (DRF's JSONRenderer): the exact text of an answer."""
-    return JSONRenderer().render(data).decode()
+def json_text(data: Any, accepted_media_type: str | None = None) -> str:
+    """`data` rendered as every API answer is rendered (DRF's JSONRenderer): the exact text of an answer. With
+    the media type the request accepted, as a Response renders it (`application/json; indent=2` indents)."""
+    return JSONRenderer().render(data, accepted_media_type).decode()
 
 
 def json_answer(text: str, status: int) -> HttpResponse:

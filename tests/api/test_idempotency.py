@@ -29,6 +29,7 @@ from tests.factories import make_account, make_product
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WAIT_S = 20
+# The statement that inserts the order (with its lines, saga and messages: config.kernel.sql.batched) holds this.
 ORDER_INSERT = "INSERT INTO orders_order ("
 
 
@@ -122,7 +123,7 @@ def held_after_the_order_insert() -> tuple[Callable, threading.Event, threading.
 
     def hold(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
-        if sql.startswith(ORDER_INSERT):
+        if ORDER_INSERT in sql:
             inserted.set()
             go_on.wait(WAIT_S)
         return result
@@ -148,7 +149,7 @@ def waiting_on_a_lock() -> bool:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND wait_event_type = 'Lock' AND query LIKE %s",
-            [ORDER_INSERT + "%"],
+            ["%" + ORDER_INSERT + "%"],
         )
         return cursor.fetchone()[0] > 0
 

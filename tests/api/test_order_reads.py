@@ -55,6 +55,18 @@ def test_the_status_read_is_what_the_schemas_serializer_gives_for_every_outcome(
     assert client.get(f"/api/orders/{declined}").json()["failure_reason"] == "insufficient_funds"
 
 
+def test_the_status_read_has_a_responses_headers_and_indents_when_the_accept_header_asks(client, inprocess):
+    order_id = place(make_account(balance="100.00").customer_id, (make_product(stock=5).sku, 1))
+
+    plain = client.get(f"/api/orders/{order_id}")
+    indented = client.get(f"/api/orders/{order_id}", HTTP_ACCEPT="application/json; indent=2")
+
+    assert plain["Content-Type"] == "application/json"
+    assert plain["Allow"] == "GET, HEAD, OPTIONS"
+    assert indented.content.startswith(b'{\n  "id": ') and indented.json() == plain.json()
+    assert client.get(f"/api/orders/{order_id}", HTTP_ACCEPT="text/html").status_code == 406
+
+
 def test_the_posts_answer_is_what_the_schemas_serializer_gives_for_the_order_just_placed(client, inprocess):
     sku = make_product(stock=5, price="3.10").sku
     customer = make_account(balance="100.00").customer_id

@@ -7,12 +7,13 @@ from decimal import Decimal
 
 import pytest
 from django.db import OperationalError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.kernel import sql
 from messaging.models import OutboxMessage
 from payments.models import Payment
-from saga.models import Saga
+from saga.models import Saga, SagaTransition
 from tests.integration.support import in_another_transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,3 +132,42 @@ def lock_without_waiting(saga: Saga) -> tuple | None:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {sql.table(Saga)} WHERE order_id = %s FOR UPDATE NOWAIT", [saga.order_id])
         return cursor.fetchone()
+
+
+def test_a_batch_writes_its_rows_in_one_statement_as_one_by_one_would_and_reads_the_ids_back_in_order():
+    order_id = uuid.uuid4()
+    with CaptureQueriesContext(connection) as sent, transaction.atomic():
+        with sql.batched():
+            saga = sql.insert(a_saga(order_id=order_id))
+            first = sql.insert(OutboxMessage(routing_key="order.created", payload={"order_id": str(order_id)}))
+            step = sql.insert(SagaTransition(saga=saga, to_state="PAYMENT_PENDING", message_type="order.created"))
+            second = sql.insert(OutboxMessage(routing_key="payment.process", payload={"order_id": str(order_id)}))
+            assert first.pk is None and not saga._state.adding  # sent when the block ends
+        assert len(sent) == 2  # BEGIN, the rows' one statement
+
+    assert second.pk > first.pk > 0 and step.pk > 0
+    assert list(OutboxMessage.objects.order_by("id").values_list("pk", "routing_key")) == [
+        (first.pk, "order.created"),
+        (second.pk, "payment.process"),
+    ]
+    stored = Saga.objects.get(pk=order_id)
+    assert (stored.amount, stored.items, stored.created_at) == (Decimal("12.50"), saga.items, saga.created_at)
+    assert SagaTransition.objects.get(pk=step.pk).at == step.at
+    assert OutboxMessage.objects.get(pk=first.pk).message_id == first.message_id
+
+
+def test_a_batch_that_raises_writes_nothing_and_a_statement_inside_it_sends_the_rows_given_so_far():
+    with pytest.raises(RuntimeError), transaction.atomic(), sql.batched():
+        sql.insert(a_saga())
+        raise RuntimeError("then the block fails")
+    assert not Saga.objects.exists()
+
+    with transaction.atomic(), sql.batched():
+        saga = sql.insert(a_saga(customer_id="c-seen"))
+        assert sql.select(Saga, ["customer_id"], "order_id = %s", [saga.order_id]) == [{"customer_id": "c-seen"}]
+        with sql.batched():  # joins the block around it
+            later = sql.insert(a_saga())
+        assert not Saga.objects.filter(pk=later.pk).exists()
+        sent = sql.insert(OutboxMessage(routing_key="order.created", payload={}), at_once=True)
+        assert sent.pk is not None and OutboxMessage.objects.filter(pk=sent.pk).exists()
+    assert Saga.objects.count() == 2
