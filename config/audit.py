@@ -44,12 +44,13 @@ def audit(*, settled: bool = False, now: datetime | None = None, since: datetime
     orders = Order.objects.all() if since is None else Order.objects.filter(created_at__gte=since)
     net = _captured_minus_refunded(orders)
     releases = _stock_still_held(settled, now)
+    committed = _reserved_lines(Reservation.Status.COMMITTED, orders)  # the goods each order took
     return [
         *_orders_reach_an_end(settled, now, orders),
-        *_completed_orders_paid_and_committed(orders, net, releases),
-        *_failed_orders_hold_nothing(orders, net, releases),
+        *_completed_orders_paid_and_committed(orders, net, committed, releases),
+        *_failed_orders_hold_nothing(orders, net, committed, releases),
         *_money_is_conserved(),
-        *_stock_is_conserved(orders),
+        *_stock_is_conserved(orders, committed),
         *_no_message_lost(settled, now, since),
     ]
 
@@ -128,8 +129,9 @@ def _reserved_lines(status: str, orders) -> dict[str, dict[str, int]]:
     return lines
 
 
-def _completed_orders_paid_and_committed(orders, net: dict[str, Decimal], releases: _HeldAfterTheEnd):
-    committed = _reserved_lines(Reservation.Status.COMMITTED, orders)
+def _completed_orders_paid_and_committed(
+    orders, net: dict[str, Decimal], committed: dict[str, dict[str, int]], releases: _HeldAfterTheEnd
+):
     captured = defaultdict(list)
     payments = _of(orders, Payment.objects.filter(status=Payment.Status.CAPTURED), "order_id")
     for order_id, amount in payments.values_list("order_id", "amount"):
@@ -145,8 +147,10 @@ def _completed_orders_paid_and_committed(orders, net: dict[str, Decimal], releas
             )
 
 
-def _failed_orders_hold_nothing(orders, net: dict[str, Decimal], releases: _HeldAfterTheEnd):
-    active = _reserved_lines(Reservation.Status.COMMITTED, orders) | _reserved_lines(Reservation.Status.ACTIVE, orders)
+def _failed_orders_hold_nothing(
+    orders, net: dict[str, Decimal], committed: dict[str, dict[str, int]], releases: _HeldAfterTheEnd
+):
+    active = committed | _reserved_lines(Reservation.Status.ACTIVE, orders)
     for order_id in orders.filter(status__in=[Order.Status.FAILED, Order.Status.CANCELLED]).values_list(
         "id", flat=True
     ):
@@ -175,7 +179,7 @@ def _money_is_conserved():
             )
 
 
-def _stock_is_conserved(orders):
+def _stock_is_conserved(orders, committed: dict[str, dict[str, int]]):
     moved: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for sku, kind, total in (
         StockMovement.objects.values_list("product_id", "kind")
@@ -198,7 +202,6 @@ def _stock_is_conserved(orders):
     movements = _of(orders, StockMovement.objects.filter(kind__in=kinds), "order_id")
     for order_id, sku, kind, quantity in movements.values_list("order_id", "product_id", "kind", "quantity"):
         taken[str(order_id)][sku] += quantity if kind == StockMovement.Kind.COMMIT else -quantity
-    committed = _reserved_lines(Reservation.Status.COMMITTED, orders)
     for order_id in sorted(taken.keys() | committed.keys()):
         moved_out = {sku: n for sku, n in taken[order_id].items() if n}
         if moved_out != committed.get(order_id, {}):

@@ -326,8 +326,7 @@ def _advance(definition: SagaDefinition, index: int) -> Transition:
 def _start_compensation(definition: SagaDefinition, acted: tuple[Step, ...], *, ends: str, why: str) -> Transition:
     """Release the steps of `acted` after its last command-compensated one that the saga releases itself,
     and undo that one; with none, end now with the failure event (which releases the steps undone on it)."""
-    undo = _last_command(acted)
-    released = _released_by_saga(acted[_after_last_command(acted) :])
+    undo, released = _undo_first(acted)
     if undo is None:
         emits = (*released, definition.failed_event)
         note = f"{why}: release" if released else f"{why}: nothing to undo"
@@ -339,9 +338,7 @@ def _compensating(definition: SagaDefinition, index: int) -> dict[str, Transitio
     """Waiting for the reply of the compensation of step `index`; every step before it has succeeded."""
     compensation = definition.steps[index].compensation
     assert isinstance(compensation, CompensateByCommand)
-    before = definition.steps[:index]
-    undo = _last_command(before)
-    released = _released_by_saga(before[_after_last_command(before) :])
+    undo, released = _undo_first(definition.steps[:index])
     if undo is None:
         emits = (*released, definition.failed_event)
         done = Transition(FINISH_COMPENSATION, emits, note="compensated: the failure event")
@@ -387,15 +384,14 @@ def _commands(steps: tuple[Step, ...]) -> list[CompensateByCommand]:
     return [step.compensation for step in steps if isinstance(step.compensation, CompensateByCommand)]
 
 
-def _last_command(steps: tuple[Step, ...]) -> CompensateByCommand | None:
-    commands = _commands(steps)
-    return commands[-1] if commands else None
-
-
-def _after_last_command(steps: tuple[Step, ...]) -> int:
-    """The index just past the last command-compensated step of `steps` (0 with none)."""
-    indexes = [i for i, step in enumerate(steps) if isinstance(step.compensation, CompensateByCommand)]
-    return indexes[-1] + 1 if indexes else 0
+def _undo_first(steps: tuple[Step, ...]) -> tuple[CompensateByCommand | None, tuple[str, ...]]:
+    """What undoing `steps` from the last one sends first: the releases the saga sends itself for the steps
+    after the last command-compensated one, and that one's compensation (None: no step has one)."""
+    for index in reversed(range(len(steps))):
+        compensation = steps[index].compensation
+        if isinstance(compensation, CompensateByCommand):
+            return compensation, _released_by_saga(steps[index + 1 :])
+    return None, _released_by_saga(steps)
 
 
 def _released_by_saga(steps: tuple[Step, ...]) -> tuple[str, ...]:

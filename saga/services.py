@@ -132,7 +132,7 @@ def saga_apply(
         saga.failure_reason = decision.failure_reason or ""
         saga.state_entered_at = now
     releases = _marks_release(definition, saga, decision, now)
-    if _track_compensation(saga, decision, now) or decision.changed or releases:
+    if _track_compensation(definition, saga, decision, now) or decision.changed or releases:
         sql.update(saga, _SAVED_FIELDS if decision.changed else _TRACKING_FIELDS)
     if not decision.changed:
         _log_repeat(definition, saga, message_type, decision)
@@ -172,12 +172,11 @@ def _marks_release(definition: SagaDefinition, saga: Saga, decision: Decision, n
     return True
 
 
-def _track_compensation(saga: Saga, decision: Decision, now: datetime) -> bool:
+def _track_compensation(definition: SagaDefinition, saga: Saga, decision: Decision, now: datetime) -> bool:
     """Count what the saga sends past its pending states, and set when the sweep next looks whether it took
     effect. A change of state starts the count again. Returns whether anything was counted."""
     if not decision.emits or not tracks_compensation(decision.to_state):
         return False
-    definition = registry.definition()
     if decision.to_state not in definition.final_states and set(decision.emits) <= definition.releases_sent_by_saga:
         return False  # a release on the way, answered by nobody: not a send of the compensation awaited
     saga.compensation_attempts = (0 if decision.changed else saga.compensation_attempts) + 1
