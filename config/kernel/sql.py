@@ -110,10 +110,14 @@ def insert(instance: M, *, at_once: bool = False) -> M:
         pending.append((instance, params))
         return _as_stored(instance, db)
     with db.cursor() as cursor:
-        cursor.execute(plan.sql, params)
-        if plan.generated:
-            instance.pk = cursor.fetchone()[0]
+        _insert_one(cursor, plan, instance, params)
     return _as_stored(instance, db)
+
+
+def _insert_one(cursor, plan: _Insert, instance: Model, params: list[Any]) -> None:
+    cursor.execute(plan.sql, params)
+    if plan.generated:
+        instance.pk = cursor.fetchone()[0]
 
 
 # The rows `insert()` has been given inside the current `batched()` block, with their parameters, in order.
@@ -155,17 +159,14 @@ def _write(rows: list[tuple[Model, list[Any]]]) -> None:
     if not rows:
         return
     db = _db()
-    groups: dict[type[Model], list[tuple[Model, list[Any]]]] = {}
-    for instance, params in rows:
-        groups.setdefault(type(instance), []).append((instance, params))
     if len(rows) == 1 or db.vendor != "postgresql":
         with db.cursor() as cursor:
             for instance, params in rows:
-                plan = _insert_plan(type(instance), db.vendor)
-                cursor.execute(plan.sql, params)
-                if plan.generated:
-                    instance.pk = cursor.fetchone()[0]
+                _insert_one(cursor, _insert_plan(type(instance), db.vendor), instance, params)
         return
+    groups: dict[type[Model], list[tuple[Model, list[Any]]]] = {}
+    for instance, params in rows:
+        groups.setdefault(type(instance), []).append((instance, params))
     shape = tuple((model, len(group)) for model, group in groups.items())
     statement = _batch_plan(shape, db.vendor)
     with db.cursor() as cursor:
