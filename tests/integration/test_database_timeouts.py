@@ -11,9 +11,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from django.core.management import call_command
 from django.db import OperationalError, connection
+from django.db.models.signals import pre_migrate
 
-from config.kernel.postgresql.base import DatabaseWrapper
+from config.kernel.postgresql.base import DatabaseWrapper, statements_unbounded
 from tests.e2e.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.django_db
@@ -88,3 +90,58 @@ def test_connecting_to_a_database_that_never_answers_fails_after_the_connect_tim
 
     assert isinstance(error, OperationalError)
     assert took < 6
+
+
+def with_statement_timeout(ms: int) -> DatabaseWrapper:
+    """A connection to the test database whose own options set the server's statement timeout."""
+    settings_dict = {**connection.settings_dict}
+    settings_dict["OPTIONS"] = {**settings_dict["OPTIONS"], "options": f"-c statement_timeout={ms}"}
+    return DatabaseWrapper(settings_dict)
+
+
+def sleep(database: DatabaseWrapper, seconds: float) -> None:
+    with database.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)", [seconds])
+
+
+def show_statement_timeout(database: DatabaseWrapper) -> str:
+    with database.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        return cursor.fetchone()[0]
+
+
+def test_an_operators_command_runs_past_both_bounds_and_the_connection_gets_them_back(settings):
+    settings.DATABASE_ANSWER_TIMEOUT_S = 0.5
+    database = with_statement_timeout(300)
+    try:
+        assert isinstance(timed(lambda: sleep(database, 0.6))[1], OperationalError)  # the server cancels it
+
+        with statements_unbounded(database):
+            took, error = timed(lambda: sleep(database, 0.8))
+            assert error is None and took >= 0.8  # past the server's 300 ms and the client's 500 ms
+            assert show_statement_timeout(database) == "0"
+
+        assert show_statement_timeout(database) == "300ms"
+        assert not database.connection.unbounded
+        assert isinstance(timed(lambda: sleep(database, 0.6))[1], OperationalError)
+    finally:
+        database.close()
+
+
+def test_migrate_runs_its_migrations_without_the_statement_timeout():
+    seen: list[str] = []
+
+    def record(**kwargs) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            seen.append(cursor.fetchone()[0])
+
+    assert show_statement_timeout(connection) != "0"  # the bound of the test settings
+    pre_migrate.connect(record, weak=False)
+    try:
+        call_command("migrate", verbosity=0)
+    finally:
+        pre_migrate.disconnect(record)
+
+    assert seen and set(seen) == {"0"}
+    assert show_statement_timeout(connection) != "0"

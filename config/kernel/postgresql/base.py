@@ -10,6 +10,8 @@ unknown), and the caller gets an OperationalError, which Django handles as a los
 from __future__ import annotations
 
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -31,8 +33,10 @@ psycopg._queries.MAX_CACHED_STATEMENT_PARAMS = max(
 class AnswerBoundConnection(psycopg.Connection):
     """A psycopg connection whose every wait for the server ends within DATABASE_ANSWER_TIMEOUT_S."""
 
+    unbounded = False  # set by statements_unbounded() for an operator's command
+
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-        bound = settings.DATABASE_ANSWER_TIMEOUT_S if timeout is None else None
+        bound = settings.DATABASE_ANSWER_TIMEOUT_S if timeout is None and not self.unbounded else None
         try:
             return super().wait(gen, interval=interval, timeout=bound or timeout)
         except psycopg.errors._WaitTimeout:
@@ -82,3 +86,31 @@ def _quiet(connection: psycopg.Connection) -> bool:
         return not poller.poll(0)
     except (OSError, ValueError, psycopg.Error):
         return False
+
+
+@contextmanager
+def statements_unbounded(database: Any) -> Iterator[None]:
+    """No statement timeout and no answer bound on `database`'s connection (a Django connection) while inside.
+
+    For the commands an operator runs and watches (migrate, the audit), whose statements on a large database
+    (an index built concurrently, a sum over every movement) take longer than the bound that protects the
+    request and message paths. Another backend (SQLite) has neither bound: nothing to lift.
+    """
+    if database.vendor != "postgresql":
+        yield
+        return
+    database.ensure_connection()
+    lifted = database.connection
+    with database.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0")
+    lifted.unbounded = True
+    try:
+        yield
+    finally:
+        lifted.unbounded = False
+        if database.connection is lifted and not lifted.closed:
+            try:
+                with database.cursor() as cursor:
+                    cursor.execute("RESET statement_timeout")  # back to the connection's own option
+            except psycopg.Error:
+                database.close()  # a connection whose timeout is unknown is not kept
