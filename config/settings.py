@@ -220,6 +220,8 @@ ORDERS_IDEMPOTENCY_WAIT_S = env_number("ORDERS_IDEMPOTENCY_WAIT_S", 5.0, minimum
 # Webhooks (orders/webhooks.py): how long one POST to an endpoint may wait in each of its phases (connecting,
 # sending, each wait for the answer). A timeout is a failed attempt, retried as any other.
 WEBHOOK_TIMEOUT_S = env_number("WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
+# Webhook attempts older than this are pruned (hourly); a row every POST, they would otherwise grow for ever.
+WEBHOOK_ATTEMPT_RETENTION_DAYS = env_number("WEBHOOK_ATTEMPT_RETENTION_DAYS", 30, minimum=1)
 
 # Operating: what /health calls unhealthy, and how often each delivery loop says it is alive.
 WORKER_HEARTBEAT_INTERVAL_S = env_number("WORKER_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)

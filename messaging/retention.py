@@ -11,6 +11,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from messaging.models import InboxMessage, OutboxMessage
@@ -47,13 +48,18 @@ def prune_outbox(now: datetime | None = None) -> int:
     return deleted
 
 
+def delete_in_batches(expired: QuerySet) -> int:
+    """Delete the rows of `expired` PRUNE_BATCH_SIZE at a time, each batch its own statement. Returns how many."""
+    deleted = 0
+    while batch := list(expired.values_list("pk", flat=True)[:PRUNE_BATCH_SIZE]):
+        deleted += expired.model.objects.filter(pk__in=batch).delete()[0]
+    return deleted
+
+
 def prune_inbox(now: datetime | None = None) -> int:
     """Delete inbox rows older than INBOX_RETENTION_DAYS: far longer than any redelivery can take."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.INBOX_RETENTION_DAYS)
-    expired = InboxMessage.objects.filter(processed_at__lt=cutoff)
-    deleted = 0
-    while batch := list(expired.values_list("pk", flat=True)[:PRUNE_BATCH_SIZE]):
-        deleted += InboxMessage.objects.filter(pk__in=batch).delete()[0]
+    deleted = delete_in_batches(InboxMessage.objects.filter(processed_at__lt=cutoff))
     if deleted:
         logger.info("pruned %s inbox rows older than %s days", deleted, settings.INBOX_RETENTION_DAYS)
     return deleted

@@ -27,6 +27,12 @@ class OrdersConfig(AppConfig):
 
         return HANDLERS
 
+    def periodic_tasks(self) -> list[Any]:
+        """Run by beat and by the embedded mode's dispatcher (messaging/periodic.py)."""
+        from messaging.periodic import PeriodicTask
+
+        return [PeriodicTask("webhook-attempt-retention", "orders.tasks.prune_webhook_attempts", 3600.0)]
+
     def message_types(self) -> list[Any]:
         """Its `webhook.deliver`, added to the catalogue: validated, and published in the contracts."""
         from orders.webhooks import MESSAGE_TYPES

@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +35,7 @@ from messaging.catalogue import FIELD_CHECKS, MessageType
 from messaging.envelope import Envelope
 from messaging.errors import PermanentMessageError, TransientMessageError
 from messaging.outbox import publish
+from messaging.retention import delete_in_batches
 from orders.models import Order, WebhookAttempt, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -210,6 +212,15 @@ def handle_deliver(message: Envelope) -> None:
         logger.warning("webhook %s to %s failed: %s", payload["event_type"], where, error, extra=extra)
         raise WebhookDeliveryError(f"{where} did not take {payload['event_type']}: {error}")
     logger.info("webhook %s delivered to %s: HTTP %s", payload["event_type"], where, status_code, extra=extra)
+
+
+def prune_attempts(now: datetime | None = None) -> int:
+    """Delete the attempts made more than WEBHOOK_ATTEMPT_RETENTION_DAYS ago. Returns how many went."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_ATTEMPT_RETENTION_DAYS)
+    deleted = delete_in_batches(WebhookAttempt.objects.filter(attempted_at__lt=cutoff))
+    if deleted:
+        logger.info("pruned %s webhook attempts older than %s days", deleted, settings.WEBHOOK_ATTEMPT_RETENTION_DAYS)
+    return deleted
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:

@@ -1,4 +1,5 @@
-"""Published outbox rows and inbox rows are forgotten after their retention; an unpublished row never is."""
+"""Published outbox rows, inbox rows and webhook attempts are forgotten after their retention; an unpublished
+outbox row never is."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from django.utils import timezone
 from messaging import retention
 from messaging.models import InboxMessage, OutboxMessage
 from messaging.outbox import publish
+from orders import webhooks
+from orders.models import WebhookAttempt, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -83,6 +86,35 @@ def test_inbox_rows_older_than_the_retention_go_in_batches(settings, monkeypatch
     assert remaining(InboxMessage) == set(young)
 
 
+def webhook_attempt(endpoint: WebhookEndpoint, *, days_ago: float) -> int:
+    return WebhookAttempt.objects.create(
+        endpoint=endpoint,
+        event_id=uuid.uuid4(),
+        event_type="order.completed",
+        order_id=uuid.uuid4(),
+        attempt=1,
+        status_code=204,
+        succeeded=True,
+        duration_ms=3.0,
+        attempted_at=NOW - timedelta(days=days_ago),
+    ).pk
+
+
+def test_webhook_attempts_older_than_their_retention_go_in_batches(settings, monkeypatch):
+    settings.WEBHOOK_ATTEMPT_RETENTION_DAYS = 30
+    monkeypatch.setattr(retention, "PRUNE_BATCH_SIZE", 2)
+    endpoint = WebhookEndpoint.objects.create(
+        url="https://receiver.example/hooks", secret="s", events=["order.completed"]
+    )
+    old = [webhook_attempt(endpoint, days_ago=31) for _ in range(3)]
+    young = [webhook_attempt(endpoint, days_ago=29), webhook_attempt(endpoint, days_ago=0)]
+
+    assert webhooks.prune_attempts(now=NOW) == len(old)
+
+    assert remaining(WebhookAttempt) == set(young)
+    assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+
 def test_beat_prunes_both_every_hour_as_celery_loads_its_schedule_before_django_is_ready():
     # In a fresh interpreter, as `celery -A config beat` starts: the schedule is built before Django's apps
     # are ready, and an import of models there would leave beat with no schedule at all.
@@ -102,4 +134,5 @@ def test_beat_prunes_both_every_hour_as_celery_loads_its_schedule_before_django_
     schedule = json.loads(loaded.stdout.strip().splitlines()[-1])
 
     assert schedule["messaging.tasks.prune_outbox"] == schedule["messaging.tasks.prune_inbox"] == 3600.0
+    assert schedule["orders.tasks.prune_webhook_attempts"] == 3600.0
     assert {"saga.tasks.sweep_timeouts", "messaging.tasks.sweep_outbox"} <= set(schedule)

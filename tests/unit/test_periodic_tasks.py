@@ -38,6 +38,7 @@ def test_beat_runs_what_the_apps_declare_at_the_intervals_of_the_settings(settin
         "inbox-retention": {"task": "messaging.tasks.prune_inbox", "schedule": 3600.0},
         "outbox-retention": {"task": "messaging.tasks.prune_outbox", "schedule": 3600.0},
         "saga-timeout-sweep": {"task": "saga.tasks.sweep_timeouts", "schedule": 7.0},
+        "webhook-attempt-retention": {"task": "orders.tasks.prune_webhook_attempts", "schedule": 3600.0},
     }
 
 
@@ -48,6 +49,7 @@ def test_the_embedded_dispatcher_runs_the_same_tasks_but_the_outbox_sweep_it_has
         "messaging.tasks.prune_inbox",
         "messaging.tasks.prune_outbox",
         "saga.tasks.sweep_timeouts",
+        "orders.tasks.prune_webhook_attempts",
     }
 
 
