@@ -23,8 +23,9 @@ def order_keep_first_answer_text(order_id: object, text: str) -> None:
 def order_record_end(
     order_id: str, *, status: str, updated_at: datetime, failure_reason: str, failure_detail: str
 ) -> None:
-    """Write how the order ended: its status, and why it failed ("" when it did not)."""
-    sql.execute(
+    """Write how the order ended: its status, and why it failed ("" when it did not). With the saga's batch,
+    when in one: the order is there as long as its saga is."""
+    sql.later(
         _FINISH,
         [
             status,

@@ -133,7 +133,8 @@ def saga_apply(
         saga.state_entered_at = now
     releases = _marks_release(definition, saga, decision, now)
     if _track_compensation(definition, saga, decision, now) or decision.changed or releases:
-        sql.update(saga, _SAVED_FIELDS if decision.changed else _TRACKING_FIELDS)
+        # Locked above, so it is there: the update goes out with the messages and the timeline line.
+        sql.update(saga, _SAVED_FIELDS if decision.changed else _TRACKING_FIELDS, with_batch=True)
     if not decision.changed:
         _log_repeat(definition, saga, message_type, decision)
     for routing_key in decision.emits:

@@ -107,7 +107,7 @@ def insert(instance: M, *, at_once: bool = False) -> M:
     ]
     pending = _pending.get()
     if pending is not None and not at_once:
-        pending.append((instance, params))
+        pending.append(_Row(instance, params))
         return _as_stored(instance, db)
     with db.cursor() as cursor:
         _insert_one(cursor, plan, instance, params)
@@ -120,69 +120,113 @@ def _insert_one(cursor, plan: _Insert, instance: Model, params: list[Any]) -> No
         instance.pk = cursor.fetchone()[0]
 
 
-# The rows `insert()` has been given inside the current `batched()` block, with their parameters, in order.
-_pending: ContextVar[list[tuple[Model, list[Any]]] | None] = ContextVar("sagaflow_sql_pending", default=None)
+@dataclass(frozen=True)
+class _Row:
+    instance: Model
+    params: list[Any]
+
+
+@dataclass(frozen=True)
+class _Later:
+    sql: str
+    params: Sequence[Any]
+
+
+# What the current `batched()` block has been given to write, in order: rows of `insert()`, and statements of
+# `later()` whose results nobody reads.
+_pending: ContextVar[list[_Row | _Later] | None] = ContextVar("sagaflow_sql_pending", default=None)
 
 
 @contextmanager
 def batched() -> Iterator[None]:
-    """The rows that `insert()` is given while the block runs are written when it ends, in one statement on
-    PostgreSQL: a data-modifying WITH of one multi-row INSERT for each table, in the order given (the rows of
-    a table take their generated ids in that order, as one by one). A round trip, and its share of the
-    driver's and Django's CPU, for each row fewer: placing an order writes six.
+    """The rows that `insert()` is given while the block runs, and the statements of `later()`, are written
+    when it ends, in one statement on PostgreSQL: a data-modifying WITH of one multi-row INSERT for each table,
+    in the order given (the rows of a table take their generated ids in that order, as one by one), and of
+    each later statement. A round trip, and its share of the driver's and Django's CPU, for each fewer:
+    placing an order writes six rows; a saga's step updates the saga, inserts its messages and its timeline
+    line, and may end the order.
 
-    What is written is what `insert()` one by one would write: the values are taken as `insert()` is called.
-    Run it inside the transaction the rows belong to. A statement run by this module inside the block
-    (`execute`, `select`, `update`) sends the rows given so far first; a query of the ORM does not, and does
-    not see them. When the block raises, nothing of it is written. A block inside another joins it."""
+    What is written is what one by one would write: the values are taken as `insert()` is called. Run it
+    inside the transaction the rows belong to. Any other statement on the connection inside the block (this
+    module's, or the ORM's) sends what was given so far first, so that it sees it. When the block raises,
+    nothing of it is written. A block inside another joins it."""
     if _pending.get() is not None:
         yield
         return
-    rows: list[tuple[Model, list[Any]]] = []
-    token = _pending.set(rows)
+    given: list[_Row | _Later] = []
+    token = _pending.set(given)
     try:
-        yield
+        with _db().execute_wrapper(_sent_first):
+            yield
     finally:
         _pending.reset(token)
-    _write(rows)
+    _write(given)
+
+
+def later(statement: str, params: Sequence[Any] = ()) -> None:
+    """Run `statement` (an UPDATE or DELETE whose row count nobody reads) with the rows of the current
+    `batched()` block, or now outside one. It runs beside the block's inserts, on the same snapshot: it must
+    not touch the rows they insert."""
+    pending = _pending.get()
+    if pending is None:
+        execute(statement, params)
+    else:
+        pending.append(_Later(statement, params))
+
+
+def _sent_first(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+    # Inside a batch, a statement of the ORM or of raw SQL is preceded by what the batch holds: it must see it.
+    if _pending.get():
+        _send_pending()
+    return execute(sql, params, many, context)
 
 
 def _send_pending() -> None:
     pending = _pending.get()
     if pending:
-        rows = pending[:]
+        given = pending[:]
         pending.clear()
-        _write(rows)
+        _write(given)
 
 
-def _write(rows: list[tuple[Model, list[Any]]]) -> None:
-    if not rows:
+def _write(given: list[_Row | _Later]) -> None:
+    if not given:
         return
     db = _db()
-    if len(rows) == 1 or db.vendor != "postgresql":
+    if len(given) == 1 or db.vendor != "postgresql":
         with db.cursor() as cursor:
-            for instance, params in rows:
-                _insert_one(cursor, _insert_plan(type(instance), db.vendor), instance, params)
+            for item in given:
+                if isinstance(item, _Row):
+                    _insert_one(cursor, _insert_plan(type(item.instance), db.vendor), item.instance, item.params)
+                else:
+                    cursor.execute(item.sql, item.params)
         return
-    groups: dict[type[Model], list[tuple[Model, list[Any]]]] = {}
-    for instance, params in rows:
-        groups.setdefault(type(instance), []).append((instance, params))
+    groups: dict[type[Model], list[_Row]] = {}
+    statements: list[_Later] = []
+    for item in given:
+        if isinstance(item, _Row):
+            groups.setdefault(type(item.instance), []).append(item)
+        else:
+            statements.append(item)
     shape = tuple((model, len(group)) for model, group in groups.items())
-    statement = _batch_plan(shape, db.vendor)
+    statement = _batch_plan(shape, tuple(later.sql for later in statements), db.vendor)
+    params = [value for group in groups.values() for row in group for value in row.params]
+    params += [value for later in statements for value in later.params]
     with db.cursor() as cursor:
-        cursor.execute(statement, [value for group in groups.values() for _, params in group for value in params])
+        cursor.execute(statement, params)
         ids = cursor.fetchone()
     generated_groups = [group for model, group in groups.items() if _insert_plan(model, db.vendor).generated]
     for group, group_ids in zip(generated_groups, ids, strict=True):
-        for (instance, _), pk in zip(group, group_ids, strict=True):
-            instance.pk = pk
+        for row, pk in zip(group, group_ids, strict=True):
+            row.instance.pk = pk
 
 
 @lru_cache(maxsize=512)
-def _batch_plan(shape: tuple[tuple[type[Model], int], ...], vendor: str) -> str:
-    # WITH w0 AS (INSERT … VALUES (…), (…) RETURNING id), w1 AS (INSERT … VALUES (…)) SELECT ARRAY(…), …: each
-    # generated id column comes back as an array, in the order of the rows (a sequence gives each row of a
-    # multi-row VALUES a larger id than the row before).
+def _batch_plan(shape: tuple[tuple[type[Model], int], ...], statements: tuple[str, ...], vendor: str) -> str:
+    # WITH w0 AS (INSERT … VALUES (…), (…) RETURNING id), w1 AS (INSERT … VALUES (…)), l0 AS (UPDATE …)
+    # SELECT ARRAY(…), …: each generated id column comes back as an array, in the order of the rows (a sequence
+    # gives each row of a multi-row VALUES a larger id than the row before). PostgreSQL runs every
+    # data-modifying part of a WITH once, whether the query reads it or not.
     parts, returned = [], []
     for n, (model, count) in enumerate(shape):
         plan = _insert_plan(model, vendor)
@@ -190,6 +234,7 @@ def _batch_plan(shape: tuple[tuple[type[Model], int], ...], vendor: str) -> str:
         if plan.generated:
             key = connection.ops.quote_name(model._meta.pk.column)
             returned.append(f"ARRAY(SELECT {key} FROM w{n} ORDER BY {key})")
+    parts += [f"l{n} AS ({statement})" for n, statement in enumerate(statements)]
     return f"WITH {', '.join(parts)} SELECT {', '.join(returned) or 'NULL'}"
 
 
@@ -203,14 +248,19 @@ def _update_plan(model: type[Model], names: tuple[str, ...], vendor: str) -> tup
     return f"UPDATE {meta.db_table} SET {assignments} WHERE {key} = %s", tuple(fields)
 
 
-def update(instance: Model, names: Sequence[str]) -> int:
+def update(instance: Model, names: Sequence[str], *, with_batch: bool = False) -> int | None:
     """Save the fields `names` of an existing row as `save(update_fields=names)` would, auto_now stamps
-    included. Returns the number of rows changed (0: the row is gone)."""
-    _send_pending()
+    included. Returns the number of rows changed (0: the row is gone).
+
+    `with_batch`: inside `batched()`, the update goes with the block's rows (`later()`) and None is returned;
+    for a row the caller holds locked, which cannot be gone."""
     db = _db()
     sql, fields = _update_plan(type(instance), tuple(names), db.vendor)
     params = [field.get_db_prep_save(field.pre_save(instance, False), db) for field in fields]
     params.append(instance._meta.pk.get_db_prep_value(instance.pk, db))
+    if with_batch and _pending.get() is not None:
+        later(sql, params)
+        return None
     return execute(sql, params)
 
 
@@ -252,7 +302,6 @@ def select(
     """Rows of `model` matching `where` (SQL over its columns, `%s` for each parameter), as dicts of the
     fields `names`, converted as the ORM converts them. `lock` adds FOR UPDATE where the database has it, and
     `skip_locked` SKIP LOCKED."""
-    _send_pending()
     db = _db()
     suffix = f" LIMIT {int(limit)}" if limit is not None else ""
     if lock and db.features.has_select_for_update:
@@ -284,7 +333,6 @@ def _converted(plan: _Select, row: tuple, db) -> dict[str, Any]:
 
 def execute(sql: str, params: Sequence[Any] = ()) -> int:
     """Run one statement; returns the number of rows it changed."""
-    _send_pending()
     with _db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount

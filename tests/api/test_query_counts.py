@@ -27,15 +27,16 @@ MAX_QUERIES = {
     "its replay": 3,
     # The status read: the token, then the order, its lines and its saga's timeline in one statement (PostgreSQL).
     "GET /api/orders/{id}": 2,
-    # A handler's inserts, its outbox messages among them, go out in one statement (sql.batched in bus.dispatch).
+    # A handler's inserts, its outbox messages among them, go out in one statement (sql.batched in bus.dispatch);
+    # the saga's update of itself and of the order join it.
     "payment.process": 8,
-    "payment.processed": 6,
+    "payment.processed": 5,
     # The goods leave on_hand as they are reserved: the reservation, its line, its stock movement and the answer
     # in one statement.
     "inventory.reserve": 7,
     # The saga's last step ends the order, and reads which webhook endpoints want to hear of it. No consumer
     # here hears order.completed: it is published for anyone else who subscribes.
-    "inventory.reserved": 8,
+    "inventory.reserved": 6,
 }
 
 

@@ -167,7 +167,25 @@ def test_a_batch_that_raises_writes_nothing_and_a_statement_inside_it_sends_the_
         assert sql.select(Saga, ["customer_id"], "order_id = %s", [saga.order_id]) == [{"customer_id": "c-seen"}]
         with sql.batched():  # joins the block around it
             later = sql.insert(a_saga())
-        assert not Saga.objects.filter(pk=later.pk).exists()
+        assert Saga.objects.filter(pk=later.pk).exists()  # a query of the ORM sends the rows first, too
         sent = sql.insert(OutboxMessage(routing_key="order.created", payload={}), at_once=True)
         assert sent.pk is not None and OutboxMessage.objects.filter(pk=sent.pk).exists()
     assert Saga.objects.count() == 2
+
+
+def test_an_update_with_the_batch_goes_out_in_its_one_statement_and_a_query_inside_sees_it_first():
+    saga = sql.insert(a_saga(customer_id="c-before"))
+    with CaptureQueriesContext(connection) as sent, transaction.atomic():
+        with sql.batched():
+            saga.customer_id = "c-after"
+            assert sql.update(saga, ["customer_id"], with_batch=True) is None
+            sql.insert(OutboxMessage(routing_key="order.created", payload={"order_id": str(saga.order_id)}))
+        assert len(sent) == 2  # BEGIN, the update and the row in one statement
+    assert Saga.objects.get(pk=saga.pk).customer_id == "c-after" and OutboxMessage.objects.count() == 1
+
+    with transaction.atomic(), sql.batched():
+        sql.later(f"UPDATE {sql.table(Saga)} SET customer_id = %s WHERE order_id = %s", ["c-seen", saga.order_id])
+        assert Saga.objects.get(pk=saga.pk).customer_id == "c-seen"  # the ORM's query sent it first
+
+    sql.later(f"UPDATE {sql.table(Saga)} SET customer_id = %s WHERE order_id = %s", ["c-now", saga.order_id])
+    assert Saga.objects.get(pk=saga.pk).customer_id == "c-now"  # outside a batch: at once
