@@ -1,8 +1,5 @@
 from django.apps import AppConfig
 
-# How often the inbox and the published outbox are pruned.
-PRUNE_INTERVAL_S = 3600.0
-
 
 class MessagingConfig(AppConfig):
     name = "messaging"
@@ -18,7 +15,7 @@ class MessagingConfig(AppConfig):
 
     def periodic_tasks(self) -> list:
         """Run by beat and by the embedded mode's dispatcher (messaging/periodic.py)."""
-        from messaging.periodic import PeriodicTask
+        from messaging.periodic import PRUNE_INTERVAL_S, PeriodicTask
 
         return [
             # Only where a relay publishes to the broker: in the embedded mode the dispatcher reads the outbox.

@@ -14,6 +14,9 @@ from django.apps import apps
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+# How often the retention prunes run: the inbox, the published outbox, the webhook attempts.
+PRUNE_INTERVAL_S = 3600.0
+
 
 @dataclass(frozen=True)
 class PeriodicTask:

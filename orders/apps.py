@@ -29,9 +29,9 @@ class OrdersConfig(AppConfig):
 
     def periodic_tasks(self) -> list[Any]:
         """Run by beat and by the embedded mode's dispatcher (messaging/periodic.py)."""
-        from messaging.periodic import PeriodicTask
+        from messaging.periodic import PRUNE_INTERVAL_S, PeriodicTask
 
-        return [PeriodicTask("webhook-attempt-retention", "orders.tasks.prune_webhook_attempts", 3600.0)]
+        return [PeriodicTask("webhook-attempt-retention", "orders.tasks.prune_webhook_attempts", PRUNE_INTERVAL_S)]
 
     def message_types(self) -> list[Any]:
         """Its `webhook.deliver`, added to the catalogue: validated, and published in the contracts."""

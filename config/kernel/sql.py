@@ -176,8 +176,7 @@ def later(statement: str, params: Sequence[Any] = ()) -> None:
 
 def _sent_first(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
     # Inside a batch, a statement of the ORM or of raw SQL is preceded by what the batch holds: it must see it.
-    if _pending.get():
-        _send_pending()
+    _send_pending()
     return execute(sql, params, many, context)
 
 
@@ -252,13 +251,13 @@ def update(instance: Model, names: Sequence[str], *, with_batch: bool = False) -
     """Save the fields `names` of an existing row as `save(update_fields=names)` would, auto_now stamps
     included. Returns the number of rows changed (0: the row is gone).
 
-    `with_batch`: inside `batched()`, the update goes with the block's rows (`later()`) and None is returned;
-    for a row the caller holds locked, which cannot be gone."""
+    `with_batch`: the update goes with the rows of the current `batched()` block, or at once outside one
+    (`later()`), and None is returned: for a row the caller holds locked, which cannot be gone."""
     db = _db()
     sql, fields = _update_plan(type(instance), tuple(names), db.vendor)
     params = [field.get_db_prep_save(field.pre_save(instance, False), db) for field in fields]
     params.append(instance._meta.pk.get_db_prep_value(instance.pk, db))
-    if with_batch and _pending.get() is not None:
+    if with_batch:
         later(sql, params)
         return None
     return execute(sql, params)
