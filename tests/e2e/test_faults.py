@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -53,20 +54,35 @@ def test_broker_restart_mid_stream_loses_and_doubles_nothing(api, started):
     assert_recovered(api, stream.finish(), [worker], name="RabbitMQ restart", fault_in_flight=fault_in_flight)
 
 
-def _cut_connections(application_name: str, seconds: float) -> int:
+# What the worker logs when a cut meets work in flight: a handler's retry, a batch rolled back, a loop's
+# reconnect, a periodic task's failure.
+CUT_MET_WORK = re.compile(
+    r"transient failure|was rolled back|lost its connection|failed; reconnecting|raised unexpected"
+)
+
+
+def _cut_connections(application_name: str, seconds: float, give_up_after: float = 30.0) -> tuple[int, int]:
+    """Terminate every backend of `application_name`, over and over, for `seconds` and then until at least one
+    of them was cut while busy (in a statement or inside a transaction): a cut that only meets idle connections
+    tests nothing, since an idle connection the server closed is replaced without a word. Returns the backends
+    cut, and how many of them were busy."""
     from django.db import connection
 
-    cut = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    cut = busy = 0
+    start = time.monotonic()
+    while time.monotonic() - start < seconds or (busy == 0 and time.monotonic() - start < give_up_after):
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                "SELECT count(*), count(*) FILTER (WHERE state <> 'idle') FROM ("
+                " SELECT state, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
+                ") AS terminated",
                 [application_name],
             )
-            cut += cursor.fetchone()[0]
+            terminated, were_busy = cursor.fetchone()
+        cut += terminated
+        busy += were_busy
         time.sleep(0.05)
-    return cut
+    return cut, busy
 
 
 def test_database_connections_cut_mid_stream_are_retried(api, started):
@@ -81,11 +97,12 @@ def test_database_connections_cut_mid_stream_are_retried(api, started):
     time.sleep(2)
 
     fault_in_flight = in_flight()
-    assert _cut_connections(name, seconds=3) > 0
+    cut, busy = _cut_connections(name, seconds=3)
+    assert busy > 0, f"{cut} connections cut, none of them busy"
     time.sleep(2)
 
     assert_recovered(api, stream.finish(), [worker], name="PostgreSQL connections cut", fault_in_flight=fault_in_flight)
-    assert "transient failure" in worker.log()
+    assert CUT_MET_WORK.search(worker.log()), "no cut met a handler, a batch or a loop at work"
 
 
 POISON = [
