@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export PORT
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint bench bench-dbos clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,15 @@ lint: install
 bench: install
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
+# The same saga on DBOS Transact, measured by the same harness, in a virtualenv of its own.
+DBOS_VENV := .venv-dbos
+$(DBOS_VENV)/bin/.installed: scripts/benchmark/alternatives/requirements-dbos.txt
+	$(PYTHON) -m venv $(DBOS_VENV)
+	$(DBOS_VENV)/bin/pip install --quiet -r scripts/benchmark/alternatives/requirements-dbos.txt
+	touch $@
+
+bench-dbos: install $(DBOS_VENV)/bin/.installed
+	$(BIN)/python scripts/bench.py --system dbos $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-* staticfiles .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DBOS_VENV) db.sqlite3 db.sqlite3-* staticfiles .mypy_cache .ruff_cache

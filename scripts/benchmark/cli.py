@@ -17,19 +17,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .comparison import SYSTEMS, comparison_figures, comparison_lines
 from .console import say
 from .cpu import loadavg
-from .deployments import Deployment, EmbeddedDeployment, ProductionDeployment
+from .deployments import DbosDeployment, Deployment, EmbeddedDeployment, ProductionDeployment
 from .figures import run_ratios
 from .phases import EMBEDDED_PHASES, PHASE_NAMES, PRODUCTION_PHASES, wanted
 from .raw_parts import measure_raw_parts
 from .report import report, write_results
 from .runner import measure
 from .targets import evaluate_targets
+from .topology import ROOT
 
 DESCRIPTION = "`make bench`: places orders over HTTP and measures what the saga costs and how long it takes."
 # The embedded default is warmed up with fewer orders: one process on SQLite is warm sooner.
 EMBEDDED_WARMUP_MAX = 5
+# The phases the DBOS alternative runs: the flash sale's invariants read the product's own schema.
+DBOS_PHASES = ("throughput", "steady", "burst", "api_polling")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,6 +114,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672"),
         help="RabbitMQ server of the self-started topology (env BENCH_AMQP_URL)",
     )
+    p.add_argument(
+        "--system",
+        choices=("sagaflow", "dbos", "both"),
+        default="sagaflow",
+        help="what to measure: the product; the same saga on DBOS Transact (alternatives/dbos_saga.py, the "
+        f"phases {', '.join(DBOS_PHASES)}, no embedded run); or both in --rounds alternating runs",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="with --system both: pairs of runs")
+    p.add_argument(
+        "--dbos-python",
+        default=str(ROOT / ".venv-dbos" / "bin" / "python"),
+        help="the Python of the DBOS virtualenv, which `make bench-dbos` makes",
+    )
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs even when all went well")
     args = p.parse_args(argv)
     counts = (
@@ -127,16 +144,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.phases or ()) - set(PHASE_NAMES))
     if unknown:
         p.error(f"--phases: no phase {', '.join(unknown)}; the phases are {', '.join(PHASE_NAMES)}")
+    if args.system != "sagaflow" and args.url:
+        p.error(f"--system {args.system} starts its own deployments: it takes no --url")
+    if args.system != "sagaflow" and set(args.phases or ()) - set(DBOS_PHASES):
+        p.error(f"--system {args.system} runs only the phases {', '.join(DBOS_PHASES)}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the bench; 0 when every phase asked for was measured. Leaves nothing behind, even on Ctrl-C."""
     args = parse_args(argv)
-    run_id = uuid.uuid4().hex[:10]
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
+    if args.system == "both":
+        return compare(args)
+    ok, results = measured_run(args)
+    if results["phases"]:
+        write_results(results, args.out)
+    return 0 if ok else 1
+
+
+def measured_run(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
+    """One run of `args.system`, reported: (whether every phase asked for was measured, the results)."""
+    run_id = uuid.uuid4().hex[:10]
+    stop = threading.Event()
     log_dir = Path(tempfile.mkdtemp(prefix=f"sagaflow-bench-{run_id}-"))
     results = new_results(args, run_id)
     ok = run(args, run_id, log_dir, stop, results)
@@ -144,12 +175,32 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = evaluate_targets({**results["phases"], "ratios": results["ratios"]})
     if results["phases"]:
         report(results)
-        write_results(results, args.out)
     if ok and not args.keep_logs:
         shutil.rmtree(log_dir, ignore_errors=True)
     else:
         say(f"process logs kept in {log_dir}")
-    return 0 if ok else 1
+    return ok, results
+
+
+def compare(args: argparse.Namespace) -> int:
+    """`--rounds` pairs of runs, the product then DBOS, on the phases both run; the ratios of their rates."""
+    rounds: list[dict[str, dict[str, Any]]] = []
+    phases = args.phases or list(DBOS_PHASES)
+    for index in range(1, args.rounds + 1):
+        pair = {}
+        for system in SYSTEMS:
+            say(f"\n== round {index} of {args.rounds}: {system} ==")
+            ok, pair[system] = measured_run(
+                argparse.Namespace(**{**vars(args), "system": system, "phases": phases, "skip_embedded": True})
+            )
+            if not ok:
+                return 1
+        rounds.append(pair)
+    figures = comparison_figures(rounds)
+    for line in comparison_lines(figures):
+        say(line)
+    write_results({"comparison": figures, "rounds": rounds}, args.out)
+    return 0
 
 
 def new_results(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
@@ -169,6 +220,9 @@ def run(args: argparse.Namespace, run_id: str, log_dir: Path, stop: threading.Ev
     """Measures into `results`; False when interrupted or broken, which it says."""
     ok = False
     try:
+        if args.system == "dbos":
+            run_dbos(args, run_id, log_dir, stop, results)
+            return True
         run_production(args, run_id, log_dir, stop, results)
         if not args.skip_embedded and wanted(EMBEDDED_PHASES, args):
             run_embedded(args, run_id, log_dir, stop, results)
@@ -215,6 +269,25 @@ def run_production(
         say("  stopping the production topology, dropping its database and vhost ...")
         with interrupts_ignored():
             production.stop()
+
+
+def run_dbos(
+    args: argparse.Namespace, run_id: str, log_dir: Path, stop: threading.Event, results: dict[str, Any]
+) -> None:
+    kinds = [kind for kind in wanted(PRODUCTION_PHASES, args) if kind.name in DBOS_PHASES]
+    if not kinds:
+        return
+    deployment = DbosDeployment(args, run_id, log_dir)
+    say(
+        f"starting the DBOS Transact alternative: uvicorn --workers {args.gunicorn_workers}, "
+        f"database {deployment.db_name}"
+    )
+    try:
+        deployment.start()
+        results["phases"].update(measure(deployment, kinds, args, run_id, args.warmup, stop))
+    finally:
+        with interrupts_ignored():
+            deployment.stop()
 
 
 def run_embedded(

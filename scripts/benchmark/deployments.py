@@ -342,3 +342,93 @@ class EmbeddedDeployment(Deployment):
             if p is not None
         ]
         return lags, len(rows) - len(lags)
+
+
+class DbosDeployment(Deployment):
+    """The DBOS Transact alternative (alternatives/dbos_saga.py): the same saga as a durable workflow in the web
+    processes, on a database and a DBOS system database made for this run; uvicorn with as many processes as
+    the product's gunicorn has, from the virtualenv of `make bench-dbos`."""
+
+    name = "dbos"
+    database_url: str
+
+    def __init__(self, args: argparse.Namespace, run_id: str, log_dir: Path):
+        self.args, self.log_dir = args, log_dir
+        self.db_name = f"sagaflow_bench_{run_id}_dbos"
+        self.databases = [self.db_name, f"{self.db_name}_sys"]
+        self.created: list[str] = []
+        server = args.postgres_url.rstrip("/")
+        super().__init__(f"http://127.0.0.1:{free_port()}", database_url=f"{server}/{self.db_name}")
+
+    def start(self) -> None:
+        python = Path(self.args.dbos_python)
+        if not python.exists():
+            raise RuntimeError(f"{python} is missing: `make bench-dbos` makes the DBOS virtualenv")
+        import psycopg
+
+        server = self.args.postgres_url.rstrip("/")
+        try:
+            with pg_connect(f"{server}/postgres") as conn:
+                for name in self.databases:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                    self.created.append(name)
+        except psycopg.Error as error:
+            raise RuntimeError(f"cannot create a database on {self.args.postgres_url}: {error}") from None
+        sqlalchemy_server = server.replace("postgres://", "postgresql+psycopg://", 1).replace(
+            "postgresql://", "postgresql+psycopg://", 1
+        )
+        env = {
+            **os.environ,
+            "DBOS_BENCH_DATABASE_URL": f"{sqlalchemy_server}/{self.databases[0]}",
+            "DBOS_BENCH_SYSTEM_DATABASE_URL": f"{sqlalchemy_server}/{self.databases[1]}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        port = self.base_url.rsplit(":", 1)[1]
+        args = [str(python), "-m", "uvicorn", "scripts.benchmark.alternatives.dbos_saga:app", "--port", port]
+        args += ["--workers", str(self.args.gunicorn_workers), "--log-level", "warning", "--no-access-log"]
+        self.children = [Child("web", args, env, self.log_dir, name="dbos").start()]
+        wait_until(lambda: healthy(self.base_url), "the DBOS app's /health to answer 200", 60, self.children)
+
+    def settle(self) -> None:
+        """Until no workflow is left running."""
+        system = f"{self.args.postgres_url.rstrip('/')}/{self.databases[1]}"
+        deadline = time.monotonic() + 15
+        with pg_connect(system) as conn:
+            while time.monotonic() < deadline:
+                (running,) = conn.execute(
+                    "SELECT count(*) FROM dbos.workflow_status WHERE status IN ('PENDING', 'ENQUEUED')"
+                ).fetchone()
+                if running == 0:
+                    return
+                time.sleep(0.3)
+
+    def cpu_sample(self) -> dict[str, dict[int, int]]:
+        sample = super().cpu_sample() or {}
+        table = process_table()
+        backends = [
+            pid
+            for (pid,) in self.query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND application_name <> %s",
+                (self.databases, BENCH_APP),
+            )
+        ]
+        sample["postgres backends"] = {pid: table[pid][1] for pid in backends if pid in table}
+        return sample
+
+    def relay_lags_ms(self, order_ids: list[str]) -> None:
+        """None: no outbox, no relay."""
+        return None
+
+    def hops_ms(self, order_ids: list[str]) -> None:
+        return None
+
+    def stop(self) -> None:
+        super().stop()
+        if not self.created:
+            return
+        try:
+            with pg_connect(f"{self.args.postgres_url.rstrip('/')}/postgres") as conn:
+                for name in self.created:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as error:  # noqa: BLE001 - report and go on cleaning up
+            say(f"warning: could not drop the DBOS databases: {error}")
