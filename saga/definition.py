@@ -213,6 +213,13 @@ class SagaDefinition:
         """The release commands the saga sends itself as its compensation reaches their step."""
         return frozenset(_released_by_saga(self.steps))
 
+    @cached_property
+    def watched_final_states(self) -> tuple[str, ...]:
+        """The final states the sweep still looks at: those where a step's work may be held when it should not."""
+        return tuple(
+            state for state in self.final_states if any(state in self.holding_states(h) for h in self.held_inputs)
+        )
+
     def holding_states(self, held_input: str) -> tuple[str, ...]:
         """The final states in which `held_input` asks for something: where work still held is wrong."""
         return tuple(state for state in self.final_states if self.table[(state, held_input)].emits)

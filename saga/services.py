@@ -180,6 +180,8 @@ def _track_compensation(definition: SagaDefinition, saga: Saga, decision: Decisi
         return False
     if decision.to_state not in definition.final_states and set(decision.emits) <= definition.releases_sent_by_saga:
         return False  # a release on the way, answered by nobody: not a send of the compensation awaited
+    if decision.to_state in definition.final_states and decision.to_state not in definition.watched_final_states:
+        return False  # an end no sweep looks at again (the order saga's COMPLETED): nothing to wait for
     saga.compensation_attempts = (0 if decision.changed else saga.compensation_attempts) + 1
     saga.compensation_due_at = now + timedelta(
         seconds=compensation_wait_s(saga.compensation_attempts, state=decision.to_state)

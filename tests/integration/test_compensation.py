@@ -334,6 +334,8 @@ def test_a_completed_order_keeps_its_goods_and_the_sweep_asks_nothing_of_it():
     drain()
     assert (order_of(order_id).status, stock(sku)) == ("COMPLETED", (3, 0, 3))
     assert Reservation.objects.get(order_id=order_id).status == "COMMITTED"
+    # nothing it sent awaits an effect, so the console shows no attempt and no due time
+    assert (saga_of(order_id).compensation_attempts, saga_of(order_id).compensation_due_at) == (0, None)
 
     # when it is long past every deadline, the sweep finds nothing to ask again
     make_due(order_id, by=timedelta(days=1))
