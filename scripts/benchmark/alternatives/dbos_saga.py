@@ -51,10 +51,16 @@ CREATE INDEX IF NOT EXISTS orders_order_pending ON orders_order (status) WHERE s
 PAGE_SIZE_MAX = 200
 
 database_url = os.environ["DBOS_BENCH_DATABASE_URL"]
-engine = sa.create_engine(database_url, pool_size=20, max_overflow=20)
+# Per web process, within PostgreSQL's 100 connections for the two: the requests' and the steps' pool, DBOS's
+# own, and no more workflows at once than the pool serves (a burst waits in the executor's queue, durably
+# PENDING, rather than each workflow's thread waiting on the pool in front of the requests).
+POOL_SIZE = 15
+engine = sa.create_engine(database_url, pool_size=POOL_SIZE, max_overflow=0)
 config: DBOSConfig = {
     "name": "sagaflow-bench-dbos",
     "system_database_url": os.environ["DBOS_BENCH_SYSTEM_DATABASE_URL"],
+    "sys_db_pool_size": POOL_SIZE,
+    "max_executor_threads": POOL_SIZE,
     # One executor per web process: each recovers only the workflows it started.
     "executor_id": f"bench-{os.getpid()}",
     "log_level": "WARNING",
