@@ -198,6 +198,9 @@ OUTBOX_RETENTION_DAYS = env_number("OUTBOX_RETENTION_DAYS", 7, minimum=1)
 # so that a replay of thousands does not swamp the consumers it sends them to. A job may set its own.
 DEAD_LETTER_REPLAY_BATCH_SIZE = int(env_number("DEAD_LETTER_REPLAY_BATCH_SIZE", 200, minimum=1, cast=int))
 DEAD_LETTER_REPLAY_RATE_PER_S = env_number("DEAD_LETTER_REPLAY_RATE_PER_S", 100.0, minimum=0.1)
+# A running replay job that finishes no batch for this long, beyond the pause its rate asks between batches, is
+# taken as left by a dead worker and handed to a worker again (swept every half of it).
+REPLAY_JOB_STALL_S = env_number("REPLAY_JOB_STALL_S", 60.0, minimum=1.0)
 
 SAGA_PAYMENT_DEADLINE_S = env_number("SAGA_PAYMENT_DEADLINE_S", 30.0, minimum=0.1)
 SAGA_INVENTORY_DEADLINE_S = env_number("SAGA_INVENTORY_DEADLINE_S", 30.0, minimum=0.1)

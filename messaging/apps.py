@@ -26,6 +26,8 @@ class MessagingConfig(AppConfig):
                 times=5,
                 inprocess=False,
             ),
+            # Twice within the time a job may go without a batch, so that one left by a dead worker goes on soon.
+            PeriodicTask("replay-job-revival", "messaging.tasks.revive_replay_jobs", "REPLAY_JOB_STALL_S", times=0.5),
             PeriodicTask("inbox-retention", "messaging.tasks.prune_inbox", PRUNE_INTERVAL_S),
             PeriodicTask("outbox-retention", "messaging.tasks.prune_outbox", PRUNE_INTERVAL_S),
         ]

@@ -9,6 +9,7 @@ or run twice at once sends each letter at most once: a letter marked replayed is
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -131,6 +132,42 @@ def _run_in_thread(job_id: int) -> None:
         connection.close()
 
 
+def abandoned_after_s(job: ReplayJob) -> float:
+    """How long a running job may go without finishing a batch before it is taken as abandoned: the pause its
+    rate puts between two batches, and REPLAY_JOB_STALL_S on top for the batch itself."""
+    return job.batch_size / job.rate_per_s + settings.REPLAY_JOB_STALL_S
+
+
+def replay_jobs_revive() -> int:
+    """Hand again to a worker every running job that has not finished a batch for longer than
+    `abandoned_after_s`: the worker (or the web process, in the embedded mode) that ran it died, or its task
+    was lost. Returns how many. A job only slow, not dead, then runs twice at once, which still sends each
+    letter at most once; the second run ends as soon as the first has taken every letter."""
+    revived = []
+    now = timezone.now()
+    with transaction.atomic():
+        for job in ReplayJob.objects.filter(state=ReplayJob.RUNNING).select_for_update(skip_locked=True):
+            if (now - job.updated_at).total_seconds() <= abandoned_after_s(job):
+                continue
+            # Its clock starts again, so that the next sweep leaves the new run its time.
+            ReplayJob.objects.filter(pk=job.pk).update(updated_at=now)
+            audit_record(
+                actor="revival sweep", action=f"dead_letter.{job.action}_job.revive", target=f"replay_job:{job.pk}"
+            )
+            revived.append(job)
+        for job in revived:
+            transaction.on_commit(functools.partial(replay_job_dispatch, job))
+    for job in revived:
+        logger.warning(
+            "%s job %s had finished no batch for over %.0fs (%s): handed to a worker again",
+            job.action,
+            job.pk,
+            abandoned_after_s(job),
+            job,
+        )
+    return len(revived)
+
+
 def replay_job_pause(job: ReplayJob, *, by: str) -> bool:
     """Ask a running job to stop after its current batch; it can be resumed."""
     return _change_state(job, by=by, to=ReplayJob.PAUSED, from_states=[ReplayJob.RUNNING], verb="pause")
@@ -143,7 +180,8 @@ def replay_job_stop(job: ReplayJob, *, by: str) -> bool:
 
 
 def replay_job_resume(job: ReplayJob, *, by: str, dispatch: bool = True) -> bool:
-    """Run a paused job on from where it stopped (also one left running by a worker that died)."""
+    """Run a paused job on from where it stopped (also one left running by a worker that died, which the
+    sweep would revive after `abandoned_after_s`)."""
     states = [ReplayJob.PAUSED, ReplayJob.RUNNING]
     resumed = _change_state(job, by=by, to=ReplayJob.RUNNING, from_states=states, verb="resume")
     if resumed and dispatch:

@@ -47,3 +47,11 @@ def run_replay_job(job_id: int) -> None:
     from messaging.replays import replay_job_run
 
     replay_job_run(job_id)
+
+
+@shared_task(name="messaging.tasks.revive_replay_jobs", ignore_result=True)
+def revive_replay_jobs() -> int:
+    """Hand again to a worker the replay jobs left running by one that died (messaging.replays)."""
+    from messaging.replays import replay_jobs_revive
+
+    return replay_jobs_revive()

@@ -10,15 +10,25 @@ import threading
 import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
 from config.access.models import AuditEntry
+from messaging import replays
 from messaging.fingerprints import error_fingerprint
 from messaging.models import DeadLetter, OutboxMessage, ReplayJob
-from messaging.replays import job_letters, replay_job_pause, replay_job_resume, replay_job_run, replay_job_start
+from messaging.replays import (
+    abandoned_after_s,
+    job_letters,
+    replay_job_pause,
+    replay_job_resume,
+    replay_job_run,
+    replay_job_start,
+    replay_jobs_revive,
+)
 from tests.processes import ROOT, process_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)  # each batch is a durable transaction
@@ -126,6 +136,60 @@ def test_two_runs_of_one_job_at_once_still_send_each_letter_once():
     sends = sends_per_message()
     assert len(sends) == 2_000 and set(sends.values()) == {1}
     assert ReplayJob.objects.get(pk=job.pk).done == 2_000
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+def _die_after_first_batch(job: ReplayJob) -> None:
+    raise _WorkerDied
+
+
+def _age(job: ReplayJob, seconds: float) -> None:
+    ReplayJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_job_left_running_by_a_dead_worker_is_handed_on_and_sends_each_letter_once(monkeypatch):
+    many_letters(500)
+    job = replay_job_start(by="ops", batch_size=100, rate_per_s=100_000.0, dispatch=False)
+    # given a job whose worker died after its first batch: it is left running, with nothing behind it
+    with pytest.raises(_WorkerDied):
+        replay_job_run(job.pk, on_batch=_die_after_first_batch)
+    job.refresh_from_db()
+    assert (job.state, job.done) == (ReplayJob.RUNNING, 100)
+    handed = []
+    monkeypatch.setattr(replays, "replay_job_dispatch", lambda job: handed.append(job.pk))
+
+    # while it may still be only slow, the sweep leaves it
+    _age(job, abandoned_after_s(job) - 5)
+    assert replay_jobs_revive() == 0
+
+    # once it has finished no batch for longer, the sweep hands it on, once
+    _age(job, abandoned_after_s(job) + 1)
+    assert replay_jobs_revive() == 1
+    assert handed == [job.pk]
+    assert replay_jobs_revive() == 0  # its clock started again
+
+    # and run on, it finishes where the dead one stopped: each letter sent once
+    assert replay_job_run(job.pk).state == ReplayJob.DONE
+    job.refresh_from_db()
+    assert (job.done, job.failed, job.refused) == (500, 0, 0)
+    assert set(sends_per_message().values()) == {1} and len(sends_per_message()) == 500
+    assert AuditEntry.objects.filter(action="dead_letter.replay_job.revive", target=f"replay_job:{job.pk}").count() == 1
+
+
+def test_the_revival_leaves_paused_stopped_and_finished_jobs_alone(monkeypatch):
+    many_letters(10)
+    monkeypatch.setattr(replays, "replay_job_dispatch", lambda job: pytest.fail(f"job {job.pk} handed on"))
+    paused = replay_job_start(by="ops", dispatch=False)
+    replay_job_pause(paused, by="ops")
+    done = replay_job_start(by="ops", dispatch=False)
+    replay_job_run(done.pk)
+    for job in (paused, done):
+        _age(job, abandoned_after_s(job) + 3600)
+
+    assert replay_jobs_revive() == 0
 
 
 def test_a_stopped_job_does_not_go_on_and_a_limit_is_kept():

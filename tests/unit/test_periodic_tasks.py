@@ -32,9 +32,11 @@ def _forget_runs():
 def test_beat_runs_what_the_apps_declare_at_the_intervals_of_the_settings(settings):
     settings.SAGA_SWEEP_INTERVAL_S = 7.0
     settings.OUTBOX_SWEEP_INTERVAL_S = 1.5
+    settings.REPLAY_JOB_STALL_S = 30.0
 
     assert periodic.beat_schedule() == {
         "outbox-safety-sweep": {"task": "messaging.tasks.sweep_outbox", "schedule": 7.5},
+        "replay-job-revival": {"task": "messaging.tasks.revive_replay_jobs", "schedule": 15.0},
         "inbox-retention": {"task": "messaging.tasks.prune_inbox", "schedule": 3600.0},
         "outbox-retention": {"task": "messaging.tasks.prune_outbox", "schedule": 3600.0},
         "saga-timeout-sweep": {"task": "saga.tasks.sweep_timeouts", "schedule": 7.0},
@@ -46,6 +48,7 @@ def test_the_embedded_dispatcher_runs_the_same_tasks_but_the_outbox_sweep_it_has
     inprocess_tasks = {task.task for task in periodic.declared() if task.inprocess}
 
     assert inprocess_tasks == {
+        "messaging.tasks.revive_replay_jobs",
         "messaging.tasks.prune_inbox",
         "messaging.tasks.prune_outbox",
         "saga.tasks.sweep_timeouts",
