@@ -61,35 +61,9 @@ class SagaStateAnnotation(TypedDict):
     saga_state: str | None  # None: the order has no saga (yet)
 
 
-@admin.register(Order)
-class OrderAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "customer_id", "status", "saga_state", "total", "currency", "failure_reason", "created_at"]
-    list_filter = ["status", "failure_reason", "created_at"]
-    search_fields = ["id", "customer_id", "idempotency_key"]
-    ordering = ["-created_at"]
-    fieldsets = [
-        (
-            None,
-            {
-                "fields": [
-                    "id",
-                    "customer_id",
-                    "status",
-                    "total",
-                    "currency",
-                    "failure_reason",
-                    "failure_detail",
-                    "idempotency_key",
-                    "created_at",
-                    "updated_at",
-                    "saga_link",
-                ]
-            },
-        ),
-        ("Payment and stock", {"fields": ["payment", "reservation"]}),
-        ("Saga timeline", {"fields": ["timeline"]}),
-    ]
-    readonly_fields = [
+# The order's page, section by section.
+ORDER_SECTIONS: dict[str | None, tuple[str, ...]] = {
+    None: (
         "id",
         "customer_id",
         "status",
@@ -101,10 +75,21 @@ class OrderAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
         "saga_link",
-        "payment",
-        "reservation",
-        "timeline",
-    ]
+    ),
+    "Payment and stock": ("payment", "reservation"),
+    "Saga timeline": ("timeline",),
+}
+
+
+@admin.register(Order)
+class OrderAdmin(LargeTableMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "customer_id", "status", "saga_state", "total", "currency", "failure_reason", "created_at"]
+    list_filter = ["status", "failure_reason", "created_at"]
+    search_fields = ["id", "customer_id", "idempotency_key"]
+    ordering = ["-created_at"]
+    fieldsets = [(title, {"fields": fields}) for title, fields in ORDER_SECTIONS.items()]
+    # An order changes only through its saga: every field shown is read-only.
+    readonly_fields = [field for fields in ORDER_SECTIONS.values() for field in fields]
     inlines = [OrderLineInline]
     actions = ["cancel"]
 
