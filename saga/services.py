@@ -297,16 +297,21 @@ def ended_holding(late_command: str, order_id: str | None = None) -> QuerySet[Wi
     """Ended sagas whose participant still holds what `late_command` undoes (the order saga's
     `inventory.release`: stock still taken by a failed order) where it should not: the release (or commit)
     their end asked for has not taken effect yet. `order_id`: that saga only."""
-    definition = registry.definition()
-    step = next(
-        step
-        for step in definition.steps
+    compensation = next(
+        step.compensation
+        for step in registry.definition().steps
         if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.late_command == late_command
     )
-    assert isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input
-    held = registry.still_held(late_command)(order_id)
-    ended = _with_due().filter(state__in=definition.holding_states(step.compensation.held_input))
-    if step.compensation.sent_by_saga:
+    return _still_holding(registry.definition(), compensation, order_id)
+
+
+def _still_holding(
+    definition: SagaDefinition, compensation: ReleasedOnFailure, order_id: str | None
+) -> QuerySet[WithAnnotations[Saga, _Due]]:
+    assert compensation.held_input
+    held = registry.still_held(compensation.late_command)(order_id)
+    ended = _with_due().filter(state__in=definition.holding_states(compensation.held_input))
+    if compensation.sent_by_saga:
         ended = ended.filter(release_sent_at__isnull=False)  # no release sent: nothing was taken for it
     return ended.filter(order_id__in=held)
 
@@ -316,7 +321,7 @@ def _ended_holding(
 ) -> dict[str, QuerySet[WithAnnotations[Saga, _Due]]]:
     """For each held input of `definition`, the ended sagas the sweep raises it for."""
     return {
-        step.compensation.held_input: ended_holding(step.compensation.late_command, order_id)
+        step.compensation.held_input: _still_holding(definition, step.compensation, order_id)
         for step in definition.steps
         if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.held_input
     }
