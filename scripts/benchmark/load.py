@@ -26,6 +26,19 @@ def stamp(text: str) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
 
 
+class OrderNumbers:
+    """The numbers 0 to `total` - 1 of a phase's orders, handed out one at a time to its clients' threads."""
+
+    def __init__(self, total: int):
+        self.total, self.counter, self.lock = total, itertools.count(), threading.Lock()
+
+    def take(self) -> int | None:
+        """The next number, or None once all are taken."""
+        with self.lock:
+            index = next(self.counter)
+        return index if index < self.total else None
+
+
 def place_order(api: Api, poller: Poller | None, customer_id: str, sku: str) -> OrderRecord:
     """POSTs one order of one item; a refused or failed POST is recorded with its error, never raised. The
     order is tracked by `poller`, unless None: then whoever placed it reads its outcome."""
@@ -83,14 +96,10 @@ def run_closed_loop(
     api: Api, poller: Poller, phase: Phase, orders: int, concurrency: int, timeout: float, stop: threading.Event
 ) -> None:
     """`concurrency` clients; each places an order and waits for it to be final before the next."""
-    counter, lock = itertools.count(), threading.Lock()
+    numbers = OrderNumbers(orders)
 
     def client() -> None:
-        while not stop.is_set():
-            with lock:
-                index = next(counter)
-            if index >= orders:
-                return
+        while not stop.is_set() and (index := numbers.take()) is not None:
             record = place_order(api, poller, phase.customer(index), phase.sku)
             phase.records.append(record)
             deadline = time.monotonic() + timeout
@@ -106,14 +115,10 @@ def run_api_polling(
 ) -> None:
     """`clients` closed-loop clients as a checkout page is one: each places an order, asks
     GET /api/orders/{id} every `interval` seconds until it is final, then places the next."""
-    counter, lock = itertools.count(), threading.Lock()
+    numbers = OrderNumbers(orders)
 
     def client() -> None:
-        while not stop.is_set():
-            with lock:
-                index = next(counter)
-            if index >= orders:
-                return
+        while not stop.is_set() and (index := numbers.take()) is not None:
             record = place_order(api, None, phase.customer(index), phase.sku)
             phase.records.append(record)
             await_over_api(api, [record], interval, timeout, stop)
@@ -126,15 +131,11 @@ def run_burst(
 ) -> None:
     """`orders` orders posted as fast as `clients` clients can post them, each client waiting for no answer
     but its POST's; then each reads the outcome of the orders it placed over the API, `interval` apart."""
-    counter, lock = itertools.count(), threading.Lock()
+    numbers = OrderNumbers(orders)
 
     def client() -> None:
         placed = []
-        while not stop.is_set():
-            with lock:
-                index = next(counter)
-            if index >= orders:
-                break
+        while not stop.is_set() and (index := numbers.take()) is not None:
             record = place_order(api, None, phase.customer(index), phase.sku)
             phase.records.append(record)
             placed.append(record)

@@ -171,3 +171,17 @@ def test_an_order_never_final_is_given_up_at_the_timeout_and_left_not_final():
     load.await_over_api(api, [record], interval=0.01, timeout=0.05, stop=threading.Event())
 
     assert not record.done.is_set() and record.final_stamp is None
+
+
+def test_the_clients_of_a_phase_take_each_order_number_once_and_stop_after_the_last():
+    numbers, taken, lock = load.OrderNumbers(1000), [], threading.Lock()
+
+    def client() -> None:
+        while (index := numbers.take()) is not None:
+            with lock:
+                taken.append(index)
+
+    load.join_all(load.start_threads(client, 8))
+
+    assert sorted(taken) == list(range(1000))
+    assert numbers.take() is None
