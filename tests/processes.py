@@ -89,6 +89,21 @@ class Process:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def background_replay(*args: str) -> str:
+    """`manage.py replay_dead_letters --background` in a child process with the workers' environment, so that
+    its job goes to their broker; returns what it printed, once it says the job started."""
+    begun = subprocess.run(
+        [sys.executable, "manage.py", "replay_dead_letters", "--background", "--by", "ops", *args],
+        cwd=ROOT,
+        env=process_env(LOG_LEVEL="error"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "started replay job" in begun.stdout, begun.stdout + begun.stderr
+    return begun.stdout
+
+
 class Embedded:
     """The embedded default as `make run` starts it: SQLite at `database`, the in-process transport, no broker.
     `manage()` runs a command on it; `web()` starts its gunicorn with no process flags (gunicorn.conf.py's

@@ -124,6 +124,14 @@ class Deployment:
     def status_reader(self, api: Api) -> StatusReader:
         return PostgresStatusReader(self.database_url) if self.database_url else HttpStatusReader(api)
 
+    def backends_sample(self, databases: list[str], table: dict[int, tuple[int, int]]) -> dict[int, int]:
+        """{pid: ticks} of the PostgreSQL backends of `databases`, but the bench's own."""
+        rows = self.query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND application_name <> %s",
+            (databases, BENCH_APP),
+        )
+        return {pid: table[pid][1] for (pid,) in rows if pid in table}
+
     def relay_lags_ms(self, order_ids: list[str]) -> tuple[list[float], int] | None:
         """(published_at - created_at in ms of the published rows, count of rows not yet published)."""
         if self.database_url is None or not order_ids:
@@ -262,14 +270,7 @@ class ProductionDeployment(Deployment):
     def cpu_sample(self) -> dict[str, dict[int, int]]:
         sample = super().cpu_sample() or {}
         table = process_table()
-        backends = [
-            pid
-            for (pid,) in self.query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name <> %s",
-                (self.db_name, BENCH_APP),
-            )
-        ]
-        sample["postgres backends"] = {pid: table[pid][1] for pid in backends if pid in table}
+        sample["postgres backends"] = self.backends_sample([self.db_name], table)
         sample[SHARED_RABBITMQ] = {pid: table[pid][1] for pid in pids_named("beam.smp") if pid in table}
         return sample
 
@@ -404,15 +405,7 @@ class DbosDeployment(Deployment):
 
     def cpu_sample(self) -> dict[str, dict[int, int]]:
         sample = super().cpu_sample() or {}
-        table = process_table()
-        backends = [
-            pid
-            for (pid,) in self.query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s) AND application_name <> %s",
-                (self.databases, BENCH_APP),
-            )
-        ]
-        sample["postgres backends"] = {pid: table[pid][1] for pid in backends if pid in table}
+        sample["postgres backends"] = self.backends_sample(self.databases, process_table())
         return sample
 
     def relay_lags_ms(self, order_ids: list[str]) -> None:

@@ -3,8 +3,6 @@ dead-lettered again, and its new letter is linked to the earlier one with the at
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from decimal import Decimal
 
 import psycopg
@@ -15,7 +13,7 @@ from tests.e2e.conftest import balance, place_order, wait_final
 from tests.e2e.test_dead_letters import impatient_worker, replay  # noqa: F401 - a fixture, and the command
 from tests.e2e.test_saga_flows import create_account, create_product
 from tests.plugin import worker_database_url
-from tests.processes import ROOT, process_env, wait_for
+from tests.processes import background_replay, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -36,16 +34,7 @@ def test_a_message_that_fails_again_after_a_replay_continues_the_history_of_its_
         assert first.attempts == 3
 
         # when its group is replayed in the background while the lock is still held
-        started = subprocess.run(
-            [sys.executable, "manage.py", "replay_dead_letters", "--background", "--by", "ops"]
-            + ["--fingerprint", first.fingerprint, "--all"],
-            cwd=ROOT,
-            env=process_env(LOG_LEVEL="error"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert "started replay job" in started.stdout, started.stdout + started.stderr
+        background_replay("--fingerprint", first.fingerprint, "--all")
         job = wait_for(
             lambda: ReplayJob.objects.filter(state="done").first(), timeout=30, message="the worker to run the job"
         )

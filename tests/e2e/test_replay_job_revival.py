@@ -3,15 +3,13 @@ where the dead one stopped, each letter sent once."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 
 from messaging.models import OutboxMessage, ReplayJob
 from tests.integration.test_replay_jobs import many_letters
-from tests.processes import ROOT, celery_beat, celery_worker, process_env, wait_for
+from tests.processes import background_replay, celery_beat, celery_worker, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 LETTERS = 400
@@ -21,16 +19,7 @@ def test_a_replay_job_whose_worker_is_killed_is_handed_on_and_sends_each_letter_
     many_letters(LETTERS)
     first = started(celery_worker("worker-a"))
     # given a job of 400 letters, 20 a batch at 40 a second: ten seconds of work
-    begun = subprocess.run(
-        [sys.executable, "manage.py", "replay_dead_letters", "--background", "--by", "ops", "--all"]
-        + ["--batch-size", "20", "--rate", "40"],
-        cwd=ROOT,
-        env=process_env(LOG_LEVEL="error"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert "started replay job" in begun.stdout, begun.stdout + begun.stderr
+    background_replay("--all", "--batch-size", "20", "--rate", "40")
     job = wait_for(lambda: ReplayJob.objects.filter(done__gte=60).first(), timeout=30, message="the job to be going")
 
     # when its worker is killed mid-job, the job is left running with nobody behind it
