@@ -180,7 +180,7 @@ MESSAGING_CONSUMERS = [
 MESSAGING_CONSUMER_THREADS = int(env_number("MESSAGING_CONSUMER_THREADS", 1, minimum=1, cast=int))
 MESSAGING_PREFETCH = int(env_number("MESSAGING_PREFETCH", 50, minimum=1, cast=int))
 # Deliveries a consumer thread handles in one transaction when more are already waiting; 1 handles each alone.
-MESSAGING_CONSUMER_BATCH = int(env_number("MESSAGING_CONSUMER_BATCH", 3, minimum=1, cast=int))
+MESSAGING_CONSUMER_BATCH = int(env_number("MESSAGING_CONSUMER_BATCH", 10, minimum=1, cast=int))
 OUTBOX_SWEEP_INTERVAL_S = env_number("OUTBOX_SWEEP_INTERVAL_S", 2.0, minimum=0.05)
 OUTBOX_BATCH_SIZE = int(env_number("OUTBOX_BATCH_SIZE", 200, minimum=1, cast=int))
 # A row the broker refused (a nack: a length limit with reject-publish, an alarm) is held back this long, twice
