@@ -154,9 +154,8 @@ def replay_jobs_revive() -> int:
             audit_record(
                 actor="revival sweep", action=f"dead_letter.{job.action}_job.revive", target=f"replay_job:{job.pk}"
             )
-            revived.append(job)
-        for job in revived:
             transaction.on_commit(functools.partial(replay_job_dispatch, job))
+            revived.append(job)
     for job in revived:
         logger.warning(
             "%s job %s had finished no batch for over %.0fs (%s): handed to a worker again",

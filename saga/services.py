@@ -297,12 +297,13 @@ def ended_holding(late_command: str, order_id: str | None = None) -> QuerySet[Wi
     """Ended sagas whose participant still holds what `late_command` undoes (the order saga's
     `inventory.release`: stock still taken by a failed order) where it should not: the release (or commit)
     their end asked for has not taken effect yet. `order_id`: that saga only."""
+    definition = registry.definition()
     compensation = next(
         step.compensation
-        for step in registry.definition().steps
+        for step in definition.steps
         if isinstance(step.compensation, ReleasedOnFailure) and step.compensation.late_command == late_command
     )
-    return _still_holding(registry.definition(), compensation, order_id)
+    return _still_holding(definition, compensation, order_id)
 
 
 def _still_holding(
