@@ -22,7 +22,7 @@ from .console import say
 from .cpu import loadavg
 from .deployments import DbosDeployment, Deployment, EmbeddedDeployment, ProductionDeployment
 from .figures import run_ratios
-from .phases import EMBEDDED_PHASES, PHASE_NAMES, PRODUCTION_PHASES, wanted
+from .phases import EMBEDDED_PHASES, PHASE_NAMES, PRODUCTION_PHASES, PhaseKind, wanted
 from .raw_parts import measure_raw_parts
 from .report import report, write_results
 from .runner import measure
@@ -282,12 +282,7 @@ def run_dbos(
         f"starting the DBOS Transact alternative: uvicorn --workers {args.gunicorn_workers}, "
         f"database {deployment.db_name}"
     )
-    try:
-        deployment.start()
-        results["phases"].update(measure(deployment, kinds, args, run_id, args.warmup, stop))
-    finally:
-        with interrupts_ignored():
-            deployment.stop()
+    measure_started(deployment, kinds, args, run_id, args.warmup, stop, results)
 
 
 def run_embedded(
@@ -295,10 +290,23 @@ def run_embedded(
 ) -> None:
     deployment = EmbeddedDeployment(log_dir)
     say("starting the embedded default: gunicorn config.wsgi -w 1 --threads 8, SQLite, in-process transport")
+    warmup = min(args.warmup, EMBEDDED_WARMUP_MAX)
+    measure_started(deployment, wanted(EMBEDDED_PHASES, args), args, run_id, warmup, stop, results)
+
+
+def measure_started(
+    deployment: DbosDeployment | EmbeddedDeployment,
+    kinds: list[PhaseKind],
+    args: argparse.Namespace,
+    run_id: str,
+    warmup: int,
+    stop: threading.Event,
+    results: dict[str, Any],
+) -> None:
+    """Start `deployment`, measure `kinds` on it into `results`, and stop it whatever happens."""
     try:
         deployment.start()
-        warmup = min(args.warmup, EMBEDDED_WARMUP_MAX)
-        results["phases"].update(measure(deployment, wanted(EMBEDDED_PHASES, args), args, run_id, warmup, stop))
+        results["phases"].update(measure(deployment, kinds, args, run_id, warmup, stop))
     finally:
         with interrupts_ignored():
             deployment.stop()

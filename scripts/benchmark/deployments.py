@@ -37,6 +37,8 @@ from .topology import (
     BENCH_APP,
     Child,
     api_token,
+    create_database,
+    drop_databases,
     free_port,
     gunicorn,
     healthy,
@@ -178,7 +180,8 @@ class ProductionDeployment(Deployment):
         super().__init__(f"http://127.0.0.1:{free_port()}", database_url=f"{server}/{self.db_name}")
 
     def start(self) -> None:
-        self._create_database()
+        create_database(self.args.postgres_url, self.db_name)
+        self.db_created = True
         rabbitmqctl("add_vhost", self.vhost)
         self.vhost_created = True
         rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
@@ -247,16 +250,6 @@ class ProductionDeployment(Deployment):
         )
         return env
 
-    def _create_database(self) -> None:
-        import psycopg
-
-        try:
-            with pg_connect(f"{self.args.postgres_url.rstrip('/')}/postgres") as conn:
-                conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        except psycopg.Error as error:
-            raise RuntimeError(f"cannot create a database on {self.args.postgres_url}: {error}") from None
-        self.db_created = True
-
     def _consuming(self) -> bool:
         from kombu import Connection
 
@@ -277,11 +270,7 @@ class ProductionDeployment(Deployment):
     def stop(self) -> None:
         super().stop()
         if self.db_created:
-            try:
-                with pg_connect(f"{self.args.postgres_url.rstrip('/')}/postgres") as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-            except Exception as error:  # noqa: BLE001 - report and go on cleaning up
-                say(f"warning: could not drop database {self.db_name}: {error}")
+            drop_databases(self.args.postgres_url, [self.db_name])
         if self.vhost_created:
             try:
                 rabbitmqctl("delete_vhost", self.vhost)
@@ -365,16 +354,10 @@ class DbosDeployment(Deployment):
         python = Path(self.args.dbos_python)
         if not python.exists():
             raise RuntimeError(f"{python} is missing: `make bench-dbos` makes the DBOS virtualenv")
-        import psycopg
-
+        for name in self.databases:
+            create_database(self.args.postgres_url, name)
+            self.created.append(name)
         server = self.args.postgres_url.rstrip("/")
-        try:
-            with pg_connect(f"{server}/postgres") as conn:
-                for name in self.databases:
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                    self.created.append(name)
-        except psycopg.Error as error:
-            raise RuntimeError(f"cannot create a database on {self.args.postgres_url}: {error}") from None
         sqlalchemy_server = server.replace("postgres://", "postgresql+psycopg://", 1).replace(
             "postgresql://", "postgresql+psycopg://", 1
         )
@@ -417,11 +400,5 @@ class DbosDeployment(Deployment):
 
     def stop(self) -> None:
         super().stop()
-        if not self.created:
-            return
-        try:
-            with pg_connect(f"{self.args.postgres_url.rstrip('/')}/postgres") as conn:
-                for name in self.created:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except Exception as error:  # noqa: BLE001 - report and go on cleaning up
-            say(f"warning: could not drop the DBOS databases: {error}")
+        if self.created:
+            drop_databases(self.args.postgres_url, self.created)

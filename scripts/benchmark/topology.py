@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .console import say
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -123,6 +125,27 @@ def pg_connect(url: str) -> psycopg.Connection:
 
     # Named, so that the CPU figures can leave the bench's own backends out.
     return psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=BENCH_APP)
+
+
+def create_database(server_url: str, name: str) -> None:
+    """CREATE DATABASE `name` on the server; RuntimeError, saying why, when it cannot."""
+    import psycopg
+
+    try:
+        with pg_connect(f"{server_url.rstrip('/')}/postgres") as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as error:
+        raise RuntimeError(f"cannot create a database on {server_url}: {error}") from None
+
+
+def drop_databases(server_url: str, names: list[str]) -> None:
+    """Drop the databases `names`, their connections too; a failure is said, not raised: cleanup goes on."""
+    try:
+        with pg_connect(f"{server_url.rstrip('/')}/postgres") as conn:
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception as error:  # noqa: BLE001 - report and go on cleaning up
+        say(f"warning: could not drop database {', '.join(names)}: {error}")
 
 
 def rabbitmqctl(*args: str) -> None:

@@ -87,56 +87,53 @@ app = FastAPI(lifespan=lifespan)
 # --- the saga ---------------------------------------------------------------------------------------------
 
 
+def _in_step(statement: str, **params: Any) -> Any:
+    """Run `statement` in the current step's transaction; its first row, or None."""
+    return store.sql_session().execute(sa.text(statement), params).first()
+
+
 @store.transaction(isolation_level="READ COMMITTED")
 def take_payment(order_id: str) -> bool:
-    session = store.sql_session()
-    charged = session.execute(
-        sa.text(
-            "WITH o AS (SELECT customer_id, total FROM orders_order WHERE id = :id),"
-            " debit AS (UPDATE payments_account a SET balance = a.balance - o.total FROM o"
-            "   WHERE a.customer_id = o.customer_id AND a.balance >= o.total RETURNING a.customer_id, o.total)"
-            " INSERT INTO payments_payment (order_id, customer_id, amount, status)"
-            " SELECT :id, customer_id, total, 'CHARGED' FROM debit RETURNING order_id"
-        ),
-        {"id": order_id},
-    ).first()
+    charged = _in_step(
+        "WITH o AS (SELECT customer_id, total FROM orders_order WHERE id = :id),"
+        " debit AS (UPDATE payments_account a SET balance = a.balance - o.total FROM o"
+        "   WHERE a.customer_id = o.customer_id AND a.balance >= o.total RETURNING a.customer_id, o.total)"
+        " INSERT INTO payments_payment (order_id, customer_id, amount, status)"
+        " SELECT :id, customer_id, total, 'CHARGED' FROM debit RETURNING order_id",
+        id=order_id,
+    )
     return charged is not None
 
 
 @store.transaction(isolation_level="READ COMMITTED")
 def reserve_stock(order_id: str) -> bool:
-    session = store.sql_session()
-    reserved = session.execute(
-        sa.text(
-            "UPDATE inventory_product p SET stock = p.stock - o.quantity FROM orders_order o"
-            " WHERE o.id = :id AND p.sku = o.sku AND p.stock >= o.quantity RETURNING p.sku"
-        ),
-        {"id": order_id},
-    ).first()
+    reserved = _in_step(
+        "UPDATE inventory_product p SET stock = p.stock - o.quantity FROM orders_order o"
+        " WHERE o.id = :id AND p.sku = o.sku AND p.stock >= o.quantity RETURNING p.sku",
+        id=order_id,
+    )
     return reserved is not None
 
 
 @store.transaction(isolation_level="READ COMMITTED")
 def refund_payment(order_id: str) -> None:
-    session = store.sql_session()
-    session.execute(
-        sa.text(
-            "WITH p AS (UPDATE payments_payment SET status = 'REFUNDED' WHERE order_id = :id AND status = 'CHARGED'"
-            "   RETURNING customer_id, amount)"
-            " UPDATE payments_account a SET balance = a.balance + p.amount FROM p WHERE a.customer_id = p.customer_id"
-        ),
-        {"id": order_id},
+    _in_step(
+        "WITH p AS (UPDATE payments_payment SET status = 'REFUNDED' WHERE order_id = :id AND status = 'CHARGED'"
+        "   RETURNING customer_id, amount)"
+        " UPDATE payments_account a SET balance = a.balance + p.amount FROM p WHERE a.customer_id = p.customer_id"
+        " RETURNING a.customer_id",
+        id=order_id,
     )
 
 
 @store.transaction(isolation_level="READ COMMITTED")
 def finish_order(order_id: str, status: str, reason: str) -> None:
-    store.sql_session().execute(
-        sa.text(
-            "UPDATE orders_order SET status = :status, failure_reason = :reason, updated_at = now()"
-            " WHERE id = :id AND status = 'PENDING'"
-        ),
-        {"id": order_id, "status": status, "reason": reason},
+    _in_step(
+        "UPDATE orders_order SET status = :status, failure_reason = :reason, updated_at = now()"
+        " WHERE id = :id AND status = 'PENDING' RETURNING id",
+        id=order_id,
+        status=status,
+        reason=reason,
     )
 
 
