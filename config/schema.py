@@ -22,6 +22,7 @@ ERROR_DESCRIPTIONS = {
     404: "Nothing is here, or nothing this token may see.",
     409: "The request conflicts with the current state.",
     413: "The request body is larger than 256 KiB.",
+    421: "Not served here: waits are served by the ASGI server (config/asgi.py), not by the WSGI one.",
     422: "The request is well-formed but cannot be carried out.",
     429: "Too many orders from this token; retry after `Retry-After` seconds.",
 }

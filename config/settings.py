@@ -220,6 +220,9 @@ ORDER_CURRENCY = env_str("ORDER_CURRENCY", "EUR")
 # How long a request waits for another in flight with the same Idempotency-Key before it answers 409
 # idempotency_key_in_use (PostgreSQL; SQLite has one writer at a time).
 ORDERS_IDEMPOTENCY_WAIT_S = env_number("ORDERS_IDEMPOTENCY_WAIT_S", 5.0, minimum=0.1)
+# GET /api/orders/{id}/wait (orders/waiting.py): how often the ASGI server asks which awaited orders have ended,
+# one query for all the waits of the process. An ended order is answered within about this long.
+ORDER_WAIT_POLL_S = env_number("ORDER_WAIT_POLL_S", 0.05, minimum=0.01)
 # Webhooks (orders/webhooks.py): how long one POST to an endpoint may wait in each of its phases (connecting,
 # sending, each wait for the answer). A timeout is a failed attempt, retried as any other.
 WEBHOOK_TIMEOUT_S = env_number("WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
@@ -263,7 +266,7 @@ MIDDLEWARE = [
     "config.kernel.middleware.RequestSizeLimitMiddleware",
     "config.kernel.middleware.NulInUrlMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.kernel.middleware.StaticFilesMiddleware",
     # Django's session, user and messages, for every path but the API's (config/kernel/middleware.py).
     "config.kernel.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -7,7 +7,7 @@ from config.contracts import AsyncApiView, MessageSchemaView, MessagesPageView
 from config.overview import overview_index
 from config.views import DocsView, HealthView, ReadinessView, SchemaView, api_not_found, liveness, metrics
 from inventory.api import ProductDetailApi, ProductListCreateApi, ProductRestockApi
-from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi
+from orders.api import OrderCancelApi, OrderDetailApi, OrderListCreateApi, OrderWaitApi
 from payments.api import AccountCreateApi, AccountDetailApi, PaymentListApi
 
 # A sku or customer_id is any string of 1 to 64 characters (DESIGN §5), "/" included, so that whatever could be
@@ -38,6 +38,7 @@ api = [
     path(f"accounts/{CUSTOMER}", AccountDetailApi.as_view(), name="account"),
     path("orders", OrderListCreateApi.as_view(), name="orders"),
     path("orders/<uuid:order_id>", OrderDetailApi.as_view(), name="order"),
+    path("orders/<uuid:order_id>/wait", OrderWaitApi.as_view(), name="order-wait"),
     path("orders/<uuid:order_id>/cancel", OrderCancelApi.as_view(), name="order-cancel"),
     path("payments", PaymentListApi.as_view(), name="payments"),
     path("schema", SchemaView.as_view(), name="schema"),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 CORRELATION_HEADER = "x-correlation-id"
@@ -95,18 +96,38 @@ def _escaped(char: str) -> str:
 
 
 class CorrelationIdMiddleware:
-    """Reads `x-correlation-id` (or makes one), binds it for the request and echoes it in the response."""
+    """Reads `x-correlation-id` (or makes one), binds it for the request and echoes it in the response; called
+    under WSGI, awaited under ASGI (config/kernel/middleware.py says why)."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]):
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.headers.get(CORRELATION_HEADER, "")
-        value = incoming if _VALID_ID.match(incoming) else new_id()
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self._awaited(request)
+        value = self.correlation_of(request)
         with bound(correlation_id=value, causation_id=None, message_id=None, order_id=None, saga_state=None):
             response = self.get_response(request)
         response[CORRELATION_HEADER] = value
         return response
+
+    async def _awaited(self, request: HttpRequest) -> HttpResponse:
+        value = self.correlation_of(request)
+        with bound(correlation_id=value, causation_id=None, message_id=None, order_id=None, saga_state=None):
+            response = await self.get_response(request)
+        response[CORRELATION_HEADER] = value
+        return response
+
+    @staticmethod
+    def correlation_of(request: HttpRequest) -> str:
+        incoming = request.headers.get(CORRELATION_HEADER, "")
+        return incoming if _VALID_ID.match(incoming) else new_id()
 
 
 class LogContextFilter(logging.Filter):

@@ -1,13 +1,18 @@
-"""Orders over HTTP: place, read, list and cancel."""
+"""Orders over HTTP: place, read, wait for the end of, list and cancel."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any, cast
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -24,6 +29,7 @@ from config.kernel.api import (
     StrictCharField,
     StrictIntegerField,
     json_answer,
+    json_error,
     json_text,
     paginated,
     represented,
@@ -33,10 +39,13 @@ from config.kernel.errors import DomainError, NotFoundError
 from orders.models import Order
 from orders.selectors import OrderView, order_list, order_view
 from orders.services import order_create
+from orders.waiting import end_watch, in_pool
 from saga.selectors import saga_state_and_history
 from saga.services import saga_cancel
 
 MAX_QUANTITY = 1_000_000
+WAIT_DEFAULT_S = 30
+WAIT_MAX_S = 60
 # The column declares a max_length; its type says int | None, since a CharField may have none.
 IDEMPOTENCY_KEY_MAX_LENGTH = cast(int, Order._meta.get_field("idempotency_key").max_length)
 
@@ -340,13 +349,85 @@ class OrderListCreateApi(APIView):
         return first_answer(order)
 
 
+def detail_answer(request: Request, order_id) -> HttpResponse:
+    # Rendered here as a Response would render it, without a Response's own machinery (the API's most frequent
+    # request): the same bytes and headers.
+    body = order_body(order_visible(request, order_id))
+    return json_answer(json_text(body, request.accepted_media_type), status.HTTP_200_OK)
+
+
 class OrderDetailApi(APIView):
     @extend_schema(operation_id="orders_get", responses=OrderDetailOutputSerializer)
     def get(self, request: Request, order_id) -> HttpResponse:
-        # Rendered here as a Response would render it, without a Response's own machinery (the API's most
-        # frequent request): the same bytes and headers.
-        body = order_body(order_visible(request, order_id))
-        return json_answer(json_text(body, request.accepted_media_type), status.HTTP_200_OK)
+        return detail_answer(request, order_id)
+
+
+class OrderWaitFilterSerializer(serializers.Serializer):
+    timeout = serializers.IntegerField(
+        min_value=0,
+        max_value=WAIT_MAX_S,
+        default=WAIT_DEFAULT_S,
+        help_text="Seconds to wait at most; the order is answered as it is then, PENDING still, if it has not ended.",
+    )
+
+
+def wait_seconds(query: Any) -> int:
+    return validated(OrderWaitFilterSerializer, query)["timeout"]
+
+
+def misdirected() -> HttpResponse:
+    return json_error(
+        status.HTTP_421_MISDIRECTED_REQUEST,
+        "wait_needs_asgi",
+        "Waits are served by the ASGI server (uvicorn config.asgi:application), where a waiting request holds no "
+        "thread. Ask it, or read GET /api/orders/{id} here.",
+    )
+
+
+def ended_answer(answer: HttpResponse) -> bool:
+    """Whether `answer` is not an order still running: an error, or an order that has ended."""
+    return answer.status_code != status.HTTP_200_OK or json.loads(answer.content)["status"] != Order.Status.PENDING
+
+
+class OrderWaitApi(APIView):
+    """GET /api/orders/{id}/wait: the order as GET /api/orders/{id} answers it, once it has ended or when
+    `timeout` seconds have passed, whichever comes first: a client learns the outcome in one request.
+
+    Served by the ASGI server (config/asgi.py), where a wait is a coroutine and holds no thread. The WSGI server
+    answers 421: there a wait would hold one of its few threads. The route's view is the coroutine that
+    `as_view` returns; this class's `get` is the read before and after the wait (the detail read's
+    authentication, visibility and answer), and what the schema describes."""
+
+    error_statuses = {"GET": (400, 421)}
+
+    @extend_schema(
+        operation_id="orders_wait", parameters=[OrderWaitFilterSerializer], responses=OrderDetailOutputSerializer
+    )
+    def get(self, request: Request, order_id) -> HttpResponse:
+        wait_seconds(request.query_params)
+        return detail_answer(request, order_id)
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., Any]:  # type: ignore[override]  # a coroutine function
+        view = super().as_view(**initkwargs)
+        read = in_pool(view)
+
+        async def wait(request: HttpRequest, order_id: uuid.UUID) -> HttpResponse:
+            if not isinstance(request, ASGIRequest):
+                # Under WSGI, on the request's own thread: what the read refuses (no token, say) it refuses first.
+                answer = await sync_to_async(view)(request, order_id=order_id)
+                return answer if answer.status_code != status.HTTP_200_OK else misdirected()
+            answer = await read(request, order_id=order_id)
+            if ended_answer(answer):
+                return answer
+            if not await end_watch().ended(str(order_id), wait_seconds(request.GET)):
+                return answer
+            return await read(request, order_id=order_id)
+
+        # What drf-spectacular reads the operation from, as it would from the view DRF's as_view returns.
+        wait.cls = cls  # type: ignore[attr-defined]
+        wait.initkwargs = initkwargs  # type: ignore[attr-defined]
+        return wait
 
 
 class OrderCancelApi(APIView):

@@ -27,3 +27,13 @@ def order_view(*, order_id: str) -> OrderView | None:
     is the API's most frequent request (every waiting client asks it again and again): no ORM query is built
     for it, and no model is instantiated (orders/queries.py)."""
     return queries.order_status_page(order_id)
+
+
+def orders_ended(*, order_ids: list[str]) -> set[str]:
+    """Which of `order_ids` have ended (any status but PENDING)."""
+    ended: set[str] = set()
+    for start in range(0, len(order_ids), 500):  # SQLite's limit on a statement's parameters, with room
+        chunk = order_ids[start : start + 500]
+        found = Order.objects.filter(id__in=chunk).exclude(status=Order.Status.PENDING).values_list("id", flat=True)
+        ended.update(str(order_id) for order_id in found)
+    return ended

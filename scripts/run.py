@@ -4,8 +4,8 @@ Embedded default (neither DATABASE_URL nor BROKER_URL set): one gunicorn process
 threads (gunicorn.conf.py), because the in-process transport is a thread of the process that serves the API
 (config/wsgi.py starts it), so a second worker process would be a second, competing transport.
 
-Production topology (both set): three child processes, web (gunicorn), worker (Celery) and beat (Celery
-beat). SIGINT and SIGTERM are forwarded to them; when any one of them exits, the others are stopped and this
+Production topology (both set): four child processes, web (gunicorn), web-async (uvicorn, on PORT + 1: the
+waits for an order's end), worker (Celery) and beat (Celery beat). SIGINT and SIGTERM are forwarded to them; when any one of them exits, the others are stopped and this
 script exits with that child's status.
 """
 
@@ -106,9 +106,19 @@ Demo API tokens, made for this start (revoke one with .venv/bin/python manage.py
 Place a first order (the demo customer alice buys one WIDGET-1) and keep its id:
   ORDER_ID=$(curl -s -X POST {base}/api/orders -H "Authorization: Bearer $ALICE_TOKEN" -H 'Content-Type: application/json' -d '{order}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'); echo "$ORDER_ID"
 Then follow it through the saga (PAYMENT_PENDING, INVENTORY_PENDING, COMPLETED):
-  curl -s {base}/api/orders/$ORDER_ID -H "Authorization: Bearer $ALICE_TOKEN"
+  curl -s {base}/api/orders/$ORDER_ID -H "Authorization: Bearer $ALICE_TOKEN"{wait_hint(web_port, mode)}
 """,
         flush=True,
+    )
+
+
+def wait_hint(web_port: int, mode: str) -> str:
+    if mode.startswith("embedded"):
+        return ""
+    waits = f"http://localhost:{web_port + 1}"
+    return (
+        "\nOr wait for its end in one request (the ASGI server answers once the order has ended, 30 s at most):\n"
+        f'  curl -s {waits}/api/orders/$ORDER_ID/wait -H "Authorization: Bearer $ALICE_TOKEN"'
     )
 
 
@@ -124,7 +134,7 @@ def run_embedded(web_port: int) -> None:
 
 
 def run_topology(web_port: int) -> int:
-    gunicorn, celery = tool("gunicorn"), tool("celery")
+    gunicorn, uvicorn, celery = tool("gunicorn"), tool("uvicorn"), tool("celery")
     manage("migrate", "--noinput")
     manage("seed_demo")
     # The application's logging applies in worker and beat; --loglevel keeps Celery's own banner in line.
@@ -132,10 +142,14 @@ def run_topology(web_port: int) -> int:
     commands = {
         # Processes and threads: WEB_CONCURRENCY and WEB_THREADS, read by gunicorn.conf.py.
         "web": [gunicorn, "config.wsgi", "--bind", f"0.0.0.0:{web_port}"],
+        "web-async": [uvicorn, "config.asgi:application", "--host", "0.0.0.0", "--port", str(web_port + 1)]
+        + ["--lifespan", "off", "--no-access-log"],
         "worker": [celery, "-A", "config", "worker", f"--loglevel={log_level}"],
         "beat": [celery, "-A", "config", "beat", f"--loglevel={log_level}"],
     }
-    banner("production topology: web, worker and beat against PostgreSQL and RabbitMQ", web_port, demo_tokens())
+    banner(
+        "production topology: web, web-async, worker and beat against PostgreSQL and RabbitMQ", web_port, demo_tokens()
+    )
     return supervise(commands)
 
 

@@ -27,6 +27,7 @@ PROTECTED = [
     ("get", "/api/orders"),
     ("post", "/api/orders"),
     ("get", f"/api/orders/{uuid.uuid4()}"),
+    ("get", f"/api/orders/{uuid.uuid4()}/wait"),
     ("post", f"/api/orders/{uuid.uuid4()}/cancel"),
     ("get", "/api/payments"),
 ]

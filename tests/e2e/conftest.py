@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -83,3 +84,27 @@ def balance(api: httpx.Client, customer_id: str) -> Decimal:
 
 def stock(api: httpx.Client, sku: str) -> dict:
     return api.get(f"/api/products/{sku}").json()
+
+
+def cut_connections(application_name: str, seconds: float, give_up_after: float = 30.0) -> tuple[int, int]:
+    """Terminate every backend of `application_name`, over and over, for `seconds` and then until at least one
+    of them was cut while busy (in a statement or inside a transaction): a cut that only meets idle connections
+    tests nothing, since an idle connection the server closed is replaced without a word. Returns the backends
+    cut, and how many of them were busy."""
+    from django.db import connection
+
+    cut = busy = 0
+    start = time.monotonic()
+    while time.monotonic() - start < seconds or (busy == 0 and time.monotonic() - start < give_up_after):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), count(*) FILTER (WHERE state <> 'idle') FROM ("
+                " SELECT state, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
+                ") AS terminated",
+                [application_name],
+            )
+            terminated, were_busy = cursor.fetchone()
+        cut += terminated
+        busy += were_busy
+        time.sleep(0.05)
+    return cut, busy

@@ -13,6 +13,7 @@ from django.conf import settings
 from kombu import Connection, Producer
 
 from messaging.models import DeadLetter
+from tests.e2e.conftest import cut_connections
 from tests.e2e.streams import OrderStream, assert_recovered, in_flight
 from tests.processes import celery_beat, celery_worker, wait_for, wait_until_consuming
 
@@ -61,30 +62,6 @@ CUT_MET_WORK = re.compile(
 )
 
 
-def _cut_connections(application_name: str, seconds: float, give_up_after: float = 30.0) -> tuple[int, int]:
-    """Terminate every backend of `application_name`, over and over, for `seconds` and then until at least one
-    of them was cut while busy (in a statement or inside a transaction): a cut that only meets idle connections
-    tests nothing, since an idle connection the server closed is replaced without a word. Returns the backends
-    cut, and how many of them were busy."""
-    from django.db import connection
-
-    cut = busy = 0
-    start = time.monotonic()
-    while time.monotonic() - start < seconds or (busy == 0 and time.monotonic() - start < give_up_after):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*), count(*) FILTER (WHERE state <> 'idle') FROM ("
-                " SELECT state, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
-                ") AS terminated",
-                [application_name],
-            )
-            terminated, were_busy = cursor.fetchone()
-        cut += terminated
-        busy += were_busy
-        time.sleep(0.05)
-    return cut, busy
-
-
 def test_database_connections_cut_mid_stream_are_retried(api, started):
     from tests.plugin import worker_database_url
 
@@ -97,7 +74,7 @@ def test_database_connections_cut_mid_stream_are_retried(api, started):
     time.sleep(2)
 
     fault_in_flight = in_flight()
-    cut, busy = _cut_connections(name, seconds=3)
+    cut, busy = cut_connections(name, seconds=3)
     assert busy > 0, f"{cut} connections cut, none of them busy"
     time.sleep(2)
 

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.urls import resolve
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "web-async", "worker", "beat")
 ENV_HELPERS = {"env_str", "env_bool", "env_number", "env_choice", "env_rate"}
 
 
@@ -138,7 +138,7 @@ def assert_celery_command(argv: list[str], subcommand: str) -> None:
     assert subcommand in celery_cli.commands
 
 
-def assert_wsgi_module(module: str) -> None:
+def assert_application_module(module: str) -> None:
     name, _, attribute = module.partition(":")
     spec = importlib.util.find_spec(name)
     assert spec is not None and spec.origin, f"no module {name}"
@@ -157,7 +157,7 @@ def assert_wsgi_module(module: str) -> None:
 def test_the_image_serves_config_wsgi_with_gunicorn_on_port():
     argv = image_command()
     assert argv[0] == "gunicorn"
-    assert_wsgi_module(argv[1])
+    assert_application_module(argv[1])
     assert argv[argv.index("--bind") + 1] == "0.0.0.0:${PORT:-8000}"
 
 
@@ -177,6 +177,18 @@ def test_web_runs_the_image_command_and_serves_the_port_it_publishes():
     assert "command" not in web
     published = {str(port).split(":")[-1] for port in web["ports"]}
     assert str(web["environment"].get("PORT", 8000)) in published
+
+
+def test_web_async_serves_config_asgi_with_uvicorn_on_the_port_it_publishes_and_checks():
+    web_async = service("web-async")
+    argv = command(web_async["command"])
+    assert argv[:2] == ["uvicorn", "config.asgi:application"]
+    assert importlib.util.find_spec("uvicorn") is not None, "requirements.txt installs uvicorn"
+    assert_application_module(argv[1])  # the module assigns the application it names
+    assert argv[argv.index("--lifespan") + 1] == "off", "Django's ASGI handler takes HTTP only"
+    port = argv[argv.index("--port") + 1]
+    assert {str(p).split(":")[-1] for p in web_async["ports"]} == {port}
+    assert f"127.0.0.1:{port}/health/live" in " ".join(command(web_async["healthcheck"]["test"]))
 
 
 # --- Dockerfile ----------------------------------------------------------------------------------------------
