@@ -23,15 +23,23 @@ class Api:
 
     IDLE_EXPIRY_S = 1.0  # below gunicorn's keep-alive (2 s): a POST on a connection it is closing would fail
 
-    def __init__(self, deployment: Deployment):
-        target = urllib.parse.urlsplit(deployment.base_url)
+    def __init__(self, deployment: Deployment, base_url: str | None = None):
+        self.deployment = deployment
+        url = base_url or deployment.base_url
+        target = urllib.parse.urlsplit(url)
         if not target.hostname:
-            raise RuntimeError(f"{deployment.base_url!r} is not a URL such as http://host:8000")
+            raise RuntimeError(f"{url!r} is not a URL such as http://host:8000")
         self.host, self.port, self.secure = target.hostname, target.port, target.scheme == "https"
         self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if deployment.token:
             self.headers["Authorization"] = f"Bearer {deployment.token}"
         self.local = threading.local()
+
+    def waits(self) -> Api:
+        """The API of the server that answers GET /api/orders/{id}/wait (the product's ASGI server)."""
+        if self.deployment.wait_url is None:
+            raise RuntimeError("no server for waits is known: give --wait-url with --url")
+        return Api(self.deployment, self.deployment.wait_url)
 
     def _connection(self) -> http.client.HTTPConnection:
         last_used = getattr(self.local, "last_used", 0.0)

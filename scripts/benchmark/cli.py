@@ -33,7 +33,7 @@ DESCRIPTION = "`make bench`: places orders over HTTP and measures what the saga 
 # The embedded default is warmed up with fewer orders: one process on SQLite is warm sooner.
 EMBEDDED_WARMUP_MAX = 5
 # The phases the DBOS alternative runs: the flash sale's invariants read the product's own schema.
-DBOS_PHASES = ("throughput", "steady", "burst", "api_polling")
+DBOS_PHASES = ("throughput", "steady", "burst", "api_polling", "burst_waits", "api_waits")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--request-cpu-rounds", type=int, default=10, help="rounds the single requests are split into, kind by kind"
     )
     p.add_argument("--url", help="measure this running deployment instead of starting one, e.g. http://host:8000")
+    p.add_argument(
+        "--wait-url",
+        help="with --url: its ASGI server, for the phases that wait for outcomes (burst_waits, api_waits)",
+    )
     p.add_argument(
         "--token",
         default=os.environ.get("SAGAFLOW_API_TOKEN"),
@@ -251,7 +255,7 @@ def run_production(
         return
     if args.url:
         say(f"measuring the deployment at {args.url}")
-        deployment = Deployment(args.url, args.token, args.database_url)
+        deployment = Deployment(args.url, args.token, args.database_url, args.wait_url)
         results["phases"].update(measure(deployment, kinds, args, run_id, args.warmup, stop))
         return
     production = ProductionDeployment(args, run_id, log_dir)

@@ -45,6 +45,7 @@ from .topology import (
     manage,
     pg_connect,
     rabbitmqctl,
+    uvicorn,
     wait_until,
 )
 
@@ -73,8 +74,12 @@ class Deployment:
 
     name = "production"
 
-    def __init__(self, base_url: str, token: str | None = None, database_url: str | None = None):
+    def __init__(
+        self, base_url: str, token: str | None = None, database_url: str | None = None, wait_url: str | None = None
+    ):
         self.base_url, self.token, self.database_url = base_url.rstrip("/"), token, database_url
+        # Where GET /api/orders/{id}/wait is served; None: nowhere the bench knows of.
+        self.wait_url = wait_url and wait_url.rstrip("/")
         self.children: list[Child] = []
 
     def stop(self) -> None:
@@ -177,7 +182,11 @@ class ProductionDeployment(Deployment):
         # A deployment refuses the development key; the processes of one run share this one.
         self.secret_key = secrets.token_urlsafe(50)
         server = args.postgres_url.rstrip("/")
-        super().__init__(f"http://127.0.0.1:{free_port()}", database_url=f"{server}/{self.db_name}")
+        super().__init__(
+            f"http://127.0.0.1:{free_port()}",
+            database_url=f"{server}/{self.db_name}",
+            wait_url=f"http://127.0.0.1:{free_port()}",
+        )
 
     def start(self) -> None:
         create_database(self.args.postgres_url, self.db_name)
@@ -192,6 +201,7 @@ class ProductionDeployment(Deployment):
         port = self.base_url.rsplit(":", 1)[1]
         self.children = [
             gunicorn(env, self.log_dir, int(port), self.args.gunicorn_workers, self.args.gunicorn_threads),
+            uvicorn(env, self.log_dir, int(self.wait_url.rsplit(":", 1)[1])),
             *self._workers(env),
             Child(
                 "beat",
@@ -209,6 +219,7 @@ class ProductionDeployment(Deployment):
             ).start(),
         ]
         wait_until(lambda: healthy(self.base_url), "/health to answer 200", 60, self.children)
+        wait_until(lambda: healthy(self.wait_url), "the ASGI server's /health to answer 200", 60, self.children)
         wait_until(self._consuming, "the worker to consume payments, inventory, saga and webhooks", 60, self.children)
 
     def _workers(self, env: dict[str, str]) -> list[Child]:
@@ -348,7 +359,9 @@ class DbosDeployment(Deployment):
         self.databases = [self.db_name, f"{self.db_name}_sys"]
         self.created: list[str] = []
         server = args.postgres_url.rstrip("/")
-        super().__init__(f"http://127.0.0.1:{free_port()}", database_url=f"{server}/{self.db_name}")
+        base_url = f"http://127.0.0.1:{free_port()}"
+        # Its uvicorn serves the waits too: FastAPI's async endpoints are what a DBOS user would write.
+        super().__init__(base_url, database_url=f"{server}/{self.db_name}", wait_url=base_url)
 
     def start(self) -> None:
         python = Path(self.args.dbos_python)

@@ -61,11 +61,16 @@ def place_order(api: Api, poller: Poller | None, customer_id: str, sku: str) -> 
     return record
 
 
-def read_outcome(api: Api, record: OrderRecord) -> bool:
-    """GET /api/orders/{id} once; True when the order is final, which the record then says. A failed read is
-    not final: it is asked again."""
+# Below the client's socket timeout (api.py): a wait answers by then, the order PENDING still if need be.
+WAIT_S = 20
+
+
+def read_outcome(api: Api, record: OrderRecord, wait: bool = False) -> bool:
+    """GET /api/orders/{id} once, or GET /api/orders/{id}/wait when `wait`; True when the order is final, which
+    the record then says. A failed read is not final: it is asked again."""
+    path = f"/api/orders/{record.order_id}" + (f"/wait?timeout={WAIT_S}" if wait else "")
     try:
-        status, content = api.request("GET", f"/api/orders/{record.order_id}")
+        status, content = api.request("GET", path)
     except (OSError, http.client.HTTPException):
         return False
     if status != 200:
@@ -81,13 +86,15 @@ def read_outcome(api: Api, record: OrderRecord) -> bool:
 
 
 def await_over_api(
-    api: Api, records: list[OrderRecord], interval: float, timeout: float, stop: threading.Event
+    api: Api, records: list[OrderRecord], interval: float, timeout: float, stop: threading.Event, wait: bool = False
 ) -> None:
-    """Reads each order of `records` over the API, round after round `interval` apart, until all are final."""
+    """Reads each order of `records` over the API, round after round `interval` apart, until all are final.
+    With `wait`, each read is a wait for the order's end (GET /api/orders/{id}/wait on `api`), one after the
+    other: a round asks again only for what a wait's timeout or a failed request left."""
     waiting = [r for r in records if r.order_id]
     deadline = time.monotonic() + timeout
     while waiting and not stop.is_set() and time.monotonic() < deadline:
-        waiting = [r for r in waiting if not read_outcome(api, r)]
+        waiting = [r for r in waiting if not read_outcome(api, r, wait)]
         if waiting:
             stop.wait(interval)
 
@@ -111,26 +118,42 @@ def run_closed_loop(
 
 
 def run_api_polling(
-    api: Api, phase: Phase, orders: int, clients: int, interval: float, timeout: float, stop: threading.Event
+    api: Api,
+    phase: Phase,
+    orders: int,
+    clients: int,
+    interval: float,
+    timeout: float,
+    stop: threading.Event,
+    waits: Api | None = None,
 ) -> None:
     """`clients` closed-loop clients as a checkout page is one: each places an order, asks
-    GET /api/orders/{id} every `interval` seconds until it is final, then places the next."""
+    GET /api/orders/{id} every `interval` seconds until it is final, then places the next. With `waits`, it
+    waits for the end instead, in one GET /api/orders/{id}/wait there."""
     numbers = OrderNumbers(orders)
 
     def client() -> None:
         while not stop.is_set() and (index := numbers.take()) is not None:
             record = place_order(api, None, phase.customer(index), phase.sku)
             phase.records.append(record)
-            await_over_api(api, [record], interval, timeout, stop)
+            await_over_api(waits or api, [record], interval, timeout, stop, waits is not None)
 
     join_all(start_threads(client, clients))
 
 
 def run_burst(
-    api: Api, phase: Phase, orders: int, clients: int, interval: float, timeout: float, stop: threading.Event
+    api: Api,
+    phase: Phase,
+    orders: int,
+    clients: int,
+    interval: float,
+    timeout: float,
+    stop: threading.Event,
+    waits: Api | None = None,
 ) -> None:
     """`orders` orders posted as fast as `clients` clients can post them, each client waiting for no answer
-    but its POST's; then each reads the outcome of the orders it placed over the API, `interval` apart."""
+    but its POST's; then each reads the outcome of the orders it placed over the API, `interval` apart, or
+    with `waits` waits there for each in turn."""
     numbers = OrderNumbers(orders)
 
     def client() -> None:
@@ -139,7 +162,7 @@ def run_burst(
             record = place_order(api, None, phase.customer(index), phase.sku)
             phase.records.append(record)
             placed.append(record)
-        await_over_api(api, placed, interval, timeout, stop)
+        await_over_api(waits or api, placed, interval, timeout, stop, waits is not None)
 
     join_all(start_threads(client, clients))
 

@@ -8,6 +8,8 @@ them, and the settings its figures are recorded with (a target is only judged "a
   reads its orders' outcome over the API (GET /api/orders/{id}, every `--api-poll-interval`);
 - api_polling: `--api-poll-orders` orders by `--api-poll-clients` closed-loop clients that, like a checkout
   page, ask GET /api/orders/{id} every `--api-poll-interval` until their order is final;
+- burst_waits, api_waits: the burst and the API-polling loop, with each outcome awaited in one
+  GET /api/orders/{id}/wait on the ASGI server instead of polled;
 - flash_sale: `--flash-orders` orders of one product with only `--flash-stock` units, from `--flash-customers`
   customers, posted as a burst by `--flash-clients` clients, outcomes read over the API. It ends with its
   invariants read from the database (flash_sale.py): exactly the stock sold, none oversold, every other order
@@ -148,6 +150,50 @@ class ApiPolling(PhaseKind):
         )
 
 
+class BurstWaits(Burst):
+    name = "burst_waits"
+
+    def label(self, args: argparse.Namespace) -> str:
+        return (
+            f"burst_waits: {args.burst_orders} orders posted by {args.burst_clients} clients at once, "
+            "each outcome awaited in GET /api/orders/{id}/wait"
+        )
+
+    def settings(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {"orders": args.burst_orders, "clients": args.burst_clients, "outcome": "wait"}
+
+    def load(self, api: Api, poller: Poller, phase: Phase, args: argparse.Namespace, stop: threading.Event) -> None:
+        waits = api.waits()
+        run_burst(
+            api, phase, args.burst_orders, args.burst_clients, args.api_poll_interval, args.phase_timeout, stop, waits
+        )
+
+
+class ApiWaits(ApiPolling):
+    name = "api_waits"
+
+    def label(self, args: argparse.Namespace) -> str:
+        return (
+            f"api_waits: {args.api_poll_orders} orders, {args.api_poll_clients} closed-loop clients, each waiting "
+            "for its order in GET /api/orders/{id}/wait"
+        )
+
+    def settings(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {"orders": args.api_poll_orders, "concurrency": args.api_poll_clients, "outcome": "wait"}
+
+    def load(self, api: Api, poller: Poller, phase: Phase, args: argparse.Namespace, stop: threading.Event) -> None:
+        run_api_polling(
+            api,
+            phase,
+            args.api_poll_orders,
+            args.api_poll_clients,
+            args.api_poll_interval,
+            args.phase_timeout,
+            stop,
+            api.waits(),
+        )
+
+
 class FlashSale(PhaseKind):
     name = "flash_sale"
 
@@ -201,7 +247,15 @@ class Embedded(PhaseKind):
 
 
 # Against the production topology (self-started or --url), then against the embedded default.
-PRODUCTION_PHASES: tuple[PhaseKind, ...] = (Throughput(), Steady(), Burst(), ApiPolling(), FlashSale())
+PRODUCTION_PHASES: tuple[PhaseKind, ...] = (
+    Throughput(),
+    Steady(),
+    Burst(),
+    ApiPolling(),
+    BurstWaits(),
+    ApiWaits(),
+    FlashSale(),
+)
 EMBEDDED_PHASES: tuple[PhaseKind, ...] = (Embedded(),)
 PHASE_NAMES = tuple(kind.name for kind in (*PRODUCTION_PHASES, *EMBEDDED_PHASES))
 

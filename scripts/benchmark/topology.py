@@ -101,6 +101,13 @@ def gunicorn(env: dict[str, str], log_dir: Path, port: int, workers: int, thread
     return Child("web", args, env, log_dir).start()
 
 
+def uvicorn(env: dict[str, str], log_dir: Path, port: int) -> Child:
+    """The ASGI server, for GET /api/orders/{id}/wait, as docker-compose runs it."""
+    args = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--lifespan", "off", "--no-access-log"]
+    return Child("web-async", args, env, log_dir).start()
+
+
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float, children: list[Child]) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -75,6 +75,9 @@ def test_the_alternative_charges_reserves_and_compensates_as_the_product_does(al
     assert sorted(o["status"] for o in outcomes) == ["COMPLETED"] * 3 + ["FAILED"] * 2
     assert {o["failure_reason"] for o in outcomes if o["status"] == "FAILED"} == {"out_of_stock"}
     assert final(api, declined["id"])["failure_reason"] == "payment_declined"
+    # its wait answers an ended order as its status read does, and a pending one at its timeout
+    status, content = api.request("GET", f"/api/orders/{placed[0]['id']}/wait?timeout=5")
+    assert status == 200 and json.loads(content) == final(api, placed[0]["id"])
     assert all(o["updated_at"] > o["created_at"] for o in outcomes)
     [(stock, rich, poor, refunded)] = alternative.query(
         "SELECT (SELECT stock FROM inventory_product WHERE sku = 'SCARCE'),"
@@ -91,7 +94,8 @@ def test_the_alternative_charges_reserves_and_compensates_as_the_product_does(al
 
 def test_the_bench_measures_the_alternative_and_leaves_nothing_behind(dbos_venv, tmp_path):
     out = tmp_path / "results.json"
-    command = [sys.executable, "scripts/bench.py", "--system", "dbos", "--phases", "burst", "--burst-orders", "40"]
+    command = [sys.executable, "scripts/bench.py", "--system", "dbos", "--phases", "burst,burst_waits"]
+    command += ["--burst-orders", "40"]
     command += ["--burst-clients", "4", "--warmup", "2", "--request-cpu-requests", "10", "--out", str(out)]
     command += ["--postgres-url", PG_SERVER, "--dbos-python", str(dbos_venv)]
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -103,3 +107,5 @@ def test_the_bench_measures_the_alternative_and_leaves_nothing_behind(dbos_venv,
     assert burst["sagas_per_s"] > 0
     assert burst["cpu_s_per_saga"]["web"] > 0 and burst["cpu_s_per_saga"]["postgres backends"] > 0
     assert burst["request_cpu"]["ms_per_request"]["GET /api/orders/{id}"] > 0
+    waited = json.loads(out.read_text())["phases"]["burst_waits"]
+    assert (waited["completed"], waited["not_final"], waited["post_errors"]) == (40, 0, 0)

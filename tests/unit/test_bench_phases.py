@@ -19,7 +19,15 @@ def names(kinds) -> list[str]:
 def test_the_defaults_ask_for_every_phase_in_order():
     args = parse_args([])
 
-    assert names(wanted(PRODUCTION_PHASES, args)) == ["throughput", "steady", "burst", "api_polling", "flash_sale"]
+    assert names(wanted(PRODUCTION_PHASES, args)) == [
+        "throughput",
+        "steady",
+        "burst",
+        "api_polling",
+        "burst_waits",
+        "api_waits",
+        "flash_sale",
+    ]
     assert names(wanted(EMBEDDED_PHASES, args)) == ["embedded"]
 
 
@@ -84,6 +92,8 @@ def test_every_phase_has_its_own_name_and_records_the_orders_it_places():
         "steady": 6,
         "burst": 8,
         "api_polling": 9,
+        "burst_waits": 8,  # the burst's size and clients, its outcomes awaited
+        "api_waits": 9,
         "flash_sale": 10,
         "embedded": 5,
     }

@@ -19,6 +19,7 @@ Run by the bench in its own virtualenv (.venv-dbos, from requirements-dbos.txt),
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import os
@@ -49,6 +50,8 @@ CREATE INDEX IF NOT EXISTS orders_order_customer ON orders_order (customer_id, c
 CREATE INDEX IF NOT EXISTS orders_order_pending ON orders_order (status) WHERE status = 'PENDING';
 """
 PAGE_SIZE_MAX = 200
+WAIT_MAX_S = 60
+WAIT_POLL_S = 0.05  # as the product's ORDER_WAIT_POLL_S
 
 database_url = os.environ["DBOS_BENCH_DATABASE_URL"]
 # Per web process, within PostgreSQL's 100 connections for the two: the requests' and the steps' pool, DBOS's
@@ -229,12 +232,75 @@ def create_order(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(order_json(row), status_code=201)
 
 
+def _order_row(order_id: uuid.UUID) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT * FROM orders_order WHERE id = :id"), {"id": order_id}).first()
+
+
 @app.get("/api/orders/{order_id}")
 def read_order(order_id: uuid.UUID) -> dict[str, Any]:
-    with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT * FROM orders_order WHERE id = :id"), {"id": order_id}).first()
+    row = _order_row(order_id)
     if row is None:
         raise HTTPException(status_code=404, detail="no such order")
+    return order_json(row)
+
+
+def _ended_among(order_ids: list[str]) -> set[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT id FROM orders_order WHERE id = ANY(CAST(:ids AS uuid[])) AND status <> 'PENDING'"),
+            {"ids": order_ids},
+        ).all()
+    return {str(row.id) for row in rows}
+
+
+class EndWatch:
+    """The product's design for its waits (orders/waiting.py), so that the two are compared on the rest: all
+    the waits of the process share one query per WAIT_POLL_S for the orders that have ended."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self.watching: asyncio.Task[None] | None = None
+
+    async def ended(self, order_id: str, timeout: float) -> bool:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(order_id, []).append(future)
+        if self.watching is None or self.watching.done():
+            self.watching = asyncio.create_task(self._watch())
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            futures = self.waiting.get(order_id, [])
+            if future in futures:
+                futures.remove(future)
+                if not futures:
+                    del self.waiting[order_id]
+
+    async def _watch(self) -> None:
+        while self.waiting:
+            await asyncio.sleep(WAIT_POLL_S)
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                for order_id in await asyncio.to_thread(_ended_among, list(self.waiting)):
+                    for future in self.waiting.pop(order_id, []):
+                        if not future.done():
+                            future.set_result(None)
+
+
+end_watch = EndWatch()
+
+
+@app.get("/api/orders/{order_id}/wait")
+async def wait_order(order_id: uuid.UUID, timeout: int = 30) -> dict[str, Any]:
+    if not 0 <= timeout <= WAIT_MAX_S:
+        raise bad_request(f"timeout must be 0 to {WAIT_MAX_S} seconds")
+    row = await asyncio.to_thread(_order_row, order_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail="no such order")
+    if row.status == "PENDING" and await end_watch.ended(str(order_id), timeout):
+        row = await asyncio.to_thread(_order_row, order_id)
     return order_json(row)
 
 
