@@ -112,7 +112,7 @@ def run_ratios(phases: dict[str, dict[str, Any]], raw_parts: dict[str, float] | 
         if share and f.get("cpu_ms_per_saga_total"):
             ratios[f"{name}_saga_cpu_over_raw_parts"] = round(f["cpu_ms_per_saga_total"] / share, 2)
     closed_loop = phases.get("throughput", {}).get("sagas_per_s")
-    for name in ("burst", "api_polling", "flash_sale"):
+    for name in ("burst", "api_polling", "burst_waits", "api_waits", "flash_sale"):
         rate = phases.get(name, {}).get("sagas_per_s")
         if closed_loop and rate is not None:
             ratios[f"{name}_over_closed_loop"] = round(rate / closed_loop, 2)

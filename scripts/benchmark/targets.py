@@ -18,6 +18,7 @@ TARGETS = [
     ("ratios", "post_over_health", None, "<=", 4, "POST /api/orders web CPU / health", {}),
     ("ratios", "throughput_saga_cpu_over_raw_parts", None, "<=", 2.5, "saga CPU / raw parts' share", {}),
     ("ratios", "burst_over_closed_loop", None, ">=", 1.0, "burst sagas/s / closed loop's", {}),
+    ("ratios", "burst_waits_over_closed_loop", None, ">=", 1.0, "burst, outcomes awaited / closed loop", {}),
     ("flash_sale", "invariants", "held", "==", True, "flash sale invariants held", {}),
 ]
 
