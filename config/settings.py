@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from pythonjsonlogger.core import RESERVED_ATTRS
 
 from config.kernel.rates import parse_rate
 
@@ -404,6 +405,8 @@ LOGGING = {
             # An ISO 8601 time in UTC ("2025-01-31T12:00:00.123456+00:00"), which log stores parse as it is.
             "timestamp": True,
             "rename_fields": {"levelname": "level", "name": "logger"},
+            # Not uvicorn's copy of each message with terminal colours in it.
+            "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
         },
         "text": {
             "()": "logging.Formatter",
@@ -425,5 +428,9 @@ LOGGING = {
         "kombu": {"level": "WARNING"},
         # It logs each failing check with a traceback; /health logs one line naming them all (config/views.py).
         "health_check": {"level": "ERROR"},
+        # The ASGI server's own lines (start, stop, errors, access) in the application's format, as
+        # gunicorn.conf.py does for gunicorn's: config/asgi.py sets Django up after uvicorn set up its logging.
+        "uvicorn": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        "uvicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
     },
 }

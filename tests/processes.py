@@ -140,6 +140,30 @@ class Embedded:
                 print(web.log()[-4000:])
 
 
+@contextmanager
+def asgi_server(env: dict[str, str], name: str = "asgi") -> Iterator[tuple[str, Process]]:
+    """The ASGI server (the waits) as docker-compose runs it, with `env`, once it answers /health/live: (base
+    URL, process); stopped after."""
+    port = free_port()
+    args = ["-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
+    server = Process(name, [sys.executable, *args], env).start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _live(base_url), timeout=60, message=f"{name} to answer /health/live")
+        yield base_url, server
+    finally:
+        server.stop()
+        if server.popen and server.popen.returncode not in (0, None, -15):
+            print(server.log()[-4000:])
+
+
+def _live(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/health/live", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _health_answers(base_url: str, statuses: tuple[int, ...]) -> bool:
     try:
         return httpx.get(f"{base_url}/health", timeout=2).status_code in statuses

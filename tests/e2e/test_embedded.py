@@ -5,12 +5,14 @@ The same handlers and the same SQL as the production topology, on the other data
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.processes import Embedded, wait_for
+from tests.processes import Embedded, asgi_server, wait_for
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
@@ -57,3 +59,31 @@ def test_the_embedded_default_completes_and_fails_orders_and_throttles_a_custome
         "reserved": 0,
         "available": 0,
     }
+
+
+def test_beside_the_embedded_default_the_asgi_server_answers_waits_from_the_same_sqlite(tmp_path: Path):
+    app = Embedded(tmp_path / "embedded.sqlite3")
+    app.manage("migrate", "--noinput")
+    token = app.manage("create_api_token", "--role", "operator", "--by", "tests")
+    headers = {"Authorization": f"Bearer {token}"}
+    with asgi_server(app.env, "embedded-asgi") as (waits_url, _):
+        # given an order placed while nothing delivers its messages (/health says so): it stays PENDING
+        with app.web(ready=(200, 503), MESSAGING_INPROCESS_AUTOSTART="false") as (base_url, _):
+            api = httpx.Client(base_url=base_url, headers=headers, timeout=10)
+            assert api.post("/api/products", json={"sku": "MUG", "name": "Mug", "price": "4.00", "stock": 1}).is_success
+            assert api.post("/api/accounts", json={"customer_id": "bob", "balance": "10.00"}).is_success
+            placed = api.post("/api/orders", json={"customer_id": "bob", "items": [{"sku": "MUG", "quantity": 1}]})
+        order_id = placed.json()["id"]
+
+        # when a client waits for it, and the embedded default starts again
+        with ThreadPoolExecutor(1) as pool:
+            wait = pool.submit(httpx.get, f"{waits_url}/api/orders/{order_id}/wait", headers=headers, timeout=60)
+            time.sleep(1.0)
+            assert not wait.done()
+            with app.web() as (base_url, _):
+                waited = wait.result(timeout=60)
+                read = httpx.get(f"{base_url}/api/orders/{order_id}", headers=headers, timeout=10).json()
+
+    # then the wait answers with the order's end, as the status read shows it
+    assert waited.status_code == 200 and waited.json()["status"] == "COMPLETED"
+    assert waited.json() == read

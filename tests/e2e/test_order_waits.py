@@ -3,7 +3,7 @@ learns its order's outcome in one request, and waiting requests hold no thread o
 
 from __future__ import annotations
 
-import sys
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +17,7 @@ from config.access.services import api_token_create
 from tests.e2e.conftest import cut_connections, place_order
 from tests.e2e.test_saga_flows import create_account, create_product
 from tests.plugin import worker_database_url
-from tests.processes import Process, celery_worker, free_port, process_env, wait_for
+from tests.processes import Process, asgi_server, celery_worker, process_env
 
 pytestmark = [pytest.mark.e2e]
 
@@ -26,28 +26,10 @@ WAITS = 60
 
 @pytest.fixture
 def asgi(transactional_db) -> Iterator[tuple[str, Process, str]]:
-    """The ASGI server as docker-compose runs it: (base URL, process, the application_name of its database
-    connections)."""
-    port = free_port()
+    """The ASGI server: (base URL, process, the application_name of its database connections)."""
     name = f"sagaflow-asgi-{uuid.uuid4().hex[:8]}"
-    args = ["-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
-    env = process_env(DATABASE_URL=f"{worker_database_url()}?application_name={name}")
-    server = Process("asgi", [sys.executable, *args], env).start()
-    base_url = f"http://127.0.0.1:{port}"
-
-    def live() -> bool:
-        try:
-            return httpx.get(f"{base_url}/health/live", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(live, timeout=60, message="the ASGI server to answer /health/live")
-        yield base_url, server, name
-    finally:
-        server.stop()
-        if server.popen and server.popen.returncode not in (0, None, -15):
-            print(server.log()[-4000:])
+    with asgi_server(process_env(DATABASE_URL=f"{worker_database_url()}?application_name={name}")) as (url, server):
+        yield url, server, name
 
 
 def threads_of(process: Process) -> int:
@@ -99,7 +81,7 @@ def test_waits_answer_each_order_once_it_ends_and_hold_no_thread_while_they_wait
 
 
 def test_a_wait_ends_at_its_timeout_and_refuses_what_the_status_read_refuses(api, asgi, live_server):
-    base_url, _, _ = asgi
+    base_url, server, _ = asgi
     sku = create_product(api, stock_level=5, price="1.00")
     customer = create_account(api, balance_amount="10.00")
     order_id = place_order(api, customer, [{"sku": sku, "quantity": 1}])["id"]  # PENDING: no worker runs
@@ -127,3 +109,8 @@ def test_a_wait_ends_at_its_timeout_and_refuses_what_the_status_read_refuses(api
     # the WSGI server, whose threads a wait would hold, sends the client to the ASGI one
     misdirected = api.get(f"/api/orders/{order_id}/wait")
     assert misdirected.status_code == 421 and misdirected.json()["code"] == "wait_needs_asgi"
+
+    # and the server's own lines are the application's JSON (LOG_FORMAT=json), its access lines included
+    lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    assert {"uvicorn.error", "uvicorn.access"} <= {line["logger"] for line in lines}
+    assert all("color_message" not in line for line in lines)
