@@ -220,6 +220,15 @@ class SagaDefinition:
             state for state in self.final_states if any(state in self.holding_states(h) for h in self.held_inputs)
         )
 
+    @cached_property
+    def released_by_its_end(self) -> bool:
+        """Whether a step's work is released by the failure event itself, not by a release the saga sends: the
+        end then asks something of a participant."""
+        return any(
+            isinstance(step.compensation, ReleasedOnFailure) and not step.compensation.sent_by_saga
+            for step in self.steps
+        )
+
     def holding_states(self, held_input: str) -> tuple[str, ...]:
         """The final states in which `held_input` asks for something: where work still held is wrong."""
         return tuple(state for state in self.final_states if self.table[(state, held_input)].emits)

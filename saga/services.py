@@ -180,13 +180,26 @@ def _track_compensation(definition: SagaDefinition, saga: Saga, decision: Decisi
         return False
     if decision.to_state not in definition.final_states and set(decision.emits) <= definition.releases_sent_by_saga:
         return False  # a release on the way, answered by nobody: not a send of the compensation awaited
-    if decision.to_state in definition.final_states and decision.to_state not in definition.watched_final_states:
-        return False  # an end no sweep looks at again (the order saga's COMPLETED): nothing to wait for
+    if decision.to_state in definition.final_states and (
+        decision.to_state not in definition.watched_final_states or _asks_nothing(definition, saga, decision)
+    ):
+        # Nothing to wait for (the order saga's COMPLETED, or a FAILED that took no stock), and what was counted
+        # before the end (a refund, answered) is done with.
+        if decision.changed:
+            saga.compensation_attempts, saga.compensation_due_at = 0, None
+        return False
     saga.compensation_attempts = (0 if decision.changed else saga.compensation_attempts) + 1
     saga.compensation_due_at = now + timedelta(
         seconds=compensation_wait_s(saga.compensation_attempts, state=decision.to_state)
     )
     return True
+
+
+def _asks_nothing(definition: SagaDefinition, saga: Saga, decision: Decision) -> bool:
+    """Whether an end sends only the saga's own events, with no release of the saga's own on its way, and no
+    participant releasing anything on the failure event: the sweep has nothing to check of it."""
+    ends = {definition.completed_event, definition.failed_event}
+    return set(decision.emits) <= ends and saga.release_sent_at is None and not definition.released_by_its_end
 
 
 def _log_repeat(definition: SagaDefinition, saga: Saga, message_type: str, decision: Decision) -> None:

@@ -352,12 +352,26 @@ def test_a_failed_order_that_never_took_stock_is_not_watched_by_the_sweep():
     drain()
     assert (order_of(order_id).status, order_of(order_id).failure_reason) == ("FAILED", "out_of_stock")
 
-    # then its saga is not among those the sweep checks for stock still held, whatever their number
+    # then nothing it sent awaits an effect: its refund was answered, and the console shows no attempt
+    assert (saga_of(order_id).compensation_attempts, saga_of(order_id).compensation_due_at) == (0, None)
+    # and its saga is not among those the sweep checks for stock still held, whatever their number
     assert saga_of(order_id).release_sent_at is None
     assert outbox(order_id, "inventory.release") == []
     make_due(order_id, by=timedelta(days=1))
     assert saga_sweep_timeouts() == 0
     assert audit(settled=True) == []
+
+
+def test_a_declined_order_leaves_nothing_for_the_sweep_to_wait_for():
+    # given an order whose payment was declined: it took neither money nor stock
+    order_id = place(make_account(balance="1.00").customer_id, (make_product(stock=5, price="10.00").sku, 1))
+    drain()
+    assert (order_of(order_id).status, order_of(order_id).failure_reason) == ("FAILED", "insufficient_funds")
+
+    # then the console shows no attempt and no due time, and the sweep asks nothing of it
+    assert (saga_of(order_id).compensation_attempts, saga_of(order_id).compensation_due_at) == (0, None)
+    make_due(order_id, by=timedelta(days=1))
+    assert saga_sweep_timeouts() == 0
 
 
 def test_two_sweeps_at_once_send_each_refund_again_once():
