@@ -71,13 +71,16 @@ def test_waits_answer_each_order_once_it_ends_and_hold_no_thread_while_they_wait
     assert {body["status"] for _, body in answers} == {"COMPLETED"}
     assert sorted(body["id"] for _, body in answers) == sorted(orders)
     assert all(elapsed > 2.0 for elapsed, _ in answers)
-    # the answer is the status read's
-    read = api.get(f"/api/orders/{orders[0]}").json()
-    assert next(body for _, body in answers if body["id"] == orders[0]) == read
+    # the answer is the status read's, with the same headers that Django's own middleware adds
+    read = api.get(f"/api/orders/{orders[0]}")
+    assert next(body for _, body in answers if body["id"] == orders[0]) == read.json()
     # and a wait for an order that has ended answers at once
     begun = time.monotonic()
     again = httpx.get(f"{base_url}/api/orders/{orders[0]}/wait?timeout=50", headers=headers, timeout=10)
-    assert again.json() == read and time.monotonic() - begun < 2.0
+    assert again.json() == read.json() and time.monotonic() - begun < 2.0
+    added = ("x-frame-options", "x-content-type-options", "referrer-policy", "cross-origin-opener-policy")
+    assert {name: again.headers.get(name) for name in added} == {name: read.headers.get(name) for name in added}
+    assert again.headers["x-frame-options"] == "DENY"
 
 
 def test_a_wait_ends_at_its_timeout_and_refuses_what_the_status_read_refuses(api, asgi, live_server):
