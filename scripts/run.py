@@ -5,8 +5,8 @@ threads (gunicorn.conf.py), because the in-process transport is a thread of the 
 (config/wsgi.py starts it), so a second worker process would be a second, competing transport.
 
 Production topology (both set): four child processes, web (gunicorn), web-async (uvicorn, on PORT + 1: the
-waits for an order's end), worker (Celery) and beat (Celery beat). SIGINT and SIGTERM are forwarded to them; when any one of them exits, the others are stopped and this
-script exits with that child's status.
+waits for an order's end), worker (Celery) and beat (Celery beat). SIGINT and SIGTERM are forwarded to them;
+when any one of them exits, the others are stopped and this script exits with that child's status.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def demo_tokens() -> dict[str, str]:
     }
 
 
-def banner(mode: str, web_port: int, tokens: dict[str, str]) -> None:
+def banner(mode: str, web_port: int, tokens: dict[str, str], waits_port: int | None = None) -> None:
     base = f"http://localhost:{web_port}"
     order = '{"customer_id": "alice", "items": [{"sku": "WIDGET-1", "quantity": 1}]}'
     print(
@@ -106,16 +106,17 @@ Demo API tokens, made for this start (revoke one with .venv/bin/python manage.py
 Place a first order (the demo customer alice buys one WIDGET-1) and keep its id:
   ORDER_ID=$(curl -s -X POST {base}/api/orders -H "Authorization: Bearer $ALICE_TOKEN" -H 'Content-Type: application/json' -d '{order}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'); echo "$ORDER_ID"
 Then follow it through the saga (PAYMENT_PENDING, INVENTORY_PENDING, COMPLETED):
-  curl -s {base}/api/orders/$ORDER_ID -H "Authorization: Bearer $ALICE_TOKEN"{wait_hint(web_port, mode)}
+  curl -s {base}/api/orders/$ORDER_ID -H "Authorization: Bearer $ALICE_TOKEN"{wait_hint(waits_port)}
 """,
         flush=True,
     )
 
 
-def wait_hint(web_port: int, mode: str) -> str:
-    if mode.startswith("embedded"):
+def wait_hint(waits_port: int | None) -> str:
+    """How to wait for the order, where this start runs the ASGI server (on `waits_port`)."""
+    if waits_port is None:
         return ""
-    waits = f"http://localhost:{web_port + 1}"
+    waits = f"http://localhost:{waits_port}"
     return (
         "\nOr wait for its end in one request (the ASGI server answers once the order has ended, 30 s at most):\n"
         f'  curl -s {waits}/api/orders/$ORDER_ID/wait -H "Authorization: Bearer $ALICE_TOKEN"'
@@ -139,17 +140,17 @@ def run_topology(web_port: int) -> int:
     manage("seed_demo")
     # The application's logging applies in worker and beat; --loglevel keeps Celery's own banner in line.
     log_level = os.environ.get("LOG_LEVEL", "").strip() or "info"
+    waits_port = web_port + 1
     commands = {
         # Processes and threads: WEB_CONCURRENCY and WEB_THREADS, read by gunicorn.conf.py.
         "web": [gunicorn, "config.wsgi", "--bind", f"0.0.0.0:{web_port}"],
-        "web-async": [uvicorn, "config.asgi:application", "--host", "0.0.0.0", "--port", str(web_port + 1)]
+        "web-async": [uvicorn, "config.asgi:application", "--host", "0.0.0.0", "--port", str(waits_port)]
         + ["--lifespan", "off", "--no-access-log"],
         "worker": [celery, "-A", "config", "worker", f"--loglevel={log_level}"],
         "beat": [celery, "-A", "config", "beat", f"--loglevel={log_level}"],
     }
-    banner(
-        "production topology: web, web-async, worker and beat against PostgreSQL and RabbitMQ", web_port, demo_tokens()
-    )
+    mode = "production topology: web, web-async, worker and beat against PostgreSQL and RabbitMQ"
+    banner(mode, web_port, demo_tokens(), waits_port)
     return supervise(commands)
 
 

@@ -132,7 +132,7 @@ class Embedded:
         ).start()
         base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_for(lambda: _health_answers(base_url, ready), timeout=60, message=f"{name} to answer /health")
+            wait_for(lambda: _answers(f"{base_url}/health", ready), timeout=60, message=f"{name} to answer /health")
             yield base_url, web
         finally:
             web.stop()
@@ -149,7 +149,7 @@ def asgi_server(env: dict[str, str], name: str = "asgi") -> Iterator[tuple[str, 
     server = Process(name, [sys.executable, *args], env).start()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _live(base_url), timeout=60, message=f"{name} to answer /health/live")
+        wait_for(lambda: _answers(f"{base_url}/health/live", (200,)), timeout=60, message=f"{name} to be live")
         yield base_url, server
     finally:
         server.stop()
@@ -157,16 +157,9 @@ def asgi_server(env: dict[str, str], name: str = "asgi") -> Iterator[tuple[str, 
             print(server.log()[-4000:])
 
 
-def _live(base_url: str) -> bool:
+def _answers(url: str, statuses: tuple[int, ...]) -> bool:
     try:
-        return httpx.get(f"{base_url}/health/live", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _health_answers(base_url: str, statuses: tuple[int, ...]) -> bool:
-    try:
-        return httpx.get(f"{base_url}/health", timeout=2).status_code in statuses
+        return httpx.get(url, timeout=2).status_code in statuses
     except httpx.HTTPError:
         return False
 

@@ -86,15 +86,20 @@ def read_outcome(api: Api, record: OrderRecord, wait: bool = False) -> bool:
 
 
 def await_over_api(
-    api: Api, records: list[OrderRecord], interval: float, timeout: float, stop: threading.Event, wait: bool = False
+    api: Api,
+    records: list[OrderRecord],
+    interval: float,
+    timeout: float,
+    stop: threading.Event,
+    waits: Api | None = None,
 ) -> None:
     """Reads each order of `records` over the API, round after round `interval` apart, until all are final.
-    With `wait`, each read is a wait for the order's end (GET /api/orders/{id}/wait on `api`), one after the
+    With `waits`, each read is a wait for the order's end there (GET /api/orders/{id}/wait), one after the
     other: a round asks again only for what a wait's timeout or a failed request left."""
     waiting = [r for r in records if r.order_id]
     deadline = time.monotonic() + timeout
     while waiting and not stop.is_set() and time.monotonic() < deadline:
-        waiting = [r for r in waiting if not read_outcome(api, r, wait)]
+        waiting = [r for r in waiting if not read_outcome(waits or api, r, wait=waits is not None)]
         if waiting:
             stop.wait(interval)
 
@@ -136,7 +141,7 @@ def run_api_polling(
         while not stop.is_set() and (index := numbers.take()) is not None:
             record = place_order(api, None, phase.customer(index), phase.sku)
             phase.records.append(record)
-            await_over_api(waits or api, [record], interval, timeout, stop, waits is not None)
+            await_over_api(api, [record], interval, timeout, stop, waits)
 
     join_all(start_threads(client, clients))
 
@@ -162,7 +167,7 @@ def run_burst(
             record = place_order(api, None, phase.customer(index), phase.sku)
             phase.records.append(record)
             placed.append(record)
-        await_over_api(waits or api, placed, interval, timeout, stop, waits is not None)
+        await_over_api(api, placed, interval, timeout, stop, waits)
 
     join_all(start_threads(client, clients))
 
