@@ -1,12 +1,15 @@
 """`make run`: migrate, seed the demo data, then serve.
 
-Embedded default (neither DATABASE_URL nor BROKER_URL set): one gunicorn process with one worker and
-threads (gunicorn.conf.py), because the in-process transport is a thread of the process that serves the API
-(config/wsgi.py starts it), so a second worker process would be a second, competing transport.
+Embedded default (neither DATABASE_URL nor BROKER_URL set): two child processes, web (gunicorn with one
+worker and threads, gunicorn.conf.py: the in-process transport is a thread of the process that serves the API,
+config/wsgi.py starts it, so a second worker process would be a second, competing transport) and web-async
+(uvicorn on PORT + 1, the waits for an order's end, on the same SQLite; it starts no transport).
 
-Production topology (both set): four child processes, web (gunicorn), web-async (uvicorn, on PORT + 1: the
-waits for an order's end), worker (Celery) and beat (Celery beat). SIGINT and SIGTERM are forwarded to them;
-when any one of them exits, the others are stopped and this script exits with that child's status.
+Production topology (both set): four child processes, web (gunicorn), web-async (uvicorn, on PORT + 1),
+worker (Celery) and beat (Celery beat).
+
+In both, SIGINT and SIGTERM are forwarded to the children; when any one of them exits, the others are stopped
+and this script exits with that child's status.
 """
 
 from __future__ import annotations
@@ -88,8 +91,9 @@ def demo_tokens() -> dict[str, str]:
     }
 
 
-def banner(mode: str, web_port: int, tokens: dict[str, str], waits_port: int | None = None) -> None:
+def banner(mode: str, web_port: int, tokens: dict[str, str]) -> None:
     base = f"http://localhost:{web_port}"
+    waits = f"http://localhost:{web_port + 1}"
     order = '{"customer_id": "alice", "items": [{"sku": "WIDGET-1", "quantity": 1}]}'
     print(
         f"""
@@ -106,51 +110,45 @@ Demo API tokens, made for this start (revoke one with .venv/bin/python manage.py
 Place a first order (the demo customer alice buys one WIDGET-1) and keep its id:
   ORDER_ID=$(curl -s -X POST {base}/api/orders -H "Authorization: Bearer $ALICE_TOKEN" -H 'Content-Type: application/json' -d '{order}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'); echo "$ORDER_ID"
 Then follow it through the saga (PAYMENT_PENDING, INVENTORY_PENDING, COMPLETED):
-  curl -s {base}/api/orders/$ORDER_ID -H "Authorization: Bearer $ALICE_TOKEN"{wait_hint(waits_port)}
+  curl -s {base}/api/orders/$ORDER_ID -H "Authorization: Bearer $ALICE_TOKEN"
+Or wait for its end in one request (the ASGI server, on {waits}, answers once the order has ended, 30 s at most):
+  curl -s {waits}/api/orders/$ORDER_ID/wait -H "Authorization: Bearer $ALICE_TOKEN"
 """,
         flush=True,
     )
 
 
-def wait_hint(waits_port: int | None) -> str:
-    """How to wait for the order, where this start runs the ASGI server (on `waits_port`)."""
-    if waits_port is None:
-        return ""
-    waits = f"http://localhost:{waits_port}"
-    return (
-        "\nOr wait for its end in one request (the ASGI server answers once the order has ended, 30 s at most):\n"
-        f'  curl -s {waits}/api/orders/$ORDER_ID/wait -H "Authorization: Bearer $ALICE_TOKEN"'
-    )
+def web_commands(web_port: int) -> dict[str, list[str]]:
+    """web and web-async, the same in both modes. gunicorn.conf.py reads the processes and threads
+    (WEB_CONCURRENCY, WEB_THREADS; one process in the embedded default)."""
+    gunicorn, uvicorn = tool("gunicorn"), tool("uvicorn")
+    return {
+        "web": [gunicorn, "config.wsgi", "--bind", f"0.0.0.0:{web_port}"],
+        "web-async": [uvicorn, "config.asgi:application", "--host", "0.0.0.0", "--port", str(web_port + 1)]
+        + ["--lifespan", "off", "--no-access-log"],
+    }
 
 
-def run_embedded(web_port: int) -> None:
-    gunicorn = tool("gunicorn")
+def run_embedded(web_port: int) -> int:
+    commands = web_commands(web_port)
     manage("migrate", "--noinput")
     manage("seed_demo")
-    banner("embedded: SQLite and the in-process transport, one process", web_port, demo_tokens())
-    os.chdir(ROOT)
-    # exec: gunicorn takes this process's place, so signals reach it directly. gunicorn.conf.py keeps it to one
-    # process.
-    os.execv(gunicorn, [gunicorn, "config.wsgi", "--bind", f"0.0.0.0:{web_port}"])
+    mode = "embedded: SQLite and the in-process transport, web and web-async"
+    banner(mode, web_port, demo_tokens())
+    return supervise(commands)
 
 
 def run_topology(web_port: int) -> int:
-    gunicorn, uvicorn, celery = tool("gunicorn"), tool("uvicorn"), tool("celery")
+    celery = tool("celery")
+    commands = web_commands(web_port)
     manage("migrate", "--noinput")
     manage("seed_demo")
     # The application's logging applies in worker and beat; --loglevel keeps Celery's own banner in line.
     log_level = os.environ.get("LOG_LEVEL", "").strip() or "info"
-    waits_port = web_port + 1
-    commands = {
-        # Processes and threads: WEB_CONCURRENCY and WEB_THREADS, read by gunicorn.conf.py.
-        "web": [gunicorn, "config.wsgi", "--bind", f"0.0.0.0:{web_port}"],
-        "web-async": [uvicorn, "config.asgi:application", "--host", "0.0.0.0", "--port", str(waits_port)]
-        + ["--lifespan", "off", "--no-access-log"],
-        "worker": [celery, "-A", "config", "worker", f"--loglevel={log_level}"],
-        "beat": [celery, "-A", "config", "beat", f"--loglevel={log_level}"],
-    }
+    commands["worker"] = [celery, "-A", "config", "worker", f"--loglevel={log_level}"]
+    commands["beat"] = [celery, "-A", "config", "beat", f"--loglevel={log_level}"]
     mode = "production topology: web, web-async, worker and beat against PostgreSQL and RabbitMQ"
-    banner(mode, web_port, demo_tokens(), waits_port)
+    banner(mode, web_port, demo_tokens())
     return supervise(commands)
 
 
@@ -170,7 +168,7 @@ def supervise(commands: dict[str, list[str]]) -> int:
         print(f"run: started {name} (pid {children[name].pid}): {' '.join(args[1:])}", flush=True)
     while True:
         if received:
-            print(f"run: got {signal.Signals(received[0]).name}; stopping web, worker and beat", flush=True)
+            print(f"run: got {signal.Signals(received[0]).name}; stopping {', '.join(children)}", flush=True)
             stop(children, received[0])
             return 128 + received[0]
         exited = [(name, child) for name, child in children.items() if child.poll() is not None]
@@ -210,8 +208,7 @@ def main() -> int:
             "(PostgreSQL and RabbitMQ), or neither for the embedded default (SQLite, in-process transport)."
         )
     ensure_secret_key()
-    run_embedded(web_port)
-    return 0
+    return run_embedded(web_port)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ The same handlers and the same SQL as the production topology, on the other data
 
 from __future__ import annotations
 
+import re
+import signal
+import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import Embedded, asgi_server, wait_for
+from tests.processes import ROOT, Embedded, Process, asgi_server, free_port, wait_for
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
@@ -87,3 +91,53 @@ def test_beside_the_embedded_default_the_asgi_server_answers_waits_from_the_same
     # then the wait answers with the order's end, as the status read shows it
     assert waited.status_code == 200 and waited.json()["status"] == "COMPLETED"
     assert waited.json() == read
+
+
+def two_free_ports() -> int:
+    """A port p on which nothing listens, nor on p + 1: `make run` serves the waits on PORT + 1."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+def test_make_run_serves_the_embedded_default_with_its_waits_and_stops_both_on_sigterm(tmp_path: Path):
+    port = two_free_ports()
+    env = Embedded(tmp_path / "embedded.sqlite3", PORT=str(port), SECRET_KEY="tests-make-run").env
+    run = Process("make-run", [sys.executable, str(ROOT / "scripts" / "run.py")], env).start()
+    try:
+        # given `make run` with neither DATABASE_URL nor BROKER_URL, once it has printed its demo tokens
+        token = wait_for(
+            lambda: re.search(r"export ALICE_TOKEN=(\S+)", run.log()), timeout=120, message="the demo tokens"
+        ).group(1)
+        headers = {"Authorization": f"Bearer {token}"}
+        base_url, waits_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
+        wait_for(lambda: _live(base_url) and _live(waits_url), timeout=60, message="web and web-async")
+
+        # when alice orders as the banner shows, and waits for the order on the port it names
+        order = {"customer_id": "alice", "items": [{"sku": "WIDGET-1", "quantity": 1}]}
+        placed = httpx.post(f"{base_url}/api/orders", json=order, headers=headers, timeout=10)
+        assert placed.status_code == 201, placed.text
+        assert f"{waits_url.replace('127.0.0.1', 'localhost')}/api/orders/$ORDER_ID/wait" in run.log()
+        waited = httpx.get(f"{waits_url}/api/orders/{placed.json()['id']}/wait", headers=headers, timeout=60)
+
+        # then the wait answers with the completed order, and SIGTERM stops both servers and then make run
+        assert waited.status_code == 200 and waited.json()["status"] == "COMPLETED", waited.text
+        children = [int(pid) for pid in re.findall(r"run: started (?:web|web-async) \(pid (\d+)\)", run.log())]
+        assert len(children) == 2, run.log()[-3000:]
+        run.popen.send_signal(signal.SIGTERM)
+        assert run.popen.wait(40) == 128 + signal.SIGTERM
+        assert not _live(base_url) and not _live(waits_url)
+    finally:
+        run.kill()
+
+
+def _live(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/health/live", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
