@@ -183,6 +183,12 @@ MESSAGING_PREFETCH = int(env_number("MESSAGING_PREFETCH", 50, minimum=1, cast=in
 # Deliveries a consumer thread handles in one transaction when more are already waiting; 1 handles each alone.
 MESSAGING_CONSUMER_BATCH = int(env_number("MESSAGING_CONSUMER_BATCH", 10, minimum=1, cast=int))
 OUTBOX_SWEEP_INTERVAL_S = env_number("OUTBOX_SWEEP_INTERVAL_S", 2.0, minimum=0.05)
+# A worker hands the messages its handlers write to the consumers it hosts itself, without the broker, when every
+# consumer of the message type runs in it and none is outward (messaging/handoff.py). Off: every message crosses
+# RabbitMQ, where queues of the operators' own may be bound to them. A row not handed off within the lease (the
+# worker died) is left to the relay.
+MESSAGING_LOCAL_HANDOFF = env_bool("MESSAGING_LOCAL_HANDOFF", False)
+MESSAGING_HANDOFF_LEASE_S = env_number("MESSAGING_HANDOFF_LEASE_S", 5.0, minimum=0.1)
 OUTBOX_BATCH_SIZE = int(env_number("OUTBOX_BATCH_SIZE", 200, minimum=1, cast=int))
 # A row the broker refused (a nack: a length limit with reject-publish, an alarm) is held back this long, twice
 # as long at each refusal after that, up to the maximum.

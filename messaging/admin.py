@@ -45,8 +45,17 @@ class PublishedFilter(admin.SimpleListFilter):
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(LargeTableMixin, ReadOnlyAdmin):
-    list_display = ["message_id", "routing_key", "order_id", "created_at", "published_at", "lag", "target_queue"]
-    list_filter = [PublishedFilter, "routing_key"]
+    list_display = [
+        "message_id",
+        "routing_key",
+        "order_id",
+        "created_at",
+        "published_at",
+        "lag",
+        "way",
+        "target_queue",
+    ]
+    list_filter = [PublishedFilter, "handed_off", "routing_key"]
     search_fields = ["message_id", "order_id", "correlation_id"]
     ordering = ["-id"]  # newest first through the primary key: created_at has an index for pending rows only
 
@@ -56,6 +65,15 @@ class OutboxMessageAdmin(LargeTableMixin, ReadOnlyAdmin):
         if row.published_at is None:
             return f"pending {(timezone.now() - row.created_at).total_seconds():.1f} s"
         return f"{(row.published_at - row.created_at).total_seconds() * 1000:.0f} ms"
+
+    @admin.display(description="way")
+    def way(self, row: OutboxMessage) -> str:
+        """How the row left, or is to leave: through the broker, or handed to the worker's own consumers."""
+        if row.handed_off:
+            return "handed off"
+        if row.published_at is None and row.handoff_until is not None and row.handoff_until > timezone.now():
+            return "leased for a hand-off"
+        return "broker"
 
 
 @admin.register(InboxMessage)

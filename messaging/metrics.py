@@ -62,6 +62,19 @@ BATCHES_SPLIT = Counter(
     ["consumer"],
     registry=HANDLING,
 )
+HANDED_OFF = Counter(
+    "sagaflow_messages_handed_off",
+    "Outbox messages this worker handed to its own consumers without the broker (MESSAGING_LOCAL_HANDOFF).",
+    ["message_type"],
+    registry=HANDLING,
+)
+HANDOFFS_RELEASED = Counter(
+    "sagaflow_handoffs_released",
+    "Outbox messages a hand-off gave back to the relay, because one of their handlers failed (or the commit "
+    "did): they go through the broker, with its retries and dead letters.",
+    ["message_type"],
+    registry=HANDLING,
+)
 DEAD_LETTERED = Counter(
     "sagaflow_messages_dead_lettered",
     "Deliveries this process sent to the dead letters, by consumer and reason.",

@@ -33,6 +33,10 @@ class OutboxMessage(models.Model):
     # The W3C trace context of the span that wrote the row, sent on as headers; NULL when tracing was off.
     traceparent = models.CharField(max_length=tracing.MAX_TRACEPARENT_LENGTH, null=True, blank=True)
     tracestate = models.CharField(max_length=tracing.MAX_TRACESTATE_LENGTH, null=True, blank=True)
+    # Set on a row the worker that wrote it may hand to its own consumers (messaging/handoff.py): the relay leaves
+    # it alone until then. `handed_off`: it went that way, not through the broker.
+    handoff_until = models.DateTimeField(null=True, blank=True)
+    handed_off = models.BooleanField(default=False)
 
     class Meta:
         indexes = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
@@ -15,6 +16,11 @@ from messaging.models import OutboxMessage
 
 # Sent by the trigger of migration 0004 on every insert into the outbox, at commit.
 NOTIFY_CHANNEL = "sagaflow_outbox"
+
+
+# Set while a worker's consumer thread may hand the rows its handlers write to the consumers it hosts
+# (messaging/handoff.py): it leases the rows it will take.
+handoff_collector: ContextVar[Any] = ContextVar("handoff_collector", default=None)
 
 
 class OutboxOutsideTransactionError(RuntimeError):
@@ -39,6 +45,9 @@ def publish(routing_key: str, payload: dict[str, Any], *, order_id: str = "") ->
         causation_id=correlation.message_id.get() or "",
         order_id=order_id,
     )
+    collector = handoff_collector.get()
+    if collector is not None:
+        collector.lease(message)
     if tracing.enabled:
         _insert_traced(message)
     else:

@@ -8,6 +8,9 @@ Under load a consumer thread finds several deliveries waiting and handles them i
 MESSAGING_CONSUMER_BATCH): a commit and two round trips fewer for each but the first. If any of them would not
 simply be acked (a retry, a dead letter) or the commit fails, the batch is rolled back and each message is
 handled alone, as it would have been without batching.
+
+With MESSAGING_LOCAL_HANDOFF, what the handlers write for consumers of this worker is handed to them on the same
+thread once the deliveries are acked (messaging/handoff.py).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 
-from messaging import bus, metrics, topology, tracing, wire
+from messaging import bus, handoff, metrics, topology, tracing, wire
 from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, log_lost, tick_s
 from messaging.consumers import Verdict, drop_broken_connection, handle_delivery
 from messaging.correlation import clean_id, printable
@@ -176,7 +179,7 @@ class ConsumerThread(_BrokerThread):
         """Handle `batch` in one transaction and ack it. False, with nothing of it kept, when one of its
         messages would not simply be acked or the commit failed."""
         try:
-            with self._batch_span(batch) as span, transaction.atomic():
+            with handoff.collecting() as leased, self._batch_span(batch) as span, transaction.atomic():
                 for message in batch:
                     if _handled(self.queue_name, message, in_batch=True).action != "ack":
                         tracing.set_attributes(span, sagaflow__batch__outcome="split")
@@ -193,6 +196,7 @@ class ConsumerThread(_BrokerThread):
             return False
         for message in batch:
             message.ack()
+        handoff.hand_off(leased)
         return True
 
     def _batch_span(self, batch: list[Message]):
@@ -211,13 +215,17 @@ class ConsumerThread(_BrokerThread):
         )
 
     def on_one(self, message: Message) -> None:
-        """Handle one delivery in its own transaction, then ack, retry or dead-letter it."""
-        verdict = _handled(self.queue_name, message)
+        """Handle one delivery in its own transaction, then ack, retry or dead-letter it; then hand over what
+        its handler wrote for this worker's own consumers (messaging/handoff.py)."""
+        with handoff.collecting() as leased:
+            verdict = _handled(self.queue_name, message)
         if verdict.action == "retry":
             self._send_to_retry(message, verdict)
         elif verdict.action == "dead_letter":
             self._send_to_dead_letters(message, verdict)
         message.ack()
+        if verdict.action == "ack":
+            handoff.hand_off(leased)
 
     def _send_to_retry(self, message: Message, verdict: Verdict) -> None:
         assert verdict.envelope is not None and self.producer is not None

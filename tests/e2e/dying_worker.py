@@ -6,6 +6,11 @@ python -m tests.e2e.dying_worker ack payment.process -A config worker ...
 python -m tests.e2e.dying_worker mark payment.process -A config worker ...
     dies when its relay is about to mark published a batch holding a payment.process: the broker confirmed
     the message, the outbox row is still unpublished.
+python -m tests.e2e.dying_worker handoff payment.processed -A config worker ...
+    (with MESSAGING_LOCAL_HANDOFF) dies when a consumer thread is about to hand over a payment.processed: the
+    transaction that wrote it committed and its delivery was acked, the row is leased and unpublished.
+python -m tests.e2e.dying_worker handed payment.processed -A config worker ...
+    (the same) dies inside the hand-off of a payment.processed, once its handlers ran and before the commit.
 """
 
 from __future__ import annotations
@@ -47,9 +52,61 @@ def die_at_mark(message_type: str) -> None:
     ConfirmingPublisher.publish = publish_then_die
 
 
+def die_at_handoff(message_type: str) -> None:
+    from messaging import handoff
+
+    handed_over = handoff._handed_over
+
+    def die_or_hand_over(rows):
+        if any(row.routing_key == message_type for row in rows):
+            os._exit(DIED)
+        return handed_over(rows)
+
+    handoff._handed_over = die_or_hand_over
+
+
+def die_at_handed(message_type: str) -> None:
+    from messaging import handoff, queries
+
+    handed_over = handoff._handed_over
+
+    def hand_over_and_die_before_the_commit(rows):
+        if not any(row.routing_key == message_type for row in rows):
+            return handed_over(rows)
+        mark = queries.outbox_mark_handed_off
+
+        def die(ids):
+            os._exit(DIED)
+
+        queries.outbox_mark_handed_off = die
+        try:
+            return handed_over(rows)
+        finally:
+            queries.outbox_mark_handed_off = mark
+
+    handoff._handed_over = hand_over_and_die_before_the_commit
+
+
+def _with_django(install):
+    def installed(message_type: str) -> None:
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup()  # the modules patched import models
+        install(message_type)
+
+    return installed
+
+
 if __name__ == "__main__":
     instant, message_type, *celery_args = sys.argv[1:]
-    {"ack": die_at_ack, "mark": die_at_mark}[instant](message_type)
+    instants = {
+        "ack": die_at_ack,
+        "mark": die_at_mark,
+        "handoff": _with_django(die_at_handoff),
+        "handed": _with_django(die_at_handed),
+    }
+    instants[instant](message_type)
     sys.argv = ["celery", *celery_args]
     from celery.__main__ import main
 

@@ -5,6 +5,11 @@
 - between the broker's confirm of a publish and the relay's mark: the message is published again, and the same
   inbox skips the second copy.
 
+With the local hand-off (MESSAGING_LOCAL_HANDOFF), two more:
+
+- between the commit that wrote a leased row and its hand-off: the relay publishes it once the lease has ended;
+- inside the hand-off, after its handlers ran and before its commit: nothing of it is kept, and the same.
+
 Each time the order completes once: one capture, the stock taken once, a clean audit.
 """
 
@@ -98,3 +103,29 @@ def test_a_worker_dead_between_the_confirm_and_the_mark_publishes_again_and_the_
         lambda: f"duplicate {message_type} skipped by {CONSUMER[message_type]}" in survivor.log(),
         message=f"the survivor to skip the second copy of {message_type}",
     )
+
+
+HANDOFF = {"MESSAGING_LOCAL_HANDOFF": "true", "MESSAGING_HANDOFF_LEASE_S": "1"}
+
+
+@pytest.mark.parametrize("instant", ["handoff", "handed"])
+@pytest.mark.parametrize("message_type", ["payment.processed", "inventory.reserve"])
+def test_a_worker_dead_before_its_hand_off_commits_leaves_the_row_to_the_relay_once_the_lease_ends(
+    api, started, instant, message_type
+):
+    sku = create_product(api, stock_level=5, price="10.00")
+    customer = create_account(api, balance_amount="100.00")
+    dying = started(dying_worker("dying", instant, message_type, **HANDOFF))
+    order = place_order(api, customer, [{"sku": sku, "quantity": 2}])
+    wait_for(lambda: not dying.running(), timeout=30, message=f"the worker to die at the {instant} of {message_type}")
+    assert dying.popen.returncode == DIED, dying.log()[-3000:]
+    message = OutboxMessage.objects.get(order_id=order["id"], routing_key=message_type)
+    # Written and committed, leased to the dead worker, and applied by none of its consumers.
+    assert message.published_at is None and message.handoff_until is not None
+    assert not InboxMessage.objects.filter(message_id=message.message_id).exists()
+
+    started(celery_worker("survivor", **HANDOFF))
+
+    assert_completed_once(api, order, customer, sku, str(message.message_id))
+    message.refresh_from_db()
+    assert message.published_at is not None and not message.handed_off  # it went through the broker

@@ -1,0 +1,179 @@
+"""The local hand-off (MESSAGING_LOCAL_HANDOFF, messaging/handoff.py) on real PostgreSQL and RabbitMQ: one
+delivery runs the saga to its end on its consumer thread; a leased row is neither announced nor claimed by a
+relay until its lease ends; a handler that fails gives its rows to the relay at once; a row a relay published
+or holds is never handed off as well. The deliveries are those of tests/integration/test_consumer_batches.py."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from messaging import bus, handoff, queries
+from messaging.models import InboxMessage, OutboxMessage
+from messaging.outbox import publish
+from messaging.relay import _Listener
+from payments.models import LedgerEntry
+from tests.integration.support import balance, in_another_transaction, order_of, outbox, saga_of, stock
+from tests.integration.test_admin import staff
+from tests.integration.test_consumer_batches import delivery_of, sample, settle
+from tests.integration.test_outbox_and_inbox import awaiting_payment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REPLIES = ["payment.processed", "inventory.reserve", "inventory.reserved"]
+
+
+@pytest.fixture
+def handing_off(settings):
+    settings.MESSAGING_LOCAL_HANDOFF = True
+
+
+def handed_off(routing_key: str) -> float:
+    return sample("sagaflow_messages_handed_off_total", message_type=routing_key)
+
+
+def claimed(ids: list[int] | None = None) -> list[int]:
+    with transaction.atomic():
+        return [row.pk for row in queries.outbox_claim(200, ids)]
+
+
+def leased_reply(order_id: str, envelope) -> OutboxMessage:
+    """Payments applies the order's payment.process with the hand-off collecting: its payment.processed is
+    committed, leased, and not handed over."""
+    with handoff.collecting() as collector, transaction.atomic():
+        bus.dispatch("payments", envelope)
+    assert collector is not None and [row.routing_key for row in collector.rows] == ["payment.processed"]
+    return outbox(order_id, "payment.processed")[0]
+
+
+def test_one_delivery_runs_the_saga_to_its_end_on_the_consumer_thread(handing_off, staff):
+    order_id, customer, _ = awaiting_payment()
+    sku = order_of(order_id).lines.get().sku
+    before = {key: handed_off(key) for key in REPLIES}
+    delivery = delivery_of(outbox(order_id, "payment.process")[0])
+
+    assert settle("payments", delivery) == 0
+
+    assert delivery.acked == [True]
+    assert saga_of(order_id).state == "COMPLETED"
+    assert balance(customer) == Decimal("80.00")
+    assert LedgerEntry.objects.filter(payment__order_id=order_id, kind="CAPTURE").count() == 1
+    assert stock(sku)[0] == 9
+    rows = {row.routing_key: row for row in outbox(order_id)}
+    for key in REPLIES:
+        assert rows[key].handed_off and rows[key].published_at is not None, key
+        assert handed_off(key) == before[key] + 1
+    # the order's placing, from the API, went to the broker: it was written by no consumer thread
+    assert not rows["payment.process"].handed_off and rows["payment.process"].handoff_until is None
+    # and the operations console says which way each row went
+    handed = staff.get(f"/admin/messaging/outboxmessage/?handed_off__exact=1&q={order_id}").content.decode()
+    assert handed.count("handed off</td>") == len(REPLIES)
+    every = staff.get(f"/admin/messaging/outboxmessage/?q={order_id}").content.decode()
+    assert every.count("handed off</td>") == len(REPLIES) and every.count("broker</td>") == len(rows) - len(REPLIES)
+
+
+def test_with_the_hand_off_off_every_row_is_the_relays(settings):
+    assert settings.MESSAGING_LOCAL_HANDOFF is False  # the default
+    order_id, _, _ = awaiting_payment()
+
+    settle("payments", delivery_of(outbox(order_id, "payment.process")[0]))
+
+    reply = outbox(order_id, "payment.processed")[0]
+    assert reply.published_at is None and reply.handoff_until is None
+    assert saga_of(order_id).state == "PAYMENT_PENDING"
+    assert claimed([reply.pk]) == [reply.pk]
+
+
+def test_a_leased_row_is_not_announced_and_no_relay_claims_it_until_its_lease_ends(handing_off):
+    order_id, _, envelope = awaiting_payment()
+    listener = _Listener()
+    try:
+        listener.wait(0)  # what earlier inserts announced
+        reply = leased_reply(order_id, envelope)
+        assert listener.wait(0.5) == []
+    finally:
+        listener.close()
+
+    assert reply.published_at is None and reply.handoff_until > timezone.now()
+    assert claimed([reply.pk]) == [] and reply.pk not in claimed()
+    OutboxMessage.objects.filter(pk=reply.pk).update(handoff_until=timezone.now() - timedelta(seconds=1))
+    assert claimed([reply.pk]) == [reply.pk] and reply.pk in claimed()
+
+
+def test_a_handler_that_fails_in_a_hand_off_gives_its_rows_to_the_relay_at_once(handing_off, caplog):
+    # given a leased payment.failed of an order no saga has: the saga's handler fails on it
+    orphan = {"order_id": str(uuid.uuid4()), "code": "declined", "reason": "no saga has this order"}
+    with handoff.collecting() as collector, transaction.atomic():
+        row = publish("payment.failed", orphan)
+    released_before = sample("sagaflow_handoffs_released_total", message_type="payment.failed")
+    listener = _Listener()
+    try:
+        listener.wait(0)
+
+        # when the thread hands it over
+        handoff.hand_off(collector)
+
+        # then nothing of the attempt is kept, and the relay is woken for the row, which is its own now
+        assert listener.wait(2) == [row.pk]
+    finally:
+        listener.close()
+    row.refresh_from_db()
+    assert (row.published_at, row.handoff_until, row.handed_off) == (None, None, False)
+    assert not InboxMessage.objects.filter(message_id=str(row.message_id)).exists()
+    assert sample("sagaflow_handoffs_released_total", message_type="payment.failed") == released_before + 1
+    assert "a hand-off of 1 messages was rolled back (a handler failed)" in caplog.text
+    assert claimed([row.pk]) == [row.pk]
+
+
+def test_a_row_the_relay_published_first_is_not_handed_off_as_well(handing_off):
+    order_id, _, envelope = awaiting_payment()
+    reply = leased_reply(order_id, envelope)
+    OutboxMessage.objects.filter(pk=reply.pk).update(published_at=timezone.now())  # as a relay marks it
+
+    handoff.hand_off(_collected(reply))
+
+    assert saga_of(order_id).state == "PAYMENT_PENDING"
+    assert not InboxMessage.objects.filter(consumer="saga", message_id=str(reply.message_id)).exists()
+    reply.refresh_from_db()
+    assert not reply.handed_off
+
+
+def test_a_row_a_relay_holds_is_skipped_and_stays_the_relays(handing_off):
+    order_id, _, envelope = awaiting_payment()
+    reply = leased_reply(order_id, envelope)
+
+    with in_another_transaction(lambda: queries.outbox_claim(10, [reply.pk])) as held:
+        assert [row.pk for row in held] == []  # leased: not even a relay asking for it by id takes it
+    OutboxMessage.objects.filter(pk=reply.pk).update(handoff_until=timezone.now() - timedelta(seconds=1))
+    with in_another_transaction(lambda: queries.outbox_claim(10, [reply.pk])) as held:
+        assert [row.pk for row in held] == [reply.pk]
+        handoff.hand_off(_collected(reply))
+        assert saga_of(order_id).state == "PAYMENT_PENDING"
+
+    reply.refresh_from_db()
+    assert reply.published_at is None and not reply.handed_off
+    assert not InboxMessage.objects.filter(consumer="saga", message_id=str(reply.message_id)).exists()
+
+
+def test_a_reply_handed_off_and_then_delivered_by_the_broker_changes_nothing_the_second_time(handing_off):
+    order_id, customer, envelope = awaiting_payment()
+    reply = leased_reply(order_id, envelope)
+    handoff.hand_off(_collected(reply))
+    assert saga_of(order_id).state == "COMPLETED"
+
+    assert settle("saga", delivery_of(reply)) == 0
+
+    assert saga_of(order_id).state == "COMPLETED"
+    assert InboxMessage.objects.filter(consumer="saga", message_id=str(reply.message_id)).count() == 1
+    assert balance(customer) == Decimal("80.00")
+
+
+def _collected(*rows: OutboxMessage) -> handoff.Collector:
+    collector = handoff.Collector()
+    collector.rows = list(rows)
+    return collector
