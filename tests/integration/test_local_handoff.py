@@ -19,7 +19,7 @@ from messaging.outbox import publish
 from messaging.relay import _Listener
 from payments.models import LedgerEntry
 from tests.integration.support import balance, in_another_transaction, order_of, outbox, saga_of, stock
-from tests.integration.test_admin import staff
+from tests.integration.test_admin import staff  # noqa: F401 - a fixture: a client logged in as a superuser
 from tests.integration.test_consumer_batches import delivery_of, sample, settle
 from tests.integration.test_outbox_and_inbox import awaiting_payment
 
@@ -51,7 +51,7 @@ def leased_reply(order_id: str, envelope) -> OutboxMessage:
     return outbox(order_id, "payment.processed")[0]
 
 
-def test_one_delivery_runs_the_saga_to_its_end_on_the_consumer_thread(handing_off, staff):
+def test_one_delivery_runs_the_saga_to_its_end_on_the_consumer_thread(handing_off, staff):  # noqa: F811
     order_id, customer, _ = awaiting_payment()
     sku = order_of(order_id).lines.get().sku
     before = {key: handed_off(key) for key in REPLIES}
