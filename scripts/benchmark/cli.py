@@ -95,6 +95,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="start --celery-workers workers for each consumer (MESSAGING_CONSUMERS=one of them)",
     )
+    p.add_argument(
+        "--local-handoff",
+        action="store_true",
+        help="the self-started workers hand commands and replies to their own consumers (MESSAGING_LOCAL_HANDOFF)",
+    )
     p.add_argument("--customers", type=int, default=20, help="accounts the orders of a phase are spread over")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured orders placed before the first phase")
     p.add_argument(
@@ -263,6 +268,7 @@ def run_production(
         f"starting the production topology: database and vhost {production.db_name}, gunicorn "
         f"-w {args.gunicorn_workers} --threads {args.gunicorn_threads}, {args.celery_workers} celery worker(s)"
         f"{' for each consumer' if args.split_consumers else ''}, celery beat"
+        f"{', with the local hand-off' if production.env().get('MESSAGING_LOCAL_HANDOFF') == 'true' else ''}"
     )
     try:
         production.start()

@@ -259,6 +259,8 @@ class ProductionDeployment(Deployment):
                 "API_OPERATOR_ORDER_RATE": "off",
             }
         )
+        if self.args.local_handoff:
+            env["MESSAGING_LOCAL_HANDOFF"] = "true"
         return env
 
     def _consuming(self) -> bool:
