@@ -18,10 +18,13 @@ from messaging.models import InboxMessage, OutboxMessage
 from messaging.outbox import publish
 from messaging.relay import _Listener
 from payments.models import LedgerEntry
+from tests.factories import make_account, make_product
 from tests.integration.support import balance, in_another_transaction, order_of, outbox, saga_of, stock
 from tests.integration.test_admin import staff  # noqa: F401 - a fixture: a client logged in as a superuser
 from tests.integration.test_consumer_batches import delivery_of, sample, settle
 from tests.integration.test_outbox_and_inbox import awaiting_payment
+from tests.integration.test_tracing import order_placed_over_http, outbox_of
+from tests.traces import as_dicts, assert_one_trace_following_causation, consumers_in, traced
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -177,3 +180,46 @@ def _collected(*rows: OutboxMessage) -> handoff.Collector:
     collector = handoff.Collector()
     collector.rows = list(rows)
     return collector
+
+
+@pytest.mark.parametrize(
+    ("hosted", "expected"),
+    [
+        (["payments", "inventory", "saga", "webhooks"], {"payment.processed": True, "inventory.reserve": True}),
+        # a consumer that runs in another worker: the message must reach it through the broker
+        (["payments", "inventory"], {"payment.processed": False, "inventory.reserve": True}),
+    ],
+)
+def test_a_message_type_is_handed_off_only_where_every_one_of_its_consumers_runs_and_none_is_outward(
+    settings, hosted, expected
+):
+    settings.MESSAGING_CONSUMERS = hosted
+
+    assert {key: handoff.local(key) for key in expected} == expected
+    assert handoff.local("webhook.deliver") is False  # outward: its own thread, never in a transaction of others
+    assert handoff.local("no.such.message") is False
+
+
+def test_with_a_consumer_hosted_elsewhere_its_messages_go_to_the_relay(handing_off, settings):
+    settings.MESSAGING_CONSUMERS = ["payments", "inventory"]
+    order_id, _, _ = awaiting_payment()
+
+    settle("payments", delivery_of(outbox(order_id, "payment.process")[0]))
+
+    reply = outbox(order_id, "payment.processed")[0]
+    assert (reply.published_at, reply.handoff_until, reply.handed_off) == (None, None, False)
+    assert claimed([reply.pk]) == [reply.pk]
+
+
+def test_an_order_whose_replies_are_handed_off_is_still_one_trace_following_causation(handing_off):
+    sku = make_product(stock=5, price="3.00").sku
+    customer = make_account(balance="50.00").customer_id
+    with traced() as exported:
+        order_id = order_placed_over_http(customer, sku)
+        settle("payments", delivery_of(outbox(order_id, "payment.process")[0]))
+
+    assert saga_of(order_id).state == "COMPLETED"
+    spans = as_dicts(exported.get_finished_spans())
+    requests = [span for span in spans if span["kind"] == "SpanKind.SERVER" and "orders" in span["name"]]
+    the_trace = assert_one_trace_following_causation(spans, requests[0], outbox_of(order_id))
+    assert consumers_in(spans, the_trace) == {"payments", "inventory", "saga"}
