@@ -36,7 +36,7 @@ class OutboxMessage(models.Model):
     # Set on a row the worker that wrote it may hand to its own consumers (messaging/handoff.py): the relay leaves
     # it alone until then. `handed_off`: it went that way, not through the broker.
     handoff_until = models.DateTimeField(null=True, blank=True)
-    handed_off = models.BooleanField(default=False)
+    handed_off = models.BooleanField(default=False, db_default=False)  # a row written by SQL alone too
 
     class Meta:
         indexes = [

@@ -94,11 +94,18 @@ def test_one_order_over_http_is_one_trace_across_the_web_and_the_worker(traced_p
     # the last message a consumer here processes (order.completed is published for subscribers elsewhere)
     the_last = [m for m in messages if m["routing_key"] == "inventory.reserved"][-1]["message_id"]
 
-    # then, once both processes have exported the order's spans (each batch within 100 ms)
+    # then, once both processes have exported the order's spans (each batch within 100 ms): the last message
+    # processed, and the relay's publish of every row (order.completed's comes after the last processing)
     def exported():
         spans = spans_in_output(web.log()) + spans_in_output(worker.log())
         done = [span for span in spans if attribute(span, "messaging.message.id") == the_last]
-        return spans if any(attribute(span, "messaging.operation.type") == "process" for span in done) else None
+        sent = {
+            attribute(span, "messaging.message.id")
+            for span in spans
+            if attribute(span, "messaging.operation.type") == "send"
+        }
+        processed = any(attribute(span, "messaging.operation.type") == "process" for span in done)
+        return spans if processed and sent >= {m["message_id"] for m in messages} else None
 
     spans = wait_for(exported, timeout=30, message="the spans of the order's last message")
     requests = [span for span in spans if span["kind"] == "SpanKind.SERVER" and span["name"] == "POST api/orders"]

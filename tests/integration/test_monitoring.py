@@ -84,6 +84,8 @@ def exported(inprocess, settings) -> Exported:
     metrics.DEAD_LETTERED.labels("payments", "invalid_payload")
     metrics.BATCH_SIZE.labels("payments")
     metrics.BATCHES_SPLIT.labels("payments")
+    metrics.HANDED_OFF.labels("payment.processed")
+    metrics.HANDOFFS_RELEASED.labels("payment.processed")
 
     settings.MESSAGING_TRANSPORT = "amqp"  # the web of the production topology
     response = Client().get("/metrics")
