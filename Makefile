@@ -18,9 +18,14 @@ run: install
 	@$(BIN)/python scripts/run.py
 
 # The lint first (it fails in seconds), then every test, against the real PostgreSQL and RabbitMQ: the run stops
-# at once, loudly, if either is down.
+# at once, loudly, if either is down. Most tests wait on processes and timeouts more than they use a core, so
+# TEST_WORKERS pytest-xdist workers run them side by side, each with its own database and vhost; then the tests
+# marked `exclusive` (they stop the broker every worker shares) run alone. Exit status 5 is "no test selected":
+# PYTEST_ARGS may pick none of the exclusive ones.
+TEST_WORKERS ?= 2
 test: lint
-	SAGAFLOW_TEST_SERVICES=required $(BIN)/python -m pytest $(PYTEST_ARGS)
+	SAGAFLOW_TEST_SERVICES=required $(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not exclusive" $(PYTEST_ARGS)
+	SAGAFLOW_TEST_SERVICES=required $(BIN)/python -m pytest -m exclusive $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The lint, then tests/unit alone, with no database and no broker (the embedded settings). The plugins that
 # only the API fuzz tests use stay unloaded: importing them is most of the start-up time.

@@ -10,6 +10,10 @@ from inventory.services import product_create
 from payments.models import Account
 from payments.services import account_create
 
+# An order id no test creates. Fixed, not drawn at import: a test id made from it must be the same in every
+# pytest-xdist worker, which each collect the tests.
+UNKNOWN_ORDER = "0f5b7f0e-3c1d-4a6b-9e2f-7d8c9b0a1e2f"
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -3,6 +3,9 @@
 Loaded with `-p tests.plugin`, before pytest-django reads the settings, so the settings see this run's
 names. The services are required: when one cannot be reached, the run stops at once, loudly.
 
+With pytest-xdist (`make test` runs `-n 2`) each worker process imports this plugin, so each has its own run id,
+database and vhost; the controller, which runs no test, makes neither.
+
 `SAGAFLOW_TEST_SERVICES=none` (`make test-fast`) is the one exception: the settings get no DATABASE_URL and
 no BROKER_URL (the embedded SQLite settings), nothing is checked or created, and the run refuses, before
 any test runs, every test that is outside tests/unit or asks for a database.
@@ -23,6 +26,9 @@ RUN_ID = uuid.uuid4().hex[:10]
 PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://root@127.0.0.1:5432")
 AMQP_SERVER = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
 TEST_DATABASE = f"sagaflow_test_{RUN_ID}"
+# pytest-django puts an xdist worker's id after the name of its test database (sagaflow_test_..._gw0).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+DATABASE_IN_USE = f"{TEST_DATABASE}_{XDIST_WORKER}" if XDIST_WORKER else TEST_DATABASE
 TEST_VHOST = f"sagaflow_test_{RUN_ID}"
 UNIT_TESTS = Path(__file__).resolve().parent / "unit"
 # pytest-django's fixtures that give a test a database, or a server that needs one.
@@ -62,7 +68,7 @@ os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 def worker_database_url() -> str:
     """The URL of this run's test database, for the processes the tests start."""
-    return f"{PG_SERVER}/{TEST_DATABASE}"
+    return f"{PG_SERVER}/{DATABASE_IN_USE}"
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -121,10 +127,16 @@ def _flush_by_delete() -> None:
     DatabaseOperations.sql_flush = sql_flush
 
 
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if WITHOUT_SERVICES:
         return
     _check_postgres()
+    if _is_xdist_controller(config):
+        return
     _flush_by_delete()
     add_vhost(TEST_VHOST)
     config.stash[VHOST_CREATED] = True

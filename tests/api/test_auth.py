@@ -12,7 +12,7 @@ from django.test import Client
 from config.access.models import ApiToken, AuditEntry
 from orders.models import Order
 from tests.api.conftest import assert_error, post_json, writes_nothing
-from tests.factories import make_account, make_product, unique
+from tests.factories import UNKNOWN_ORDER, make_account, make_product, unique
 from tests.integration.support import drain
 
 pytestmark = pytest.mark.django_db
@@ -26,9 +26,9 @@ PROTECTED = [
     ("get", "/api/accounts/alice"),
     ("get", "/api/orders"),
     ("post", "/api/orders"),
-    ("get", f"/api/orders/{uuid.uuid4()}"),
-    ("get", f"/api/orders/{uuid.uuid4()}/wait"),
-    ("post", f"/api/orders/{uuid.uuid4()}/cancel"),
+    ("get", f"/api/orders/{UNKNOWN_ORDER}"),
+    ("get", f"/api/orders/{UNKNOWN_ORDER}/wait"),
+    ("post", f"/api/orders/{UNKNOWN_ORDER}/cancel"),
     ("get", "/api/payments"),
 ]
 

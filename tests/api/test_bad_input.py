@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from tests.api.conftest import assert_error, post_json, writes_nothing
-from tests.factories import make_account, make_product, unique
+from tests.factories import UNKNOWN_ORDER, make_account, make_product, unique
 
 pytestmark = pytest.mark.django_db
 
@@ -260,7 +260,7 @@ def test_an_order_that_does_not_exist_is_a_404(client):
     assert assert_error(response, 404, "order_not_found")["details"] == {"order_id": order_id}
 
 
-@pytest.mark.parametrize("order_id", ["42", "not-a-uuid", str(uuid.uuid4())[:-1], str(uuid.uuid4()) + "0"])
+@pytest.mark.parametrize("order_id", ["42", "not-a-uuid", UNKNOWN_ORDER[:-1], UNKNOWN_ORDER + "0"])
 def test_a_malformed_order_id_is_a_json_404(client, order_id):
     assert_error(client.get(f"/api/orders/{order_id}"), 404, "not_found")
     assert_error(client.post(f"/api/orders/{order_id}/cancel"), 404, "not_found")
@@ -304,7 +304,7 @@ def test_a_page_that_does_not_exist_is_a_json_404(client, query):
         "/api/orders/",
         "/api/products/",
         "/api/v2/orders",
-        f"/api/orders/{uuid.uuid4()}/refund",
+        f"/api/orders/{UNKNOWN_ORDER}/refund",
         "/api/payments/42",
     ],
 )
@@ -318,8 +318,8 @@ def test_an_unknown_api_path_is_a_json_404(client, path):
         ("delete", "/api/orders"),
         ("put", "/api/orders"),
         ("patch", "/api/products"),
-        ("delete", f"/api/orders/{uuid.uuid4()}"),
-        ("get", f"/api/orders/{uuid.uuid4()}/cancel"),
+        ("delete", f"/api/orders/{UNKNOWN_ORDER}"),
+        ("get", f"/api/orders/{UNKNOWN_ORDER}/cancel"),
         ("post", "/api/products/SKU-1"),
         ("get", "/api/products/SKU-1/restock"),
         ("get", "/api/accounts"),

@@ -35,6 +35,7 @@ def test_worker_killed_mid_stream_loses_and_doubles_nothing(api, started):
     assert_recovered(api, stream.finish(), [second], name="worker SIGKILL", fault_in_flight=fault_in_flight)
 
 
+@pytest.mark.exclusive
 def test_broker_restart_mid_stream_loses_and_doubles_nothing(api, started):
     worker = started(celery_worker())
     stream = OrderStream(api, interval=0.01, clients=4)

@@ -12,8 +12,9 @@ from messaging.envelope import decode
 from messaging.errors import InvalidEnvelopeError, InvalidPayloadError, UndecodableBodyError, UnknownMessageTypeError
 from messaging.models import OutboxMessage
 
-ORDER = str(uuid.uuid4())
-OTHER = str(uuid.uuid4())
+# Fixed, not drawn at import: test ids made from them must be the same in every pytest-xdist worker.
+ORDER = "6a0d3e51-8b2c-4f7a-a1d9-3c5e7f9b2d40"
+OTHER = "c2e4a6b8-1d3f-4e5a-b7c9-0e2f4a6c8d1b"
 ITEMS = [{"sku": "SKU-1", "quantity": 2}]
 
 VALID: dict[str, dict] = {
