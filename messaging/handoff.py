@@ -6,7 +6,9 @@ and none is outward (`handoff_until`: the relay leaves the row alone until then,
 announce it). Once the handler's transaction has committed and its deliveries are acked, the thread hands the
 leased rows over: in one transaction it locks those still unpublished (skipping any a relay holds), applies each
 through the same delivery path and inbox as a delivery from the broker, and marks them published. What those
-handlers write is leased and handed over in turn, so that a saga may run to its end on one thread.
+handlers write is leased and handed over in turn, so that a saga may run to its end on one thread. The relay
+does the same with the rows it claims that no worker leased (the API's `payment.process`, a cancel, what beat
+writes): it hands them over instead of publishing them (`for_relay`).
 
 Nothing is lost: a worker that dies before or during a hand-off leaves the rows unpublished, and the relay's
 sweep publishes them once their lease has ended. Nothing is doubled: a row goes one way, the hand-off's or the
@@ -82,7 +84,27 @@ def collecting() -> Iterator[Collector | None]:
 def hand_off(collector: Collector | None) -> None:
     """Hand over the rows `collector` leased, once what wrote them has committed. Never raises: what it could
     not hand over goes to the relay."""
-    rows = collector.rows if collector is not None else []
+    hand_over(collector.rows if collector is not None else [])
+
+
+def for_relay(rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], list[OutboxMessage]]:
+    """Of the rows a relay claimed, those it hands to this worker's consumers itself, and those it publishes.
+    It hands over, with the hand-off on, a row never leased (what the API, beat or a command wrote) whose
+    consumers all run here. A row once leased goes through the broker: a hand-off of it failed, or the worker
+    that leased it died."""
+    if not settings.MESSAGING_LOCAL_HANDOFF:
+        return [], rows
+    handed: list[OutboxMessage] = []
+    published: list[OutboxMessage] = []
+    for row in rows:
+        mine = row.handoff_until is None and not row.target_queue and local(row.routing_key)
+        (handed if mine else published).append(row)
+    return handed, published
+
+
+def hand_over(rows: list[OutboxMessage]) -> None:
+    """Apply `rows`, committed and unpublished, through this worker's consumers, then what their handlers
+    write, round after round. Never raises: what it could not hand over goes to the relay, through the broker."""
     for _ in range(MAX_ROUNDS):
         if not rows:
             return
@@ -130,8 +152,8 @@ def _collecting_into(collector: Collector) -> Iterator[None]:
 
 
 def _release(rows: list[OutboxMessage]) -> None:
-    """Give those of `rows` still unpublished to the relay now. If even that fails, their lease ends and the
-    relay's sweep finds them."""
+    """Give those of `rows` still unpublished to the relay now, to publish (their lease ended: `for_relay`
+    does not take them back). If even that fails, a leased row's lease ends and the relay's sweep finds it."""
     if not rows:
         return
     try:

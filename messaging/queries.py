@@ -75,16 +75,17 @@ def outbox_mark_handed_off(ids: list[int]) -> None:
 
 
 def outbox_release_to_relay(ids: list[int]) -> list[str]:
-    """End the lease of those of the rows `ids` still unpublished and wake the relays for them (the trigger
-    announces inserts only); returns the routing keys of the rows released."""
+    """End the lease of those of the rows `ids` still unpublished, now (a row leased once is the broker's to
+    deliver), and wake the relays for them (the trigger announces inserts only); returns the routing keys of
+    the rows released."""
     where = f"id IN ({sql.placeholders(ids)}) AND published_at IS NULL"
-    released = f"UPDATE {_OUTBOX} SET handoff_until = NULL WHERE {where} RETURNING id, routing_key"
+    released = f"UPDATE {_OUTBOX} SET handoff_until = %s WHERE {where} RETURNING id, routing_key"
     if connection.vendor == "postgresql":
         released = (
             f"WITH released AS ({released}) SELECT routing_key, pg_notify('{NOTIFY_CHANNEL}', id::text) FROM released"
         )
     with connection.cursor() as cursor:
-        cursor.execute(released, ids)
+        cursor.execute(released, [sql.adapt(OutboxMessage, "handoff_until", timezone.now()), *ids])
         return [row[0] if connection.vendor == "postgresql" else row[1] for row in cursor.fetchall()]
 
 

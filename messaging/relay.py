@@ -1,8 +1,10 @@
 """The relay: moves outbox rows to RabbitMQ, and marks each published only after the broker's confirm.
 
 Rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED`, so several relays share the work and a row is never
-published by two at once. The relay sleeps on PostgreSQL `LISTEN`, woken by the `NOTIFY` that the outbox's insert
-trigger sends at commit naming the row, and sweeps every OUTBOX_SWEEP_INTERVAL_S as the safety net.
+published by two at once. With the local hand-off on, a claimed row that this worker's own consumers take is
+handed to them instead of published (messaging/handoff.py). The relay sleeps on PostgreSQL `LISTEN`, woken by
+the `NOTIFY` that the outbox's insert trigger sends at commit naming the row, and sweeps every
+OUTBOX_SWEEP_INTERVAL_S as the safety net.
 
 A row the broker refuses (a nack) is held back, longer at each refusal (RefusedRows): the relay never sweeps
 again at once for it, and the rows that notifications name go on being published while it waits.
@@ -21,7 +23,7 @@ from django.utils import timezone
 from kombu import Connection
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 
-from messaging import queries, topology, tracing
+from messaging import handoff, queries, topology, tracing
 from messaging.broker import HEARTBEAT_RATE, Reconnect, connected, doubling, log_lost, tick_s
 from messaging.heartbeat import RELAY, Heartbeat
 from messaging.models import OutboxMessage
@@ -175,13 +177,16 @@ def relay_once(
     with transaction.atomic():
         held = refusals.held() if refusals is not None and not ids else []
         rows = queries.outbox_claim(batch_size or settings.OUTBOX_BATCH_SIZE, ids, skip=held)
-        confirmed, failure = _published(publisher, rows) if rows else ([], None)
+        handed, published = handoff.for_relay(rows)
+        confirmed, failure = _published(publisher, published) if published else ([], None)
         if confirmed:
             queries.outbox_mark_published([row.pk for row in confirmed])
+    # Once the claim's locks are gone: the hand-off takes each row again under its own lock.
+    handoff.hand_over(handed)
     if failure is not None:
         raise failure
     if refusals is not None:
-        refusals.record(claimed=[row.pk for row in rows], confirmed=[row.pk for row in confirmed])
+        refusals.record(claimed=[row.pk for row in published], confirmed=[row.pk for row in confirmed])
     return len(rows)
 
 

@@ -11,6 +11,9 @@ python -m tests.e2e.dying_worker handoff payment.processed -A config worker ...
     transaction that wrote it committed and its delivery was acked, the row is leased and unpublished.
 python -m tests.e2e.dying_worker handed payment.processed -A config worker ...
     (the same) dies inside the hand-off of a payment.processed, once its handlers ran and before the commit.
+python -m tests.e2e.dying_worker handoff payment.process -A config worker ...
+    (the same) dies when its relay is about to hand over the API's payment.process: the relay's claim has
+    committed, the row is unpublished and was never leased. `handed` dies inside that hand-off.
 """
 
 from __future__ import annotations

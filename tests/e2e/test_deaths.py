@@ -8,7 +8,9 @@
 With the local hand-off (MESSAGING_LOCAL_HANDOFF), two more:
 
 - between the commit that wrote a leased row and its hand-off: the relay publishes it once the lease has ended;
-- inside the hand-off, after its handlers ran and before its commit: nothing of it is kept, and the same.
+- inside the hand-off, after its handlers ran and before its commit: nothing of it is kept, and the same;
+- the same two instants of the relay's hand-off of the API's payment.process, which no lease covers: the next
+  relay's sweep finds it unpublished and hands it over.
 
 Each time the order completes once: one capture, the stock taken once, a clean audit.
 """
@@ -129,3 +131,25 @@ def test_a_worker_dead_before_its_hand_off_commits_leaves_the_row_to_the_relay_o
     assert_completed_once(api, order, customer, sku, str(message.message_id))
     message.refresh_from_db()
     assert message.published_at is not None and not message.handed_off  # it went through the broker
+
+
+@pytest.mark.parametrize("instant", ["handoff", "handed"])
+def test_a_worker_dead_in_its_relays_hand_off_of_the_apis_payment_process_leaves_it_to_the_next_relay(
+    api, started, instant
+):
+    sku = create_product(api, stock_level=5, price="10.00")
+    customer = create_account(api, balance_amount="100.00")
+    dying = started(dying_worker("dying", instant, "payment.process", **HANDOFF))
+    order = place_order(api, customer, [{"sku": sku, "quantity": 2}])
+    wait_for(lambda: not dying.running(), timeout=30, message=f"the worker to die at the {instant} of payment.process")
+    assert dying.popen.returncode == DIED, dying.log()[-3000:]
+    message = OutboxMessage.objects.get(order_id=order["id"], routing_key="payment.process")
+    # Committed by the API, claimed by the dead worker's relay, leased to none and applied by no consumer.
+    assert message.published_at is None and message.handoff_until is None
+    assert not InboxMessage.objects.filter(message_id=message.message_id).exists()
+
+    started(celery_worker("survivor", **HANDOFF))
+
+    assert_completed_once(api, order, customer, sku, str(message.message_id))
+    message.refresh_from_db()
+    assert message.published_at is not None and message.handed_off  # by the survivor's relay, at its first sweep

@@ -1,22 +1,27 @@
 """The local hand-off (MESSAGING_LOCAL_HANDOFF, messaging/handoff.py) on real PostgreSQL and RabbitMQ: one
-delivery runs the saga to its end on its consumer thread; a leased row is neither announced nor claimed by a
-relay until its lease ends; a handler that fails gives its rows to the relay at once; a row a relay published
-or holds is never handed off as well. The deliveries are those of tests/integration/test_consumer_batches.py."""
+delivery runs the saga to its end on its consumer thread; the relay hands the API's payment.process to this
+worker's consumers instead of publishing it; a leased row is neither announced nor claimed by a relay until its
+lease ends; a handler that fails gives its rows to the relay at once, to go through the broker; a row a relay
+published or holds is never handed off as well. The deliveries are those of
+tests/integration/test_consumer_batches.py."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import transaction
 from django.utils import timezone
+from kombu import Queue
 
-from messaging import bus, handoff, queries
+from messaging import bus, handoff, queries, topology
+from messaging.broker import connected
 from messaging.models import InboxMessage, OutboxMessage
 from messaging.outbox import publish
-from messaging.relay import _Listener
+from messaging.relay import ConfirmingPublisher, _Listener, relay_once
 from payments.models import LedgerEntry
 from tests.factories import make_account, make_product
 from tests.integration.support import balance, in_another_transaction, order_of, outbox, saga_of, stock
@@ -71,7 +76,7 @@ def test_one_delivery_runs_the_saga_to_its_end_on_the_consumer_thread(handing_of
     for key in REPLIES:
         assert rows[key].handed_off and rows[key].published_at is not None, key
         assert handed_off(key) == before[key] + 1
-    # the order's placing, from the API, went to the broker: it was written by no consumer thread
+    # the order's placing came by the broker here (as from a relay of a worker without payments): unleased
     assert not rows["payment.process"].handed_off and rows["payment.process"].handoff_until is None
     # and the operations console says which way each row went
     handed = staff.get(f"/admin/messaging/outboxmessage/?handed_off__exact=1&q={order_id}").content.decode()
@@ -90,6 +95,9 @@ def test_with_the_hand_off_off_every_row_is_the_relays(settings):
     assert reply.published_at is None and reply.handoff_until is None
     assert saga_of(order_id).state == "PAYMENT_PENDING"
     assert claimed([reply.pk]) == [reply.pk]
+    with transaction.atomic():
+        claim = queries.outbox_claim(10, [reply.pk])
+        assert handoff.for_relay(claim) == ([], claim)  # a relay publishes what it claims
 
 
 def test_a_leased_row_is_not_announced_and_no_relay_claims_it_until_its_lease_ends(handing_off):
@@ -126,11 +134,14 @@ def test_a_handler_that_fails_in_a_hand_off_gives_its_rows_to_the_relay_at_once(
     finally:
         listener.close()
     row.refresh_from_db()
-    assert (row.published_at, row.handoff_until, row.handed_off) == (None, None, False)
+    assert (row.published_at, row.handed_off) == (None, False)
+    assert row.handoff_until <= timezone.now()  # its lease ended: a relay publishes it, and never hands it over
     assert not InboxMessage.objects.filter(message_id=str(row.message_id)).exists()
     assert sample("sagaflow_handoffs_released_total", message_type="payment.failed") == released_before + 1
     assert "a hand-off of 1 messages was rolled back (a handler failed)" in caplog.text
-    assert claimed([row.pk]) == [row.pk]
+    with transaction.atomic():
+        claim = queries.outbox_claim(10, [row.pk])
+        assert handoff.for_relay(claim) == ([], claim) and [each.pk for each in claim] == [row.pk]
 
 
 def test_a_row_the_relay_published_first_is_not_handed_off_as_well(handing_off):
@@ -223,3 +234,82 @@ def test_an_order_whose_replies_are_handed_off_is_still_one_trace_following_caus
     requests = [span for span in spans if span["kind"] == "SpanKind.SERVER" and "orders" in span["name"]]
     the_trace = assert_one_trace_following_causation(spans, requests[0], outbox_of(order_id))
     assert consumers_in(spans, the_trace) == {"payments", "inventory", "saga"}
+
+
+@pytest.fixture
+def tapped() -> Iterator[tuple[ConfirmingPublisher, str]]:
+    """A relay's publisher on this run's broker, and a queue of the test's own bound to every message type:
+    what it holds is what crossed the broker."""
+    tap = Queue(f"tap-{uuid.uuid4().hex[:8]}", exchange=topology.main_exchange(), routing_key="#")
+    with connected() as broker:
+        topology.declare_all(broker.default_channel)
+        tap(broker.default_channel).declare()
+        try:
+            yield ConfirmingPublisher(broker), tap.name
+        finally:
+            tap(broker.default_channel).delete()
+
+
+def crossed(queue: str) -> list[str]:
+    """The routing keys of what the queue `queue` received, taken from it."""
+    keys = []
+    with connected() as broker:
+        while (message := broker.default_channel.basic_get(queue, no_ack=True)) is not None:
+            keys.append(message.delivery_info["routing_key"])
+    return keys
+
+
+def test_the_relay_hands_the_apis_payment_process_to_this_workers_consumers_instead_of_publishing_it(
+    handing_off, tapped
+):
+    publisher, tap = tapped
+    order_id, customer, _ = awaiting_payment()
+    placed = outbox(order_id, "payment.process")[0]
+    assert placed.handoff_until is None  # the API's: no consumer thread leased it
+    before = handed_off("payment.process")
+
+    assert relay_once(publisher, ids=[placed.pk]) == 1
+
+    assert saga_of(order_id).state == "COMPLETED"
+    assert balance(customer) == Decimal("80.00")
+    rows = {row.routing_key: row for row in outbox(order_id)}
+    assert rows["payment.process"].handed_off and rows["payment.process"].published_at is not None
+    assert handed_off("payment.process") == before + 1
+    # the saga's commands and replies never crossed the broker; the public events it writes are the relay's
+    assert crossed(tap) == []
+    events = [key for key, row in rows.items() if not row.handed_off]
+    assert events and all(key.startswith("order.") for key in events)
+    relay_once(publisher)
+    assert sorted(crossed(tap)) == sorted(events)
+    assert all(row.published_at is not None for row in outbox(order_id))
+
+
+def test_a_row_the_relays_hand_off_fails_on_goes_through_the_broker_next(handing_off, tapped, caplog):
+    publisher, tap = tapped
+    # an unleased payment.failed of an order no saga has, as a command or beat could write: the saga fails on it
+    with transaction.atomic():
+        row = publish("payment.failed", {"order_id": str(uuid.uuid4()), "code": "declined", "reason": "orphan"})
+
+    assert relay_once(publisher, ids=[row.pk]) == 1
+    row.refresh_from_db()
+    assert (row.published_at, row.handed_off) == (None, False) and row.handoff_until is not None
+    assert "a hand-off of 1 messages was rolled back (a handler failed)" in caplog.text
+
+    assert relay_once(publisher, ids=[row.pk]) == 1
+    row.refresh_from_db()
+    assert row.published_at is not None and not row.handed_off
+    assert crossed(tap) == ["payment.failed"]  # once, through the broker, with its retries and dead letters
+
+
+def test_with_the_payments_consumer_hosted_elsewhere_the_relay_publishes_payment_process(handing_off, tapped, settings):
+    settings.MESSAGING_CONSUMERS = ["inventory", "saga"]
+    publisher, tap = tapped
+    order_id, _, _ = awaiting_payment()
+    placed = outbox(order_id, "payment.process")[0]
+
+    relay_once(publisher, ids=[placed.pk])
+
+    placed.refresh_from_db()
+    assert placed.published_at is not None and not placed.handed_off
+    assert saga_of(order_id).state == "PAYMENT_PENDING"
+    assert crossed(tap) == ["payment.process"]
