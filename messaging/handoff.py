@@ -8,7 +8,8 @@ leased rows over: in one transaction it locks those still unpublished (skipping 
 through the same delivery path and inbox as a delivery from the broker, and marks them published. What those
 handlers write is leased and handed over in turn, so that a saga may run to its end on one thread. The relay
 does the same with the rows it claims that no worker leased (the API's `payment.process`, a cancel, what beat
-writes): it hands them over instead of publishing them (`for_relay`).
+writes): it applies them in its claim's transaction instead of publishing them (`for_relay`, `apply_claimed`),
+and hands over what they write once it has committed.
 
 Nothing is lost: a worker that dies before or during a hand-off leaves the rows unpublished, and the relay's
 sweep publishes them once their lease has ended. Nothing is doubled: a row goes one way, the hand-off's or the
@@ -84,7 +85,12 @@ def collecting() -> Iterator[Collector | None]:
 def hand_off(collector: Collector | None) -> None:
     """Hand over the rows `collector` leased, once what wrote them has committed. Never raises: what it could
     not hand over goes to the relay."""
-    hand_over(collector.rows if collector is not None else [])
+    rows = collector.rows if collector is not None else []
+    for _ in range(MAX_ROUNDS):
+        if not rows:
+            return
+        rows = _handed_over(rows)
+    _release(rows)
 
 
 def for_relay(rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], list[OutboxMessage]]:
@@ -102,18 +108,42 @@ def for_relay(rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], list[Outb
     return handed, published
 
 
-def hand_over(rows: list[OutboxMessage]) -> None:
-    """Apply `rows`, committed and unpublished, through this worker's consumers, then what their handlers
-    write, round after round. Never raises: what it could not hand over goes to the relay, through the broker."""
-    for _ in range(MAX_ROUNDS):
-        if not rows:
-            return
-        rows = _handed_over(rows)
-    _release(rows)
+def apply_claimed(rows: list[OutboxMessage]) -> None:
+    """Apply `rows`, which the caller's transaction holds locked (a relay's claim), through this worker's
+    consumers in a savepoint of that transaction, and mark them handed off; the lock is never let go between
+    the claim and the hand-off, so no other relay publishes them meanwhile. What their handlers write is leased
+    to the current collector, for `hand_off` once the caller has committed. A handler that fails rolls the
+    savepoint back and ends the rows' lease: they go through the broker. Raises only when the database fails."""
+    if not rows:
+        return
+    try:
+        with transaction.atomic():
+            _apply(rows)
+            queries.outbox_mark_handed_off([row.pk for row in rows])
+    except _ToBroker:
+        logger.warning(
+            "a hand-off of %s messages was rolled back (a handler failed); they go through the broker", len(rows)
+        )
+        for routing_key in queries.outbox_release_to_relay([row.pk for row in rows]):
+            metrics.HANDOFFS_RELEASED.labels(routing_key).inc()
+        return
+    for row in rows:
+        metrics.HANDED_OFF.labels(row.routing_key).inc()
 
 
 class _ToBroker(Exception):
     """A handler of the hand-off failed: roll it back and give its rows to the relay."""
+
+
+def _apply(rows: list[OutboxMessage]) -> None:
+    """Each of `rows` through each of its consumers, as the broker's delivery of it would be; raises _ToBroker
+    at the first that would not simply be acked."""
+    for row in rows:
+        properties, headers = row.wire_properties(), row.wire_headers()
+        for consumer in bus.consumers_for(row.routing_key):
+            verdict = handle_delivery(consumer, row.body(), properties, headers, row.routing_key, in_batch=True)
+            if verdict.action != "ack":
+                raise _ToBroker
 
 
 def _handed_over(rows: list[OutboxMessage]) -> list[OutboxMessage]:
@@ -123,12 +153,7 @@ def _handed_over(rows: list[OutboxMessage]) -> list[OutboxMessage]:
         with _collecting_into(written), transaction.atomic():
             claimed = set(queries.outbox_claim_handoff([row.pk for row in rows]))
             taken = [row for row in rows if row.pk in claimed]
-            for row in taken:
-                properties, headers = row.wire_properties(), row.wire_headers()
-                for consumer in bus.consumers_for(row.routing_key):
-                    verdict = handle_delivery(consumer, row.body(), properties, headers, row.routing_key, in_batch=True)
-                    if verdict.action != "ack":
-                        raise _ToBroker
+            _apply(taken)
             if taken:
                 queries.outbox_mark_handed_off([row.pk for row in taken])
     except Exception as error:  # noqa: BLE001 - a failed hand-off is the broker's to deliver, never the thread's end

@@ -174,15 +174,15 @@ def relay_once(
     a broker failure is raised after the confirmed rows are marked. With `refusals`, a sweep (no `ids`) skips
     the rows it holds back, and it learns which rows the broker refused.
     """
-    with transaction.atomic():
+    with handoff.collecting() as leased, transaction.atomic():
         held = refusals.held() if refusals is not None and not ids else []
         rows = queries.outbox_claim(batch_size or settings.OUTBOX_BATCH_SIZE, ids, skip=held)
         handed, published = handoff.for_relay(rows)
+        handoff.apply_claimed(handed)
         confirmed, failure = _published(publisher, published) if published else ([], None)
         if confirmed:
             queries.outbox_mark_published([row.pk for row in confirmed])
-    # Once the claim's locks are gone: the hand-off takes each row again under its own lock.
-    handoff.hand_over(handed)
+    handoff.hand_off(leased)
     if failure is not None:
         raise failure
     if refusals is not None:

@@ -12,8 +12,8 @@ python -m tests.e2e.dying_worker handoff payment.processed -A config worker ...
 python -m tests.e2e.dying_worker handed payment.processed -A config worker ...
     (the same) dies inside the hand-off of a payment.processed, once its handlers ran and before the commit.
 python -m tests.e2e.dying_worker handoff payment.process -A config worker ...
-    (the same) dies when its relay is about to hand over the API's payment.process: the relay's claim has
-    committed, the row is unpublished and was never leased. `handed` dies inside that hand-off.
+    (the same) dies when its relay is about to apply the API's payment.process in its claim's transaction:
+    the row is unpublished and was never leased. `handed` dies once its handlers ran, before the commit.
 """
 
 from __future__ import annotations
@@ -58,36 +58,41 @@ def die_at_mark(message_type: str) -> None:
 def die_at_handoff(message_type: str) -> None:
     from messaging import handoff
 
-    handed_over = handoff._handed_over
+    def dying_before(hand_over):
+        def die_or_hand_over(rows):
+            if any(row.routing_key == message_type for row in rows):
+                os._exit(DIED)
+            return hand_over(rows)
 
-    def die_or_hand_over(rows):
-        if any(row.routing_key == message_type for row in rows):
-            os._exit(DIED)
-        return handed_over(rows)
+        return die_or_hand_over
 
-    handoff._handed_over = die_or_hand_over
+    # A consumer thread's hand-off, and the relay's of what it claimed.
+    handoff._handed_over = dying_before(handoff._handed_over)
+    handoff.apply_claimed = dying_before(handoff.apply_claimed)
 
 
 def die_at_handed(message_type: str) -> None:
     from messaging import handoff, queries
 
-    handed_over = handoff._handed_over
+    def dying_inside(hand_over):
+        def hand_over_and_die_before_the_commit(rows):
+            if not any(row.routing_key == message_type for row in rows):
+                return hand_over(rows)
+            mark = queries.outbox_mark_handed_off
 
-    def hand_over_and_die_before_the_commit(rows):
-        if not any(row.routing_key == message_type for row in rows):
-            return handed_over(rows)
-        mark = queries.outbox_mark_handed_off
+            def die(ids):
+                os._exit(DIED)
 
-        def die(ids):
-            os._exit(DIED)
+            queries.outbox_mark_handed_off = die
+            try:
+                return hand_over(rows)
+            finally:
+                queries.outbox_mark_handed_off = mark
 
-        queries.outbox_mark_handed_off = die
-        try:
-            return handed_over(rows)
-        finally:
-            queries.outbox_mark_handed_off = mark
+        return hand_over_and_die_before_the_commit
 
-    handoff._handed_over = hand_over_and_die_before_the_commit
+    handoff._handed_over = dying_inside(handoff._handed_over)
+    handoff.apply_claimed = dying_inside(handoff.apply_claimed)
 
 
 def _with_django(install):
