@@ -121,11 +121,8 @@ def apply_claimed(rows: list[OutboxMessage]) -> None:
             _apply(rows)
             queries.outbox_mark_handed_off([row.pk for row in rows])
     except _ToBroker:
-        logger.warning(
-            "a hand-off of %s messages was rolled back (a handler failed); they go through the broker", len(rows)
-        )
-        for routing_key in queries.outbox_release_to_relay([row.pk for row in rows]):
-            metrics.HANDOFFS_RELEASED.labels(routing_key).inc()
+        _rolled_back(rows, "a handler failed")
+        _count_released(queries.outbox_release_to_relay([row.pk for row in rows]))
         return
     for row in rows:
         metrics.HANDED_OFF.labels(row.routing_key).inc()
@@ -157,8 +154,7 @@ def _handed_over(rows: list[OutboxMessage]) -> list[OutboxMessage]:
             if taken:
                 queries.outbox_mark_handed_off([row.pk for row in taken])
     except Exception as error:  # noqa: BLE001 - a failed hand-off is the broker's to deliver, never the thread's end
-        reason = "a handler failed" if isinstance(error, _ToBroker) else f"{type(error).__name__}: {error}"
-        logger.warning("a hand-off of %s messages was rolled back (%s); they go through the broker", len(rows), reason)
+        _rolled_back(rows, "a handler failed" if isinstance(error, _ToBroker) else f"{type(error).__name__}: {error}")
         drop_broken_connection()
         _release(rows)
         return []
@@ -188,5 +184,13 @@ def _release(rows: list[OutboxMessage]) -> None:
         logger.warning("could not give %s messages back to the relay; it finds them once their lease ends", len(rows))
         drop_broken_connection()
         return
-    for routing_key in released:
+    _count_released(released)
+
+
+def _count_released(routing_keys: list[str]) -> None:
+    for routing_key in routing_keys:
         metrics.HANDOFFS_RELEASED.labels(routing_key).inc()
+
+
+def _rolled_back(rows: list[OutboxMessage], reason: str) -> None:
+    logger.warning("a hand-off of %s messages was rolled back (%s); they go through the broker", len(rows), reason)
