@@ -206,9 +206,14 @@ def queue_consumers(queue: str) -> int:
 
 
 def wait_until_consuming(process: Process, queues=("payments", "inventory", "saga"), timeout: float = 60) -> None:
+    """Until `process` itself said that it consumes each of `queues` and RabbitMQ counts a consumer on each. The
+    count alone is not enough beside a second worker: it already counts the first worker's consumers. The log
+    alone is not enough after a reconnect: it still holds the last connection's lines."""
+
     def ready() -> bool:
         if not process.running():
             raise AssertionError(f"{process.name} exited early:\n{process.log()[-4000:]}")
-        return all(queue_consumers(q) > 0 for q in queues)
+        log = process.log()
+        return all(f"consuming {q}" in log and queue_consumers(q) > 0 for q in queues)
 
     wait_for(ready, timeout=timeout, interval=0.3, message=f"{process.name} to consume {queues}")
