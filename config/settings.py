@@ -345,10 +345,10 @@ def env_rate(name: str, default: str) -> str | None:
 # Orders placed per token. A storefront backend places everyone's orders through one operator token.
 API_CUSTOMER_ORDER_RATE = env_rate("API_CUSTOMER_ORDER_RATE", "5/s")
 API_OPERATOR_ORDER_RATE = env_rate("API_OPERATOR_ORDER_RATE", "1000/s")
-# Seconds a web process trusts a token it has looked up (0: every request looks it up, so a revocation anywhere
-# takes effect at once). A few seconds take the lookup off most requests; a revocation in another process then
-# takes up to that long.
-API_TOKEN_CACHE_S = env_number("API_TOKEN_CACHE_S", 0.0)
+# Seconds a web process keeps a token it has looked up, on PostgreSQL, while it hears the database's notice of
+# every change to tokens: a revocation anywhere takes effect at its notice (config/access/recent_tokens.py).
+# 0: every request looks its token up. SQLite sends no notices: there every request looks it up.
+API_TOKEN_CACHE_S = env_number("API_TOKEN_CACHE_S", 60.0)
 # /metrics is public unless this is set; then it needs an operator token (Prometheus: `authorization:`).
 METRICS_TOKEN_REQUIRED = env_bool("METRICS_TOKEN_REQUIRED", False)
 CACHES = {

@@ -308,14 +308,9 @@ class _Listener:
     def __init__(self) -> None:
         self.conn = None
         if connection.vendor == "postgresql":
-            from config.kernel.postgresql.base import AnswerBoundConnection
+            from config.kernel.postgresql.base import listening
 
-            params = connection.get_connection_params()
-            params.pop("cursor_factory", None)
-            params.pop("context", None)
-            # With the timeouts and keepalives of the settings, and a bound on each wait for an answer.
-            self.conn = AnswerBoundConnection.connect(**params, autocommit=True)
-            self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.conn = listening(connection, NOTIFY_CHANNEL)
 
     def probe(self) -> None:
         """Raises when the listening connection no longer answers: a silent one would never be woken."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.plugin import worker_database_url
+from tests.plugin import IN_PROCESS_ONLY, worker_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = Path(os.environ.get("TEST_LOG_DIR", "/tmp/sagaflow-test-logs"))
@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def process_env(**overrides: str) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {name: value for name, value in os.environ.items() if name not in IN_PROCESS_ONLY}
     env.update(
         {"DATABASE_URL": worker_database_url(), "PYTHONUNBUFFERED": "1", "LOG_FORMAT": "json", "LOG_LEVEL": "info"}
     )
@@ -110,7 +110,7 @@ class Embedded:
     embedded process model)."""
 
     def __init__(self, database: Path, **env: str):
-        self.env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL"}}
+        self.env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "BROKER_URL", *IN_PROCESS_ONLY}}
         self.env.update({"SQLITE_PATH": str(database), "PYTHONUNBUFFERED": "1", **env})
 
     def manage(self, *args: str) -> str:

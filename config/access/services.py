@@ -6,18 +6,17 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from config.access import queries
 from config.access.models import ApiToken, AuditEntry
+from config.access.recent_tokens import listener, recent_tokens
 from config.kernel.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -25,10 +24,6 @@ logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "sf_"
 # last_used_at is a hint for operators, not an access log: writing it once a minute per token is enough.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
-# A web process trusts a token it looked up this many seconds ago without looking it up again (API_TOKEN_CACHE_S;
-# 0, the default: every request looks its token up). A token revoked by another process is then refused within
-# this time; by this one, at once.
-TOKEN_CACHE_S: float = settings.API_TOKEN_CACHE_S
 
 
 class TokenError(DomainError):
@@ -84,7 +79,7 @@ def api_token_revoke(*, token: str | None = None, token_id: int | None = None, b
             record = None
         if record is None:
             raise TokenError("no such token")
-        _recent_tokens.forget(record.key_hash)
+        recent_tokens.forget(record.key_hash)  # here at once; other processes at the commit's notice
         if record.revoked_at is None:
             record.revoked_at = timezone.now()
             record.save(update_fields=["revoked_at"])
@@ -97,49 +92,16 @@ def api_token_revoke(*, token: str | None = None, token_id: int | None = None, b
     return record
 
 
-class _RecentTokens:
-    """The live tokens this process has looked up in the last TOKEN_CACHE_S seconds, by hash.
-
-    Every API request presents its token, and its lookup was a third of a status read's CPU. A token revoked
-    in this process (the command, the admin) is forgotten at once; one revoked elsewhere is refused by this
-    process within TOKEN_CACHE_S. Only live tokens are kept, at most MAX of them.
-    """
-
-    MAX = 4096
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._records: dict[str, tuple[float, ApiToken]] = {}
-
-    def get(self, digest: str) -> ApiToken | None:
-        found = self._records.get(digest)
-        if found is None or time.monotonic() - found[0] > TOKEN_CACHE_S:
-            return None
-        return found[1]
-
-    def keep(self, digest: str, record: Any) -> None:
-        if TOKEN_CACHE_S <= 0:
-            return
-        with self._lock:
-            if len(self._records) >= self.MAX:
-                self._records.clear()
-            self._records[digest] = (time.monotonic(), record)
-
-    def forget(self, digest: str) -> None:
-        with self._lock:
-            self._records.pop(digest, None)
-
-
-_recent_tokens = _RecentTokens()
-
-
 def api_token_authenticate(*, token: str) -> ApiToken | None:
     """The live (not revoked) token record for a presented token, or None. Touches last_used_at now and then.
-    A token looked up in the last TOKEN_CACHE_S seconds is not looked up again (`_RecentTokens`)."""
+    A token this process looked up lately is not looked up again while it hears of every change to tokens
+    (config/access/recent_tokens.py)."""
     digest = token_hash(token)
-    recent = _recent_tokens.get(digest)
+    listener.ensure_running()
+    recent = recent_tokens.get(digest)
     if recent is not None:
         return recent
+    generation = recent_tokens.generation()
     record = queries.live_token(digest)
     # The lookup is by hash; comparing again in constant time costs nothing and keeps the intent plain.
     if record is None or not hmac.compare_digest(record.key_hash, digest):
@@ -148,7 +110,7 @@ def api_token_authenticate(*, token: str) -> ApiToken | None:
     if record.last_used_at is None or now - record.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=record.pk).update(last_used_at=now)
         record.last_used_at = now
-    _recent_tokens.keep(digest, record)
+    recent_tokens.keep(digest, record, generation)
     return record
 
 

@@ -3,6 +3,8 @@
 
 from django.db import migrations
 
+from config.kernel.postgresql.operations import on_postgresql  # the later migrations take it from here too
+
 CREATE = """
 CREATE OR REPLACE FUNCTION sagaflow_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -17,14 +19,6 @@ DROP = """
 DROP TRIGGER IF EXISTS messaging_outbox_notify ON messaging_outboxmessage;
 DROP FUNCTION IF EXISTS sagaflow_outbox_notify();
 """
-
-
-def on_postgresql(sql: str):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
 
 
 class Migration(migrations.Migration):

@@ -1,18 +1,12 @@
 """The lean paths of the API's most frequent requests give what the serializers that the schema describes give:
 the status read and the POST's answer byte for byte, the POST's input as the input serializer validates it.
-And the token lookup that every request makes is kept for TOKEN_CACHE_S, within the bounds it states."""
+(The tokens a process keeps: tests/api/test_recent_tokens.py.)"""
 
 from __future__ import annotations
 
 import pytest
-from django.core.management import call_command
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 from rest_framework import serializers
 
-from config.access import services
-from config.access.models import ApiToken
 from config.kernel.api import json_text, validated
 from orders.api import OrderCreateInputSerializer, OrderDetailOutputSerializer, order_input
 from orders.selectors import order_get
@@ -139,40 +133,3 @@ def test_the_posts_input_is_what_the_input_serializer_validates(body, customer_r
     assert taken[1] == (dict(by_serializer[1]) if by_serializer[0] == "taken" else by_serializer[1])
     if taken[0] == "taken":
         assert [dict(line) for line in taken[1]["items"]] == [dict(line) for line in by_serializer[1]["items"]]
-
-
-def test_a_status_read_is_one_statement_on_postgresql_once_its_token_is_known(client, inprocess, monkeypatch):
-    monkeypatch.setattr(services, "TOKEN_CACHE_S", 3600.0)  # API_TOKEN_CACHE_S, 0 by default
-    sku = make_product(stock=5).sku
-    order_id = place(make_account(balance="100.00").customer_id, (sku, 1))
-    drain()
-    client.get(f"/api/orders/{order_id}")  # the token is looked up
-
-    with CaptureQueriesContext(connection) as read:
-        assert client.get(f"/api/orders/{order_id}").status_code == 200
-
-    # The order, its lines and its saga's timeline; elsewhere three written-out selects.
-    assert len(read) == (1 if connection.vendor == "postgresql" else 3), [q["sql"] for q in read]
-
-
-def test_a_revoked_token_is_refused_at_once_by_the_process_that_revoked_it(anonymous, token_for, monkeypatch):
-    monkeypatch.setattr(services, "TOKEN_CACHE_S", 3600.0)
-    token = token_for("operator")
-    assert anonymous.get("/api/products", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-
-    call_command("revoke_api_token", token, by="tests")
-
-    assert_error(anonymous.get("/api/products", headers={"Authorization": f"Bearer {token}"}), 401)
-
-
-def test_a_token_revoked_elsewhere_is_refused_once_this_process_has_kept_it_api_token_cache_s(
-    anonymous, token_for, monkeypatch
-):
-    headers = {"Authorization": f"Bearer {token_for('operator')}"}
-    monkeypatch.setattr(services, "TOKEN_CACHE_S", 3600.0)
-    assert anonymous.get("/api/products", headers=headers).status_code == 200
-    ApiToken.objects.update(revoked_at=timezone.now())  # as another process's revocation: this one is not told
-
-    assert anonymous.get("/api/products", headers=headers).status_code == 200  # within the window it states
-    monkeypatch.setattr(services, "TOKEN_CACHE_S", 0.0)  # the window has passed
-    assert_error(anonymous.get("/api/products", headers=headers), 401, "authentication_failed")

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # What each step costs today, as the database sees it (BEGIN, COMMIT and savepoints included). The first POST
 # includes the token's lookup and its last_used_at, and the throttle's one statement; then BEGIN, the prices, one
 # statement for the order, its lines, its saga, the saga's first step and both messages (sql.batched), COMMIT.
-# Its answer is built from what was written, not read back. Each request looks its token up (API_TOKEN_CACHE_S
-# is 0 by default).
+# Its answer is built from what was written, not read back. Each request looks its token up here: the tests'
+# process keeps no tokens (tests/plugin.py; tests/api/test_recent_tokens.py counts them kept).
 MAX_QUERIES = {
     "POST /api/orders": 7,
     # With a key: its lookup before, the bound on the wait for a request in flight with the same key, and its

@@ -48,6 +48,22 @@ class AnswerBoundConnection(psycopg.Connection):
             ) from None
 
 
+def listening(database: Any, *channels: str) -> AnswerBoundConnection:
+    """A connection of its own to `database`'s server (a Django connection), in autocommit, with the timeouts and
+    keepalives of the settings and the bound on each answer, that LISTENs on `channels`."""
+    params = database.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    conn = AnswerBoundConnection.connect(**params, autocommit=True)
+    try:
+        for channel in channels:
+            conn.execute(f"LISTEN {channel}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     def get_new_connection(self, conn_params: dict[str, Any]) -> psycopg.Connection:
         connection = super().get_new_connection(conn_params)
