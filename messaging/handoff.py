@@ -108,14 +108,15 @@ def for_relay(rows: list[OutboxMessage]) -> tuple[list[OutboxMessage], list[Outb
     return handed, published
 
 
-def apply_claimed(rows: list[OutboxMessage]) -> None:
+def apply_claimed(rows: list[OutboxMessage]) -> list[OutboxMessage]:
     """Apply `rows`, which the caller's transaction holds locked (a relay's claim), through this worker's
     consumers in a savepoint of that transaction, and mark them handed off; the lock is never let go between
     the claim and the hand-off, so no other relay publishes them meanwhile. What their handlers write is leased
     to the current collector, for `hand_off` once the caller has committed. A handler that fails rolls the
-    savepoint back and ends the rows' lease: they go through the broker. Raises only when the database fails."""
+    savepoint back and ends the rows' lease: they go through the broker. Returns the rows handed off, for
+    `count_handed_off` once the caller has committed. Raises only when the database fails."""
     if not rows:
-        return
+        return []
     try:
         with transaction.atomic():
             _apply(rows)
@@ -123,7 +124,12 @@ def apply_claimed(rows: list[OutboxMessage]) -> None:
     except _ToBroker:
         _rolled_back(rows, "a handler failed")
         _count_released(queries.outbox_release_to_relay([row.pk for row in rows]))
-        return
+        return []
+    return rows
+
+
+def count_handed_off(rows: list[OutboxMessage]) -> None:
+    """Count `rows` handed off, once the transaction that marked them has committed."""
     for row in rows:
         metrics.HANDED_OFF.labels(row.routing_key).inc()
 
@@ -158,8 +164,7 @@ def _handed_over(rows: list[OutboxMessage]) -> list[OutboxMessage]:
         drop_broken_connection()
         _release(rows)
         return []
-    for row in taken:
-        metrics.HANDED_OFF.labels(row.routing_key).inc()
+    count_handed_off(taken)
     return written.rows
 
 

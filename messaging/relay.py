@@ -178,10 +178,11 @@ def relay_once(
         held = refusals.held() if refusals is not None and not ids else []
         rows = queries.outbox_claim(batch_size or settings.OUTBOX_BATCH_SIZE, ids, skip=held)
         handed, published = handoff.for_relay(rows)
-        handoff.apply_claimed(handed)
+        applied = handoff.apply_claimed(handed)
         confirmed, failure = _published(publisher, published) if published else ([], None)
         if confirmed:
             queries.outbox_mark_published([row.pk for row in confirmed])
+    handoff.count_handed_off(applied)
     handoff.hand_off(leased)
     if failure is not None:
         raise failure

@@ -13,7 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from kombu import Queue
 
@@ -282,6 +282,28 @@ def test_the_relay_hands_the_apis_payment_process_to_this_workers_consumers_inst
     relay_once(publisher)
     assert sorted(crossed(tap)) == sorted(events)
     assert all(row.published_at is not None for row in outbox(order_id))
+
+
+def test_a_relay_pass_rolled_back_after_its_hand_off_counts_nothing_handed_off(handing_off, tapped, monkeypatch):
+    publisher, _ = tapped
+    order_id, _, _ = awaiting_payment()
+    placed = outbox(order_id, "payment.process")[0]
+    before = handed_off("payment.process")
+    applied = handoff.apply_claimed
+
+    def applied_then_lost(rows):
+        applied(rows)
+        raise DatabaseError("the connection was lost before the relay's commit")
+
+    monkeypatch.setattr(handoff, "apply_claimed", applied_then_lost)
+    with pytest.raises(DatabaseError):
+        relay_once(publisher, ids=[placed.pk])
+
+    assert handed_off("payment.process") == before
+    assert saga_of(order_id).state == "PAYMENT_PENDING"  # nothing of the hand-off was kept
+    monkeypatch.setattr(handoff, "apply_claimed", applied)
+    assert relay_once(publisher, ids=[placed.pk]) == 1  # the next pass takes it again, and counts it once
+    assert handed_off("payment.process") == before + 1
 
 
 def test_a_row_the_relays_hand_off_fails_on_goes_through_the_broker_next(handing_off, tapped, caplog):
