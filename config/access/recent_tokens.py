@@ -8,13 +8,16 @@ listener forgets that token at once. The listener asks the database for an answe
 had none for TRUST_S (a connection lost, or gone silent), the process trusts none of what it kept and looks every
 token up until it hears again, on a new connection, with what it kept dropped. A revocation therefore takes
 effect in every process as soon as its notice arrives, and within TRUST_S if the notice is lost with the
-listener's connection. A database that sends no notices (SQLite) keeps nothing.
+listener's connection. A request does not trust what was kept while something waits unread on the listener's
+socket: a notice that has arrived counts before the listener's thread has read it. A database that sends no
+notices (SQLite) keeps nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 import time
 from typing import Any
@@ -39,6 +42,23 @@ class RecentTokens:
         # Moved on by every change of what is known: a lookup begun before it may not keep what it read.
         self._generation = 0
         self._heard_at: float | None = None  # time.monotonic() of the database's last answer to the listener
+        self._socket: int | None = None  # the listener's, while it listens
+
+    def listening_on(self, socket: int | None) -> None:
+        self._socket = socket
+
+    def _notice_waiting(self) -> bool:
+        """Whether something has come to the listener that it has not read yet: a notice may be on its way, so
+        what was kept is not trusted for this request (one poll of a socket, no round trip)."""
+        fd = self._socket
+        if fd is None:
+            return False
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True
 
     def trusted(self) -> bool:
         heard_at = self._heard_at
@@ -48,7 +68,7 @@ class RecentTokens:
         found = self._records.get(digest)
         if found is None or not self.trusted() or time.monotonic() - found[0] > settings.API_TOKEN_CACHE_S:
             return None
-        return found[1]
+        return None if self._notice_waiting() else found[1]
 
     def generation(self) -> int:
         return self._generation
@@ -133,6 +153,7 @@ class RevocationListener:
             try:
                 conn = listening(connections[DEFAULT_DB_ALIAS], CHANNEL)
                 self.backend_pid = conn.info.backend_pid
+                self.tokens.listening_on(conn.pgconn.socket)
                 self.tokens.hearing(since_new_connection=True)
                 delay = 0.5
                 while not stop.is_set():
@@ -151,6 +172,7 @@ class RevocationListener:
                 )
             finally:
                 self.backend_pid = None
+                self.tokens.listening_on(None)
                 if conn is not None:
                     conn.close()
             stop.wait(delay)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from config.access import recent_tokens as module
@@ -86,3 +88,17 @@ def test_nothing_is_kept_without_a_listener(settings, clock):
     never_heard.keep("a", "record", never_heard.generation())
 
     assert never_heard.get("a") is None
+
+
+def test_nothing_kept_is_trusted_while_something_waits_unread_on_the_listeners_socket(tokens):
+    listener_side, server_side = socket.socketpair()
+    with listener_side, server_side:
+        tokens.listening_on(listener_side.fileno())
+        tokens.keep("a", "record", tokens.generation())
+        assert tokens.get("a") == "record"
+
+        server_side.send(b"A notice")  # arrived, not yet read by the listener's thread
+        assert tokens.get("a") is None
+
+        listener_side.recv(100)
+        assert tokens.get("a") == "record"
