@@ -50,6 +50,15 @@ def process_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def manage(*args: str) -> str:
+    """`manage.py *args` in a child process with the workers' environment, which must succeed; what it printed."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 class Process:
     """One child process with its log in a file, so a failing test can show what it said."""
 

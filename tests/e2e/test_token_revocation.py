@@ -3,7 +3,6 @@ tokens it has looked up (API_TOKEN_CACHE_S, its default here): each forked worke
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,7 +12,7 @@ import pytest
 
 from config.access.services import api_token_create
 from tests.plugin import worker_database_url
-from tests.processes import ROOT, Process, free_port, process_env, wait_for
+from tests.processes import Process, free_port, manage, process_env, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -56,15 +55,7 @@ def test_every_gunicorn_worker_refuses_a_token_revoked_by_the_command(transactio
     # Until both workers have served the token and so listen (each starts its listener at its first lookup).
     wait_for(lambda: statuses(40) == [200] * 40 and listeners() == 2, timeout=30, message="both workers to listen")
 
-    revoked = subprocess.run(
-        [sys.executable, "manage.py", "revoke_api_token", token, "--by", "tests"],
-        cwd=ROOT,
-        env=process_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert revoked.returncode == 0, revoked.stderr[-2000:]
+    manage("revoke_api_token", token, "--by", "tests")
 
     wait_for(lambda: set(statuses(40)) == {401}, timeout=2, interval=0.05, message="every worker to refuse it")
     assert set(statuses(80)) == {401}
