@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import threading
 import time
 from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+
+from config.kernel.postgresql.base import listening, unread
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +52,7 @@ class RecentTokens:
         """Whether something has come to the listener that it has not read yet: a notice may be on its way, so
         what was kept is not trusted for this request (one poll of a socket, no round trip)."""
         fd = self._socket
-        if fd is None:
-            return False
-        try:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLPRI)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return True
+        return fd is not None and unread(fd)
 
     def trusted(self) -> bool:
         heard_at = self._heard_at
@@ -145,8 +139,6 @@ class RevocationListener:
         self.tokens.deaf()
 
     def _run(self, stop: threading.Event) -> None:
-        from config.kernel.postgresql.base import listening
-
         delay = 0.5
         while not stop.is_set():
             conn = None

@@ -94,14 +94,23 @@ def _quiet(connection: psycopg.Connection) -> bool:
     pgconn = connection.pgconn
     if pgconn.status != psycopg.pq.ConnStatus.OK or pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return False
-    if not hasattr(select, "poll"):
+    try:
+        return not unread(pgconn.socket)
+    except psycopg.Error:
         return False
+
+
+def unread(socket: int) -> bool:
+    """Whether something waits unread on `socket` (a file descriptor), without waiting; True when that cannot
+    be told (no poll() on this platform, a closed descriptor)."""
+    if not hasattr(select, "poll"):
+        return True
     try:
         poller = select.poll()
-        poller.register(pgconn.socket, select.POLLIN | select.POLLPRI)
-        return not poller.poll(0)
-    except (OSError, ValueError, psycopg.Error):
-        return False
+        poller.register(socket, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 @contextmanager
