@@ -66,7 +66,7 @@ os.environ.setdefault("MESSAGING_RETRY_BASE_S", "0.2")
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 # The tests' own process looks every token up: its tests revoke tokens in transactions that never commit, so no
 # notice would tell a listener, and a listener's connection would keep the test database from being dropped. The
-# tests of the kept tokens turn them on (tests/integration/test_recent_tokens.py); the processes the tests start
+# tests of the kept tokens turn them on (tests/api/test_recent_tokens.py); the processes the tests start
 # keep the product's default (tests/processes.py).
 IN_PROCESS_ONLY = {"API_TOKEN_CACHE_S": "0"}
 os.environ.update(IN_PROCESS_ONLY)
