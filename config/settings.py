@@ -235,6 +235,9 @@ ORDER_WAIT_POLL_S = env_number("ORDER_WAIT_POLL_S", 0.05, minimum=0.01)
 WEBHOOK_TIMEOUT_S = env_number("WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
 # Webhook attempts older than this are pruned (hourly); a row every POST, they would otherwise grow for ever.
 WEBHOOK_ATTEMPT_RETENTION_DAYS = env_number("WEBHOOK_ATTEMPT_RETENTION_DAYS", 30, minimum=1)
+# Seconds a process keeps the active endpoints it has read, on PostgreSQL, while it hears the database's notice of
+# every change to them (orders/webhooks.py): the end of an order then reads none. 0: every end reads them.
+WEBHOOK_ENDPOINTS_CACHE_S = env_number("WEBHOOK_ENDPOINTS_CACHE_S", 60.0)
 
 # Operating: what /health calls unhealthy, and how often each delivery loop says it is alive.
 WORKER_HEARTBEAT_INTERVAL_S = env_number("WORKER_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)

@@ -30,6 +30,7 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
+from config.kernel.postgresql.notices import KeptWhileHeard, NoticeListener
 from messaging.bus import outward
 from messaging.catalogue import FIELD_CHECKS, MessageType
 from messaging.envelope import Envelope
@@ -80,6 +81,33 @@ def event_id_of(order_id: str, event_type: str) -> str:
     return str(uuid.uuid5(_EVENT_NAMESPACE, f"{order_id}:{event_type}"))
 
 
+# The active endpoints, kept by each process that ends orders while it hears the trigger of migration orders
+# 0006 tell of every change to them (config/kernel/postgresql/notices.py): the end of an order read them, a
+# tenth of a worker's CPU per saga, though they change once in a long while.
+ENDPOINTS_CHANNEL = "sagaflow_webhook_endpoint"
+_ACTIVE = "active"
+kept_endpoints = KeptWhileHeard(lambda: settings.WEBHOOK_ENDPOINTS_CACHE_S)
+endpoints_listener = NoticeListener(
+    kept_endpoints, ENDPOINTS_CHANNEL, what="webhook endpoint", enabled=lambda: settings.WEBHOOK_ENDPOINTS_CACHE_S > 0
+)
+
+
+def active_endpoints() -> list[tuple[str, list[str]]]:
+    """(id, events) of each active endpoint: as this process last read them while it has heard of no change
+    since, or read now."""
+    endpoints_listener.ensure_running()
+    kept = kept_endpoints.get(_ACTIVE)
+    if kept is not None:
+        return kept
+    generation = kept_endpoints.generation()
+    endpoints = [
+        (str(endpoint_id), events if isinstance(events, list) else [])
+        for endpoint_id, events in WebhookEndpoint.objects.filter(active=True).values_list("id", "events")
+    ]
+    kept_endpoints.keep(_ACTIVE, endpoints, generation)
+    return endpoints
+
+
 def webhooks_enqueue(*, order_id: str, status: str, occurred_at: Any) -> int:
     """Owe the end of an order to every active endpoint subscribed to it: one `webhook.deliver` each, in the
     caller's transaction (the one that ends the order). Returns how many."""
@@ -87,12 +115,12 @@ def webhooks_enqueue(*, order_id: str, status: str, occurred_at: Any) -> int:
     if event_type is None:
         return 0
     owed = 0
-    for endpoint_id, events in WebhookEndpoint.objects.filter(active=True).values_list("id", "events"):
-        if isinstance(events, list) and event_type in events:
+    for endpoint_id, events in active_endpoints():
+        if event_type in events:
             publish(
                 DELIVER,
                 {
-                    "endpoint_id": str(endpoint_id),
+                    "endpoint_id": endpoint_id,
                     "event_id": event_id_of(order_id, event_type),
                     "event_type": str(event_type),
                     "order_id": str(order_id),

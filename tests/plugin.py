@@ -64,11 +64,12 @@ os.environ.setdefault("LOG_LEVEL", "warning")
 os.environ.setdefault("MESSAGING_RETRY_BASE_S", "0.2")
 # With DATABASE_URL set the settings refuse the development key; the processes the tests start inherit this one.
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-# The tests' own process looks every token up: its tests revoke tokens in transactions that never commit, so no
-# notice would tell a listener, and a listener's connection would keep the test database from being dropped. The
-# tests of the kept tokens turn them on (tests/api/test_recent_tokens.py); the processes the tests start
-# keep the product's default (tests/processes.py).
-IN_PROCESS_ONLY = {"API_TOKEN_CACHE_S": "0"}
+# The tests' own process looks every token and webhook endpoint up: its tests change them in transactions that
+# never commit, so no notice would tell a listener, and a listener's connection would keep the test database from
+# being dropped. The tests of what is kept turn it on (tests/api/test_recent_tokens.py,
+# tests/integration/test_kept_endpoints.py); the processes the tests start keep the product's default
+# (tests/processes.py).
+IN_PROCESS_ONLY = {"API_TOKEN_CACHE_S": "0", "WEBHOOK_ENDPOINTS_CACHE_S": "0"}
 os.environ.update(IN_PROCESS_ONLY)
 
 

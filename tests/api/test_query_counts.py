@@ -34,8 +34,9 @@ MAX_QUERIES = {
     # The goods leave on_hand as they are reserved: the reservation, its line, its stock movement and the answer
     # in one statement.
     "inventory.reserve": 7,
-    # The saga's last step ends the order, and reads which webhook endpoints want to hear of it. No consumer
-    # here hears order.completed: it is published for anyone else who subscribes.
+    # The saga's last step ends the order, and reads which webhook endpoints want to hear of it (here: a worker
+    # keeps them, tests/integration/test_kept_endpoints.py). No consumer here hears order.completed: it is
+    # published for anyone else who subscribes.
     "inventory.reserved": 6,
 }
 

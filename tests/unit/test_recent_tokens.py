@@ -6,8 +6,9 @@ import socket
 
 import pytest
 
-from config.access import recent_tokens as module
-from config.access.recent_tokens import TRUST_S, RecentTokens
+from config.access.recent_tokens import RecentTokens
+from config.kernel.postgresql import notices as module
+from config.kernel.postgresql.notices import TRUST_S
 
 
 @pytest.fixture
