@@ -145,7 +145,8 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
             raise
         context = correlation.snapshot()  # with what the handler added, e.g. the state the saga moved to
     outcome = PROCESSED if fresh else DUPLICATE
-    report = partial(_report, consumer, envelope, outcome, time.perf_counter() - started, context)
+    # A batch's report runs at its commit, after the message's span has ended: it names that span itself.
+    report = partial(_report, consumer, envelope, outcome, time.perf_counter() - started, context, tracing.log_fields())
     if in_batch:
         transaction.on_commit(report, robust=True)
     else:
@@ -153,18 +154,25 @@ def dispatch(consumer: str, envelope: Envelope, *, in_batch: bool = False) -> st
     return outcome
 
 
-def _report(consumer: str, envelope: Envelope, outcome: str, seconds: float, context: dict) -> None:
-    """Count and log one message applied, in the context it was handled in."""
+def _report(
+    consumer: str, envelope: Envelope, outcome: str, seconds: float, context: dict, traced: dict[str, str]
+) -> None:
+    """Count and log one message applied, in the context and with the span it was handled in."""
     metrics.handled(consumer, envelope.routing_key, outcome, seconds)
     with correlation.bound(**context):
         if outcome == DUPLICATE:
-            logger.info("duplicate %s skipped by %s", envelope.routing_key, consumer)
+            logger.info("duplicate %s skipped by %s", envelope.routing_key, consumer, extra=traced)
             return
         logger.info(
             "handled %s in %s",
             envelope.routing_key,
             consumer,
-            extra={"consumer": consumer, "message_type": envelope.routing_key, "duration_ms": round(seconds * 1000, 2)},
+            extra={
+                "consumer": consumer,
+                "message_type": envelope.routing_key,
+                "duration_ms": round(seconds * 1000, 2),
+                **traced,
+            },
         )
 
 

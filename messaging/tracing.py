@@ -146,14 +146,23 @@ def set_attributes(target: Span | None, **attributes: Any) -> None:
         target.set_attributes({key.replace("__", "."): value for key, value in attributes.items() if value != ""})
 
 
+def log_fields() -> dict[str, str]:
+    """`trace_id` and `span_id` of the current recorded span (lowercase hex, as trace viewers show them), for a
+    log line written later, outside it; empty when there is none."""
+    if not enabled:
+        return {}
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return {}
+    return {"trace_id": format(span_context.trace_id, "032x"), "span_id": format(span_context.span_id, "016x")}
+
+
 class TraceContextLogFilter(logging.Filter):
-    """Adds `trace_id` and `span_id` (lowercase hex, as trace viewers show them) to each record written inside a
-    recorded span, beside the correlation fields of `LogContextFilter`."""
+    """Adds `trace_id` and `span_id` to each record written inside a recorded span (or given them by `log_fields`
+    when it was written after the span), beside the correlation fields of `LogContextFilter`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if enabled and not hasattr(record, "trace_id"):
-            span_context = trace.get_current_span().get_span_context()
-            if span_context.is_valid:
-                record.trace_id = format(span_context.trace_id, "032x")
-                record.span_id = format(span_context.span_id, "016x")
+            for name, value in log_fields().items():
+                setattr(record, name, value)
         return True

@@ -46,21 +46,23 @@ TRACED = {"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "100"}
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
-@pytest.fixture
-def traced_processes(transactional_db, started):
-    """A traced gunicorn web process and a traced worker, on this test's database and vhost."""
+@pytest.fixture(params=["true", "false"], ids=["hand-off", "broker"])
+def traced_processes(request, transactional_db, started):
+    """A traced gunicorn web process and a traced worker, on this test's database and vhost: with the local
+    hand-off (the default), and with every message through the broker."""
+    traced = {**TRACED, "MESSAGING_LOCAL_HANDOFF": request.param}
     port = free_port()
     web = Process(
         "traced-web",
         [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}"],
-        process_env(**TRACED, WEB_CONCURRENCY="1", WEB_THREADS="2"),
+        process_env(**traced, WEB_CONCURRENCY="1", WEB_THREADS="2"),
     )
     started(web, queues=())
-    worker = started(celery_worker("traced-worker", **TRACED), queues=())
+    worker = started(celery_worker("traced-worker", **traced), queues=())
     wait_until_consuming(worker)
     base_url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _answers(base_url), timeout=60, message="the traced web to answer")
-    return base_url, web, worker
+    return base_url, web, worker, request.param == "true"
 
 
 def _answers(base_url: str) -> bool:
@@ -71,7 +73,7 @@ def _answers(base_url: str) -> bool:
 
 
 def test_one_order_over_http_is_one_trace_across_the_web_and_the_worker(traced_processes):
-    base_url, web, worker = traced_processes
+    base_url, web, worker, handing_off = traced_processes
     sku = make_product(stock=5, price="2.00").sku
     customer = make_account(balance="20.00").customer_id
     token = api_token_create(role="operator", label="tracing", by="tests").token
@@ -87,15 +89,21 @@ def test_one_order_over_http_is_one_trace_across_the_web_and_the_worker(traced_p
             message=f"order {order_id} to finish",
         )
     assert api_order_status(base_url, token, order_id) == "COMPLETED"
+    rows = list(OutboxMessage.objects.filter(order_id=order_id).order_by("id"))
     messages = [
         {"message_id": str(row.message_id), "causation_id": row.causation_id, "routing_key": row.routing_key}
-        for row in OutboxMessage.objects.filter(order_id=order_id).order_by("id")
+        for row in rows
     ]
+    # what the relay published (with the hand-off, the saga's commands and replies went to the worker's own
+    # consumers: processed in the same trace, never sent)
+    published = {str(row.message_id) for row in rows if not row.handed_off}
+    assert (published != {m["message_id"] for m in messages}) == handing_off
     # the last message a consumer here processes (order.completed is published for subscribers elsewhere)
     the_last = [m for m in messages if m["routing_key"] == "inventory.reserved"][-1]["message_id"]
 
     # then, once both processes have exported the order's spans (each batch within 100 ms): the last message
-    # processed, and the relay's publish of every row (order.completed's comes after the last processing)
+    # processed, and the relay's publish of every row it published (order.completed's comes after the last
+    # processing)
     def exported():
         spans = spans_in_output(web.log()) + spans_in_output(worker.log())
         done = [span for span in spans if attribute(span, "messaging.message.id") == the_last]
@@ -105,7 +113,7 @@ def test_one_order_over_http_is_one_trace_across_the_web_and_the_worker(traced_p
             if attribute(span, "messaging.operation.type") == "send"
         }
         processed = any(attribute(span, "messaging.operation.type") == "process" for span in done)
-        return spans if processed and sent >= {m["message_id"] for m in messages} else None
+        return spans if processed and sent >= published else None
 
     spans = wait_for(exported, timeout=30, message="the spans of the order's last message")
     requests = [span for span in spans if span["kind"] == "SpanKind.SERVER" and span["name"] == "POST api/orders"]
@@ -118,7 +126,7 @@ def test_one_order_over_http_is_one_trace_across_the_web_and_the_worker(traced_p
     # each relay publish is in the trace, under the span that wrote its row and linked to it, with the relay lag
     by_id = {span["context"]["span_id"]: span for span in in_trace}
     sends = [span for span in in_trace if attribute(span, "messaging.operation.type") == "send"]
-    assert len(sends) == len(messages)
+    assert {attribute(send, "messaging.message.id") for send in sends} == published and len(sends) == len(published)
     for send in sends:
         writer = by_id[send["parent_id"]]
         assert attribute(writer, "messaging.operation.type") == "create"
