@@ -13,7 +13,7 @@ from config.access.recent_tokens import listener, recent_tokens
 from config.access.services import token_hash
 from tests.api.conftest import assert_error
 from tests.factories import make_account, make_product
-from tests.integration.support import drain, place
+from tests.integration.support import drain, kept_while_heard, place
 from tests.plugin import worker_database_url
 from tests.processes import manage, wait_for
 
@@ -23,12 +23,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def kept(settings):
     """Tokens kept as the product keeps them, with a listener that hears the database."""
-    listener.stop()
-    settings.API_TOKEN_CACHE_S = 60.0
-    listener.ensure_running()
-    wait_for(recent_tokens.trusted, timeout=10, message="the token listener to hear the database")
-    yield
-    listener.stop()
+    with kept_while_heard(listener, settings, "API_TOKEN_CACHE_S"):
+        yield
 
 
 @pytest.fixture

@@ -22,6 +22,21 @@ from orders.services import order_create
 from payments.models import Account, LedgerEntry, Payment
 from payments.services import ledger_totals
 from saga.models import Saga
+from tests.processes import wait_for
+
+
+@contextmanager
+def kept_while_heard(listener: Any, settings: Any, setting: str) -> Iterator[None]:
+    """What `listener` tells of kept as the product keeps it (`setting`, a number of seconds, at 60), with the
+    listener hearing the database; stopped again afterwards (config/kernel/postgresql/notices.py)."""
+    listener.stop()
+    setattr(settings, setting, 60.0)
+    listener.ensure_running()
+    wait_for(listener.kept.trusted, timeout=10, message=f"the {listener.what} listener to hear the database")
+    try:
+        yield
+    finally:
+        listener.stop()
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from config.kernel.postgresql.notices import TRUST_S
 from messaging.models import OutboxMessage
 from orders.models import Order, WebhookEndpoint
 from orders.webhooks import DELIVER, endpoints_listener, kept_endpoints, webhooks_enqueue
+from tests.integration.support import kept_while_heard
 from tests.plugin import worker_database_url
 from tests.processes import wait_for
 
@@ -27,12 +28,8 @@ NOTICE_WITHIN = TRUST_S + 2
 @pytest.fixture
 def kept(settings):
     """Endpoints kept as the product keeps them, with a listener that hears the database."""
-    endpoints_listener.stop()
-    settings.WEBHOOK_ENDPOINTS_CACHE_S = 60.0
-    endpoints_listener.ensure_running()
-    wait_for(kept_endpoints.trusted, timeout=10, message="the endpoint listener to hear the database")
-    yield
-    endpoints_listener.stop()
+    with kept_while_heard(endpoints_listener, settings, "WEBHOOK_ENDPOINTS_CACHE_S"):
+        yield
 
 
 def elsewhere(sql: str, *params) -> None:
