@@ -63,9 +63,10 @@ def test_a_worker_delivers_signed_retries_times_out_and_dead_letters_and_a_slow_
     second = wait_final(api, place_order(api, customer, [{"sku": sku, "quantity": 1}])["id"], timeout=15)
     second_took = time.monotonic() - placed_at
     assert second["status"] == "COMPLETED"
+    # (no bound on the clock: a loaded machine may take long; what would show a stall is that the first order's
+    # timing-out endpoint, 1 s an attempt and a backoff between, had its three attempts before the second ended)
     tried = len(receiver.to("/timeout"))
     assert tried < 3, f"the first order's webhooks were all tried before the second ended ({second_took:.1f} s)"
-    assert second_took < 3.0, second_took
 
     # and in the end every endpoint has been tried as it deserves
     wait_for(
