@@ -49,7 +49,7 @@ FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 @pytest.fixture(params=["true", "false"], ids=["hand-off", "broker"])
 def traced_processes(request, transactional_db, started):
     """A traced gunicorn web process and a traced worker, on this test's database and vhost: with the local
-    hand-off (the default), and with every message through the broker."""
+    hand-off (MESSAGING_LOCAL_HANDOFF=true), and with every message through the broker (the default)."""
     traced = {**TRACED, "MESSAGING_LOCAL_HANDOFF": request.param}
     port = free_port()
     web = Process(
