@@ -4,7 +4,6 @@ process whose listener cannot hear looks every token up."""
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -13,8 +12,7 @@ from config.access.recent_tokens import listener, recent_tokens
 from config.access.services import token_hash
 from tests.api.conftest import assert_error
 from tests.factories import make_account, make_product
-from tests.integration.support import drain, kept_while_heard, place
-from tests.plugin import worker_database_url
+from tests.integration.support import drain, elsewhere, kept_while_heard, place
 from tests.processes import manage, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,12 +36,6 @@ def statements(client, path: str, headers: dict) -> tuple[int, list[str]]:
     with CaptureQueriesContext(connection) as made:
         status = client.get(path, headers=headers).status_code
     return status, [q["sql"] for q in made]
-
-
-def elsewhere(sql: str, *params) -> None:
-    """A statement of another process, committed."""
-    with psycopg.connect(worker_database_url(), autocommit=True) as other:
-        other.execute(sql, params)
 
 
 def refused_soon(client, headers: dict) -> None:

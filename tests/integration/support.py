@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.db import connections, transaction
 from django.utils import timezone
 
@@ -22,7 +23,14 @@ from orders.services import order_create
 from payments.models import Account, LedgerEntry, Payment
 from payments.services import ledger_totals
 from saga.models import Saga
+from tests.plugin import worker_database_url
 from tests.processes import wait_for
+
+
+def elsewhere(sql: str, *params: Any) -> None:
+    """A statement of another process, committed."""
+    with psycopg.connect(worker_database_url(), autocommit=True) as other:
+        other.execute(sql, params)
 
 
 @contextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-import psycopg
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -16,8 +15,7 @@ from config.kernel.postgresql.notices import TRUST_S
 from messaging.models import OutboxMessage
 from orders.models import Order, WebhookEndpoint
 from orders.webhooks import DELIVER, endpoints_listener, kept_endpoints, webhooks_enqueue
-from tests.integration.support import kept_while_heard
-from tests.plugin import worker_database_url
+from tests.integration.support import elsewhere, kept_while_heard
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,12 +28,6 @@ def kept(settings):
     """Endpoints kept as the product keeps them, with a listener that hears the database."""
     with kept_while_heard(endpoints_listener, settings, "WEBHOOK_ENDPOINTS_CACHE_S"):
         yield
-
-
-def elsewhere(sql: str, *params) -> None:
-    """A statement of another process, committed."""
-    with psycopg.connect(worker_database_url(), autocommit=True) as other:
-        other.execute(sql, params)
 
 
 def endpoint(events=("order.completed",), active: bool = True) -> WebhookEndpoint:
