@@ -5,6 +5,9 @@ ORDER_WAIT_POLL_S which of the awaited orders have ended, in one query for all o
 A notification per ended order would save that query, but cost a listening connection per process and a NOTIFY
 in the commit of every saga's end, which PostgreSQL queues for all sessions in one place; the query costs about a
 millisecond per interval, whatever the number of waits.
+
+Each process counts its own waits (`sagaflow_order_waits_*`, on its /metrics): how many are open now, how each
+ended, and the watch's failed queries, which its waits outlive but an operator should see.
 """
 
 from __future__ import annotations
@@ -18,12 +21,29 @@ from weakref import WeakKeyDictionary
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
+from prometheus_client import Counter, Gauge
 
 from orders.selectors import orders_ended
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+WAITS_OPEN = Gauge(
+    "sagaflow_order_waits_in_progress",
+    "Requests of this process waiting for their order's end (GET /api/orders/{id}/wait).",
+)
+WAITS = Counter(
+    "sagaflow_order_waits",
+    "Waits of this process that are over, by outcome: ended (the order did), timed_out (answered as it was at the "
+    "wait's timeout) or abandoned (the client went away first).",
+    ["outcome"],
+)
+WATCH_FAILURES = Counter(
+    "sagaflow_order_wait_watch_failures",
+    "Queries of the waits' watch that failed (the database restarting, say); the waits go on, asked again at the "
+    "next interval.",
+)
 
 
 def in_pool(function: Callable[..., T]) -> Callable[..., Any]:
@@ -56,12 +76,18 @@ class EndWatch:
         self._waiting.setdefault(order_id, []).append(future)
         if self._watching is None or self._watching.done():
             self._watching = asyncio.create_task(self._watch())
+        WAITS_OPEN.inc()
+        outcome = "abandoned"  # unless it ends or times out: cancelled, as Django cancels the view of a client gone
         try:
             await asyncio.wait_for(future, timeout)
+            outcome = "ended"
             return True
         except TimeoutError:
+            outcome = "timed_out"
             return False
         finally:
+            WAITS_OPEN.dec()
+            WAITS.labels(outcome).inc()
             futures = self._waiting.get(order_id, [])
             if future in futures:
                 futures.remove(future)
@@ -76,6 +102,7 @@ class EndWatch:
             except Exception:
                 # The watch outlives a failed query (the database restarting, say): its waits go on, and the next
                 # interval asks again.
+                WATCH_FAILURES.inc()
                 logger.warning("could not read which awaited orders have ended", exc_info=True)
                 continue
             for order_id in ended:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from config.access.services import api_token_create
 from tests.e2e.conftest import cut_connections, place_order
@@ -30,6 +31,20 @@ def asgi(transactional_db) -> Iterator[tuple[str, Process, str]]:
     name = f"sagaflow-asgi-{uuid.uuid4().hex[:8]}"
     with asgi_server(process_env(DATABASE_URL=f"{worker_database_url()}?application_name={name}")) as (url, server):
         yield url, server, name
+
+
+def waits_counted(base_url: str, headers: dict) -> dict[str, float]:
+    """The ASGI server's own count of its waits, from its /metrics: open now, and over by outcome."""
+    answer = httpx.get(f"{base_url}/metrics", headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    counted = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == "sagaflow_order_waits_in_progress":
+                counted["open"] = sample.value
+            elif sample.name == "sagaflow_order_waits_total":
+                counted[sample.labels["outcome"]] = sample.value
+    return counted
 
 
 def threads_of(process: Process) -> int:
@@ -60,6 +75,8 @@ def test_waits_answer_each_order_once_it_ends_and_hold_no_thread_while_they_wait
         # then the server holds no thread per waiting request
         waiting_threads = threads_of(server)
         assert waiting_threads < idle_threads + 12, (idle_threads, waiting_threads)
+        # and its metrics show every one of them waiting
+        assert waits_counted(base_url, headers) == {"open": WAITS}
         # and the waits outlive their server's database connections, cut while they wait
         cut, _ = cut_connections(name, seconds=1.0, give_up_after=1.0)
         assert cut >= 1
@@ -71,6 +88,7 @@ def test_waits_answer_each_order_once_it_ends_and_hold_no_thread_while_they_wait
     assert {body["status"] for _, body in answers} == {"COMPLETED"}
     assert sorted(body["id"] for _, body in answers) == sorted(orders)
     assert all(elapsed > 2.0 for elapsed, _ in answers)
+    assert waits_counted(base_url, headers) == {"open": 0, "ended": WAITS}
     # the answer is the status read's, with the same headers that Django's own middleware adds
     read = api.get(f"/api/orders/{orders[0]}")
     assert next(body for _, body in answers if body["id"] == orders[0]) == read.json()
@@ -98,6 +116,7 @@ def test_a_wait_ends_at_its_timeout_and_refuses_what_the_status_read_refuses(api
     assert timed_out.status_code == 200 and timed_out.json()["status"] == "PENDING"
     assert 1.0 <= time.monotonic() - begun < 5.0
     assert ask(f"/api/orders/{order_id}/wait?timeout=0").json()["status"] == "PENDING"
+    assert waits_counted(base_url, operator) == {"open": 0, "timed_out": 2}
 
     for bad in ("-1", "61", "soon", "1.5"):
         refused = ask(f"/api/orders/{order_id}/wait?timeout={bad}")

@@ -482,6 +482,17 @@ def test_prometheus_scrapes_the_web_by_its_service_name_on_the_port_it_serves_me
     assert host in allowed, "Django would answer Prometheus 400: the host it scrapes by is not allowed"
 
 
+def test_prometheus_scrapes_the_asgi_server_by_its_service_name_on_the_port_it_serves():
+    job = scrape_config()["sagaflow-web-async"]
+    (target,) = [target for group in job["static_configs"] for target in group["targets"]]
+    host, port = target.split(":")
+    command = service("web-async")["command"]
+    assert host == "web-async" and command[command.index("--port") + 1] == port
+    assert resolve(job.get("metrics_path", "/metrics")).url_name == "metrics"
+    allowed = interpolated(service("web-async")["environment"]["ALLOWED_HOSTS"]).split(",")
+    assert host in allowed, "Django would answer Prometheus 400: the host it scrapes by is not allowed"
+
+
 def test_prometheus_scrapes_every_worker_replica_on_its_metrics_port():
     worker = service("worker")
     port = int(worker["environment"]["METRICS_WORKER_PORT"])
