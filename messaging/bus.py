@@ -61,6 +61,27 @@ def is_outward(handler: Handler) -> bool:
     return bool(getattr(handler, "outward", False))
 
 
+def compensation(handler: Handler) -> Handler:
+    """Mark a handler that undoes an earlier step of a saga (a refund, a release).
+
+    Over the broker its messages go to a queue of their own beside the consumer's (`<consumer>.compensations`),
+    which each of the consumer's threads consumes too and takes first: a refund never waits behind a flash
+    sale's worth of new payments in the consumer's main queue. The handler is the consumer's like any other:
+    the same inbox, the same dead letters.
+    """
+    handler.compensation = True  # type: ignore[attr-defined]
+    return handler
+
+
+def is_compensation(handler: Handler) -> bool:
+    return bool(getattr(handler, "compensation", False))
+
+
+def compensations(consumer: str) -> list[str]:
+    """The routing keys of `consumer`'s compensation handlers."""
+    return sorted(key for key, handler in registry()[consumer].items() if is_compensation(handler))
+
+
 def outward_consumers() -> list[str]:
     """The consumers with an outward handler: they wait on servers that are not ours."""
     return [name for name, handlers in registry().items() if any(map(is_outward, handlers.values()))]

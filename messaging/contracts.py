@@ -312,12 +312,25 @@ def _queue_channels() -> dict[str, Any]:
             "address": consumer,
             "title": f"the {consumer} queue",
             "description": (
-                f"The quorum queue of the {consumer} consumer, bound to the routing keys it handles. A message "
-                "that kills its consumer again and again is dead-lettered by the broker past the delivery limit."
+                f"The quorum queue of the {consumer} consumer, bound to the routing keys it handles but its "
+                "compensations. A message that kills its consumer again and again is dead-lettered by the broker "
+                "past the delivery limit."
             ),
-            "messages": _channel_messages(handled),
+            "messages": _channel_messages(topology.bound_keys(consumer)),
             "bindings": {"amqp": _queue_binding(topology.consumer_queue(consumer))},
         }
+        compensations = topology.compensation_queue(consumer)
+        if compensations is not None:
+            channels[_queue_channel_id(compensations.name)] = {
+                "address": compensations.name,
+                "title": f"the compensations of {consumer}",
+                "description": (
+                    f"The quorum queue of the {consumer} consumer's compensations. The consumer's threads take "
+                    "what they receive of it first, so that an undo never waits behind its backlog of new work."
+                ),
+                "messages": _channel_messages(bus.compensations(consumer)),
+                "bindings": {"amqp": _queue_binding(compensations)},
+            }
         for queue in topology.retry_queues(consumer):
             channels[_queue_channel_id(queue.name)] = {
                 "address": queue.name,
@@ -373,15 +386,17 @@ def _send_operations() -> dict[str, Any]:
 def _receive_operations() -> dict[str, Any]:
     operations = {}
     for consumer in bus.consumers():
-        channel = _queue_channel_id(consumer)
-        operations[f"{consumer}.receive"] = {
-            "action": "receive",
-            "title": f"{consumer} consumes its queue",
-            "summary": "Validated against the catalogue, applied once with its inbox row, acked after the commit.",
-            "channel": _ref("channels", channel),
-            "messages": [_ref("channels", channel, "messages", key) for key in sorted(bus.registry()[consumer])],
-            "bindings": {"amqp": {"ack": True, "bindingVersion": AMQP_BINDING_VERSION}},
-        }
+        for queue_name in topology.queue_names(consumer):
+            channel = _queue_channel_id(queue_name)
+            own = queue_name == consumer
+            operations[f"{queue_name}.receive"] = {
+                "action": "receive",
+                "title": f"{consumer} consumes its queue" if own else f"{consumer} consumes its compensations",
+                "summary": "Validated against the catalogue, applied once with its inbox row, acked after the commit.",
+                "channel": _ref("channels", channel),
+                "messages": [_ref("channels", channel, "messages", key) for key in topology.bound_keys(queue_name)],
+                "bindings": {"amqp": {"ack": True, "bindingVersion": AMQP_BINDING_VERSION}},
+            }
     operations["deadletters.receive"] = {
         "action": "receive",
         "title": "the worker stores dead letters",

@@ -4,6 +4,10 @@
 - one quorum queue per consumer, bound to the keys it handles, with a delivery limit: a message that kills
   its consumer again and again is dead-lettered by the broker instead of looping. A key of the catalogue
   that the consumer no longer handles is unbound (an older version may have bound it).
+- `<consumer>.compensations`: a second quorum queue of a consumer with compensation handlers (a refund, a
+  release, the reply to a refund), bound to their keys only; the consumer's threads consume it beside its own
+  queue and take what they received of it first, so an undo never waits behind the consumer's backlog of new
+  work. Its messages are the consumer's in every other way.
 - `<queue>.retry.<ms>ms`: delay queues. A retried message waits out the TTL there, then dead-letters
   straight back to its own consumer's queue through the default exchange (not to every subscriber).
 - `sagaflow.dlx` (fanout) and `sagaflow.dead-letters`: the broker's and our dead letters, stored as rows by
@@ -31,8 +35,46 @@ def dead_letter_exchange() -> Exchange:
     return Exchange(DEAD_LETTER_EXCHANGE, type="fanout", durable=True)
 
 
+COMPENSATIONS_SUFFIX = ".compensations"
+
+
 def consumer_queue(name: str) -> Queue:
-    routing_keys = sorted(bus.registry()[name])
+    return _quorum_queue(name, bound_keys(name))
+
+
+def compensation_queue_name(consumer: str) -> str:
+    return consumer + COMPENSATIONS_SUFFIX
+
+
+def compensation_queue(consumer: str) -> Queue | None:
+    """The queue of `consumer`'s compensations, or None when it has none."""
+    keys = bus.compensations(consumer)
+    return _quorum_queue(compensation_queue_name(consumer), keys) if keys else None
+
+
+def queue_names(consumer: str) -> list[str]:
+    """Every queue that `consumer`'s threads consume: its own, then its compensations' if it has any."""
+    return [consumer, compensation_queue_name(consumer)] if bus.compensations(consumer) else [consumer]
+
+
+def consumer_of(queue_name: str) -> str:
+    """The consumer whose message a delivery from `queue_name` is: a compensation queue's is its consumer's."""
+    base = queue_name.removesuffix(COMPENSATIONS_SUFFIX)
+    if base != queue_name and base in bus.registry() and bus.compensations(base):
+        return base
+    return queue_name
+
+
+def bound_keys(queue_name: str) -> list[str]:
+    """The routing keys bound to `queue_name`, a consumer's queue or its compensations'."""
+    consumer = consumer_of(queue_name)
+    if consumer != queue_name:
+        return bus.compensations(consumer)
+    compensating = set(bus.compensations(consumer))
+    return sorted(key for key in bus.registry()[consumer] if key not in compensating)
+
+
+def _quorum_queue(name: str, routing_keys: list[str]) -> Queue:
     return Queue(
         name,
         exchange=main_exchange(),
@@ -81,15 +123,21 @@ def declare_all(channel) -> None:
     dead_letter_exchange()(channel).declare()
     dead_letter_queue()(channel).declare()
     for name in bus.consumers():
-        consumer_queue(name)(channel).declare()
-        for routing_key in retired_keys(name):
-            channel.queue_unbind(name, settings.MESSAGING_EXCHANGE, routing_key)  # a no-op when not bound
+        compensations = compensation_queue(name)
+        for queue in (consumer_queue(name), compensations):
+            if queue is None:
+                continue
+            queue(channel).declare()
+            for routing_key in retired_keys(queue.name):
+                channel.queue_unbind(queue.name, settings.MESSAGING_EXCHANGE, routing_key)  # a no-op when not bound
         for queue in retry_queues(name):
             queue(channel).declare()
 
 
-def retired_keys(consumer: str) -> list[str]:
-    """The catalogue's keys that `consumer` does not handle: none of them may stay bound to its queue (the
-    inventory queue of versions before 2026-12 was bound to `order.completed` and `order.failed`)."""
-    handled = bus.registry()[consumer]
-    return sorted(key for key in CATALOGUE if key not in handled)
+def retired_keys(queue_name: str) -> list[str]:
+    """The catalogue's keys that must not stay bound to `queue_name`: those its consumer does not handle (the
+    inventory queue of versions before 2026-12 was bound to `order.completed` and `order.failed`), and on a
+    consumer's own queue, those of its compensation queue (bound to it before 2026-12-04). What was already
+    queued there is still handled: the consumer's threads on either queue have all its handlers."""
+    bound = set(bound_keys(queue_name))
+    return sorted(key for key in CATALOGUE if key not in bound)

@@ -65,8 +65,11 @@ class _BrokerThread(threading.Thread):
         self.producer: Producer | None = None
         self.heartbeat = Heartbeat(loop or queue_name)
 
-    def queue(self):
+    def queues(self) -> list:
         raise NotImplementedError
+
+    def prefetch(self) -> int:
+        return settings.MESSAGING_PREFETCH
 
     def on_message(self, message: Message) -> None:
         raise NotImplementedError
@@ -96,19 +99,18 @@ class _BrokerThread(threading.Thread):
         topology.declare_all(broker.default_channel)
         self.producer = Producer(broker.channel())
         channel = broker.channel()
-        # An outward consumer takes one delivery at a time: each may wait a whole timeout on another server,
-        # and between two of them the loop answers the broker's heartbeats and beats its own.
-        prefetch = 1 if self.queue_name in bus.outward_consumers() else settings.MESSAGING_PREFETCH
-        channel.basic_qos(0, prefetch, False)
+        channel.basic_qos(0, self.prefetch(), False)
         # Not cancelled on the way out: closing or dropping the connection ends the consumer on the broker's
         # side, and a cancel would wait on a connection that may be dead.
+        queues = self.queues()
         Consumer(
             channel,
-            queues=[self.queue()],
+            queues=queues,
             auto_declare=False,
             on_message=lambda message: self._safely(self.on_message, message),
         ).consume()
-        logger.info("consuming %s", self.queue_name)
+        for queue in queues:
+            logger.info("consuming %s", queue.name)
 
     def _drain(self, broker: Connection) -> None:
         next_connection_check = 0.0
@@ -142,14 +144,23 @@ class _SettleAlone(Exception):
 
 
 class ConsumerThread(_BrokerThread):
-    """Feeds one consumer's queue through the shared delivery path, then acks, retries or dead-letters."""
+    """Feeds one consumer's queues (its own, and its compensations' if it has any) through the shared delivery
+    path, then acks, retries or dead-letters. What it received of the compensations goes first."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+    def __init__(self, consumer: str, stop: threading.Event):
+        super().__init__(consumer, stop)
+        self.consumer = consumer
+        self.compensations = frozenset(bus.compensations(consumer))
         self.received: list[Message] = []
 
-    def queue(self):
-        return topology.consumer_queue(self.queue_name)
+    def queues(self) -> list:
+        compensations = topology.compensation_queue(self.consumer)
+        return [topology.consumer_queue(self.consumer), *([compensations] if compensations is not None else [])]
+
+    def prefetch(self) -> int:
+        # An outward consumer takes one delivery at a time: each may wait a whole timeout on another server,
+        # and between two of them the loop answers the broker's heartbeats and beats its own.
+        return 1 if self.consumer in bus.outward_consumers() else settings.MESSAGING_PREFETCH
 
     def reset(self) -> None:
         self.received = []
@@ -159,7 +170,7 @@ class ConsumerThread(_BrokerThread):
 
     def after_deliveries(self, broker: Connection) -> None:
         # An outward consumer's handler talks to another server outside any transaction: never batched.
-        size = 1 if self.queue_name in bus.outward_consumers() else settings.MESSAGING_CONSUMER_BATCH
+        size = 1 if self.consumer in bus.outward_consumers() else settings.MESSAGING_CONSUMER_BATCH
         # Until none is left: more arrive while a retry or a dead letter waits for its confirm.
         while self.received:
             # Deliveries already in the socket are taken without waiting; under light load there are none.
@@ -168,12 +179,19 @@ class ConsumerThread(_BrokerThread):
                     broker.drain_events(timeout=0)
                 except (TimeoutError, BlockingIOError):
                     break
+            if self.compensations:
+                # An undo before new work: each queue has a prefetch of its own, so a compensation waits for one
+                # batch at most, never behind the consumer's backlog.
+                self.received.sort(key=self._is_new_work)
             batch, self.received = self.received[:size], self.received[size:]
-            metrics.BATCH_SIZE.labels(self.queue_name).observe(len(batch))
+            metrics.BATCH_SIZE.labels(self.consumer).observe(len(batch))
             if len(batch) > 1 and self._settled_together(batch):
                 continue
             for message in batch:
                 self._safely(self.on_one, message)
+
+    def _is_new_work(self, message: Message) -> bool:
+        return message.delivery_info.get("routing_key") not in self.compensations
 
     def _settled_together(self, batch: list[Message]) -> bool:
         """Handle `batch` in one transaction and ack it. False, with nothing of it kept, when one of its
@@ -181,11 +199,11 @@ class ConsumerThread(_BrokerThread):
         try:
             with handoff.collecting() as leased, self._batch_span(batch) as span, transaction.atomic():
                 for message in batch:
-                    if _handled(self.queue_name, message, in_batch=True).action != "ack":
+                    if _handled(self.consumer, message, in_batch=True).action != "ack":
                         tracing.set_attributes(span, sagaflow__batch__outcome="split")
                         raise _SettleAlone
         except (_SettleAlone, DatabaseError) as error:
-            metrics.BATCHES_SPLIT.labels(self.queue_name).inc()
+            metrics.BATCHES_SPLIT.labels(self.consumer).inc()
             logger.warning(
                 "a batch of %s deliveries from %s was rolled back (%s); handling each alone",
                 len(batch),
@@ -207,7 +225,7 @@ class ConsumerThread(_BrokerThread):
         found = (tracing.extracted(message.headers if isinstance(message.headers, dict) else None) for message in batch)
         links = [tracing.Link(tracing.span_context_in(context)) for context in found if context is not None]
         attributes = tracing.messaging_attributes(
-            operation="process", destination=self.queue_name, consumer=self.queue_name
+            operation="process", destination=self.queue_name, consumer=self.consumer
         )
         attributes["messaging.batch.message_count"] = len(batch)
         return tracing.span(
@@ -218,7 +236,7 @@ class ConsumerThread(_BrokerThread):
         """Handle one delivery in its own transaction, then ack, retry or dead-letter it; then hand over what
         its handler wrote for this worker's own consumers (messaging/handoff.py)."""
         with handoff.collecting() as leased:
-            verdict = _handled(self.queue_name, message)
+            verdict = _handled(self.consumer, message)
         if verdict.action == "retry":
             self._send_to_retry(message, verdict)
         elif verdict.action == "dead_letter":
@@ -234,7 +252,8 @@ class ConsumerThread(_BrokerThread):
         self.producer.publish(
             message.body,
             exchange="",
-            routing_key=topology.retry_queue_name(self.queue_name, attempt),
+            # Back to the consumer's own queue when the delay is over, also from its compensations' queue.
+            routing_key=topology.retry_queue_name(self.consumer, attempt),
             headers=headers,
             retry=False,
             **_copied_properties(message),
@@ -250,7 +269,7 @@ class ConsumerThread(_BrokerThread):
             **(message.headers if isinstance(message.headers, dict) else {}),
             REASON_HEADER: failure.reason,
             DETAIL_HEADER: failure.detail[:1000],
-            QUEUE_HEADER: self.queue_name,
+            QUEUE_HEADER: self.consumer,
             TRACEBACK_HEADER: _summary(failure.error),
             ATTEMPT_HEADER: failure.attempts,
         }
@@ -276,8 +295,8 @@ class ConsumerThread(_BrokerThread):
 class DeadLetterThread(_BrokerThread):
     """Stores whatever reaches the dead-letter queue as DeadLetter rows: ours, and the broker's own."""
 
-    def queue(self):
-        return topology.dead_letter_queue()
+    def queues(self) -> list:
+        return [topology.dead_letter_queue()]
 
     def on_message(self, message: Message) -> None:
         try:
@@ -323,10 +342,14 @@ def _failure_from(message: Message) -> FailedDelivery:
         # Dead-lettered by the broker: over the delivery limit, or rejected.
         broker_reason = first_death.get("reason", headers.get("x-first-death-reason", "rejected"))
         reason = "delivery_limit" if broker_reason == "delivery_limit" else f"broker_{printable(broker_reason)}"
+    queue = queue or first_death.get("queue") or headers.get("x-first-death-queue", "")
+    if isinstance(queue, str):
+        # The consumer's name, also when the broker dead-lettered it from the consumer's compensation queue.
+        queue = topology.consumer_of(queue)
     return FailedDelivery(
         message_id=properties.get("message_id"),
         routing_key=properties.get("type") or message.delivery_info.get("routing_key", ""),
-        queue=queue or first_death.get("queue") or headers.get("x-first-death-queue", ""),
+        queue=queue,
         body=storable_body(message.body),
         headers={**headers, "correlation_id": properties.get("correlation_id") or ""},
         reason=printable(reason),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from messaging.bus import compensation
 from messaging.envelope import Envelope
 from payments.services import payment_process, payment_refund
 
@@ -18,6 +19,7 @@ def handle_payment_process(message: Envelope) -> None:
     )
 
 
+@compensation
 def handle_payment_refund(message: Envelope) -> None:
     payment_refund(order_id=message.payload["order_id"], reason=message.payload["reason"])
 

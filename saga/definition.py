@@ -160,6 +160,11 @@ class SagaDefinition:
         return self.pending_states + self.compensating_states + self.final_states
 
     @cached_property
+    def compensation_replies(self) -> tuple[str, ...]:
+        """The replies to the saga's compensation commands: each ends an undo."""
+        return tuple(compensation.reply for compensation in _commands(self.steps))
+
+    @cached_property
     def replies(self) -> tuple[str, ...]:
         """The messages the saga hears on the wire: each step's replies, and its compensation's."""
         replies = []

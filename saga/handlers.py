@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from messaging.bus import Handler
+from messaging.bus import Handler, compensation
 from messaging.envelope import Envelope
 from saga.definition import SagaDefinition
 from saga.services import saga_handle_reply
@@ -17,6 +17,15 @@ def handle_reply(message: Envelope) -> None:
     )
 
 
+@compensation
+def handle_compensation_reply(message: Envelope) -> None:
+    """A reply that ends an undo (a refund done): it goes before the replies of new work, as its command did."""
+    handle_reply(message)
+
+
 def handlers(definition: SagaDefinition) -> dict[str, Handler]:
     """What the saga's consumer handles: every success, failure and compensation reply of every step."""
-    return dict.fromkeys(definition.replies, handle_reply)
+    return {
+        reply: handle_compensation_reply if reply in definition.compensation_replies else handle_reply
+        for reply in definition.replies
+    }

@@ -18,6 +18,7 @@ from kombu import Connection, Consumer, Producer, Queue
 from messaging import topology
 from messaging.consumers import handle_delivery, store_dead_letter
 from messaging.correlation import LogContextFilter
+from messaging.deadletters import why_not_replayable
 from messaging.heartbeat import DEAD_LETTERS
 from messaging.models import DeadLetter, InboxMessage
 from messaging.worker import ConsumerThread, DeadLetterThread
@@ -343,6 +344,25 @@ def test_whatever_is_published_straight_to_the_dead_letter_queue_is_stored(broke
     assert letter.body.startswith("base64:")
     assert len(letter.queue) <= 100 and len(letter.reason) <= 100 and 1 <= letter.attempts <= 2**31 - 1
     assert "dropped" not in caplog.text
+
+
+def test_a_refund_the_broker_dead_lettered_from_the_compensation_queue_is_the_payments_consumers_to_replay(broker):
+    marker = uuid.uuid4().hex
+    death = {"queue": "payments.compensations", "reason": "delivery_limit", "count": 5}
+
+    broker.publish(
+        topology.DEAD_LETTER_QUEUE,
+        json.dumps({"order_id": str(uuid.uuid4()), "reason": "out_of_stock"}).encode(),
+        message_id=str(uuid.uuid4()),
+        type="payment.refund",
+        content_type="application/json",
+        application_headers={"x-death": [death], "x-marker": marker},
+    )
+    broker.store_what_reached_the_dead_letters()
+
+    [letter] = letters(headers__contains={"x-marker": marker})
+    assert (letter.queue, letter.routing_key, letter.reason) == ("payments", "payment.refund", "delivery_limit")
+    assert why_not_replayable(letter, force=False) == ""
 
 
 def test_headers_too_large_to_send_again_are_stored_all_the_same(broker):

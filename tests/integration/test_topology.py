@@ -1,5 +1,6 @@
 """The broker's topology on a real RabbitMQ (this run's vhost): a key a consumer no longer handles is unbound
-from its queue, so a queue declared by an older version stops receiving it."""
+from its queue, so a queue declared by an older version stops receiving it; a compensation goes to its
+consumer's compensation queue alone."""
 
 from __future__ import annotations
 
@@ -49,3 +50,31 @@ def test_the_final_events_an_older_inventory_queue_was_bound_to_are_unbound():
         publish(channel, "inventory.reserve")
         assert depth(channel, "inventory") == 1
         channel.queue_purge("inventory")
+
+
+def test_a_refund_goes_to_the_compensation_queue_and_no_longer_to_the_older_payments_binding():
+    with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
+        channel = broker.default_channel
+        # given the payments queue as versions before 2026-12-04 declared it: bound to payment.refund too
+        topology.declare_all(channel)
+        older = topology.consumer_queue("payments")
+        older.bindings = {*older.bindings, binding(topology.main_exchange(), routing_key="payment.refund")}
+        older(channel).declare()
+        for queue in ("payments", "payments.compensations"):
+            channel.queue_purge(queue)
+        publish(channel, "payment.refund")
+        assert (depth(channel, "payments"), depth(channel, "payments.compensations")) == (1, 1)
+        for queue in ("payments", "payments.compensations"):
+            channel.queue_purge(queue)
+
+        # when this version declares the topology
+        topology.declare_all(channel)
+
+        # then a refund reaches the compensation queue alone, and a new payment the payments queue alone
+        assert "payment.refund" in topology.retired_keys("payments")
+        publish(channel, "payment.refund")
+        assert (depth(channel, "payments"), depth(channel, "payments.compensations")) == (0, 1)
+        publish(channel, "payment.process")
+        assert (depth(channel, "payments"), depth(channel, "payments.compensations")) == (1, 1)
+        for queue in ("payments", "payments.compensations"):
+            channel.queue_purge(queue)

@@ -254,11 +254,30 @@ def test_each_consumer_queue_is_a_quorum_queue_with_its_delivery_limit_bound_to_
             "x-delivery-limit": settings.MESSAGING_DELIVERY_LIMIT,
             "x-dead-letter-exchange": topology.DEAD_LETTER_EXCHANGE,
         }
-        handled = sorted(bus.registry()[consumer])
+        compensating = bus.compensations(consumer)
+        handled = sorted(key for key in bus.registry()[consumer] if key not in compensating)
         assert [b["routingKey"] for b in amqp["x-bound-to"]] == handled
         assert sorted(channel["messages"]) == handled
         receive = asyncapi["operations"][f"{consumer}.receive"]
         assert receive["action"] == "receive" and receive["bindings"]["amqp"]["ack"] is True
+
+
+def test_the_compensations_have_queues_of_their_own_beside_their_consumers(asyncapi, settings):
+    expected = {"payments": ["payment.refund"], "inventory": ["inventory.release"], "saga": ["payment.refunded"]}
+    assert {consumer: bus.compensations(consumer) for consumer in expected} == expected
+    for consumer, keys in expected.items():
+        channel = asyncapi["channels"][f"queue.{consumer}.compensations"]
+        amqp = channel["bindings"]["amqp"]
+        assert amqp["queue"]["name"] == channel["address"] == f"{consumer}.compensations"
+        assert amqp["x-arguments"]["x-queue-type"] == "quorum"
+        assert amqp["x-arguments"]["x-delivery-limit"] == settings.MESSAGING_DELIVERY_LIMIT
+        assert [b["routingKey"] for b in amqp["x-bound-to"]] == keys
+        assert sorted(channel["messages"]) == keys
+        assert not set(keys) & {
+            b["routingKey"] for b in asyncapi["channels"][f"queue.{consumer}"]["bindings"]["amqp"]["x-bound-to"]
+        }
+        assert asyncapi["operations"][f"{consumer}.compensations.receive"]["action"] == "receive"
+    assert "queue.webhooks.compensations" not in asyncapi["channels"]
 
 
 def test_the_retry_delay_queues_and_the_dead_letters_are_documented_from_the_settings(settings):
