@@ -307,7 +307,6 @@ def _queue_channel_id(queue_name: str) -> str:
 def _queue_channels() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     for consumer in bus.consumers():
-        handled = sorted(bus.registry()[consumer])
         channels[_queue_channel_id(consumer)] = {
             "address": consumer,
             "title": f"the {consumer} queue",
@@ -331,17 +330,18 @@ def _queue_channels() -> dict[str, Any]:
                 "messages": _channel_messages(bus.compensations(consumer)),
                 "bindings": {"amqp": _queue_binding(compensations)},
             }
-        for queue in topology.retry_queues(consumer):
-            channels[_queue_channel_id(queue.name)] = {
-                "address": queue.name,
-                "title": f"a retry delay of {consumer}",
-                "description": (
-                    f"A message whose handling failed for a passing reason waits out the TTL here, then goes back "
-                    f"to the {consumer} queue alone (through the default exchange), one attempt later."
-                ),
-                "messages": _channel_messages(handled),
-                "bindings": {"amqp": _queue_binding(queue)},
-            }
+        for queue_name in topology.queue_names(consumer):
+            for queue in topology.retry_queues(queue_name):
+                channels[_queue_channel_id(queue.name)] = {
+                    "address": queue.name,
+                    "title": f"a retry delay of {queue_name}",
+                    "description": (
+                        f"A message whose handling failed for a passing reason waits out the TTL here, then goes "
+                        f"back to the {queue_name} queue alone (through the default exchange), one attempt later."
+                    ),
+                    "messages": _channel_messages(topology.bound_keys(queue_name)),
+                    "bindings": {"amqp": _queue_binding(queue)},
+                }
     return channels
 
 
@@ -411,16 +411,16 @@ def _failure_operations() -> dict[str, Any]:
     operations = {}
     dead_letters = topology.dead_letter_exchange().name
     for consumer in bus.consumers():
-        handled = sorted(bus.registry()[consumer])
-        for queue in topology.retry_queues(consumer):
-            channel = _queue_channel_id(queue.name)
-            operations[f"{consumer}.retry.{queue.name.rsplit('.', 1)[-1]}"] = {
-                "action": "send",
-                "title": f"{consumer} delays a retry",
-                "channel": _ref("channels", channel),
-                "messages": [_ref("channels", channel, "messages", key) for key in handled],
-                "bindings": _publish_binding(),
-            }
+        for queue_name in topology.queue_names(consumer):
+            for queue in topology.retry_queues(queue_name):
+                channel = _queue_channel_id(queue.name)
+                operations[f"{queue_name}.retry.{queue.name.rsplit('.', 1)[-1]}"] = {
+                    "action": "send",
+                    "title": f"{consumer} delays a retry of {queue_name}",
+                    "channel": _ref("channels", channel),
+                    "messages": [_ref("channels", channel, "messages", key) for key in topology.bound_keys(queue_name)],
+                    "bindings": _publish_binding(),
+                }
         operations[f"{consumer}.dead-letter"] = {
             "action": "send",
             "title": f"{consumer} gives up on a message",

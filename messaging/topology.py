@@ -8,8 +8,9 @@
   release, the reply to a refund), bound to their keys only; the consumer's threads consume it beside its own
   queue and take what they received of it first, so an undo never waits behind the consumer's backlog of new
   work. Its messages are the consumer's in every other way.
-- `<queue>.retry.<ms>ms`: delay queues. A retried message waits out the TTL there, then dead-letters
-  straight back to its own consumer's queue through the default exchange (not to every subscriber).
+- `<queue>.retry.<ms>ms`: delay queues of each of those queues. A retried message waits out the TTL there, then
+  dead-letters straight back through the default exchange to the queue of its kind (not to every subscriber):
+  a retried compensation to the compensation queue, so it keeps its place before new work.
 - `sagaflow.dlx` (fanout) and `sagaflow.dead-letters`: the broker's and our dead letters, stored as rows by
   the worker.
 """
@@ -57,6 +58,11 @@ def queue_names(consumer: str) -> list[str]:
     return [consumer, compensation_queue_name(consumer)] if bus.compensations(consumer) else [consumer]
 
 
+def queue_of(consumer: str, message_type: str) -> str:
+    """The queue of `consumer` that a message of `message_type` belongs in: its compensations' or its own."""
+    return compensation_queue_name(consumer) if message_type in bus.compensations(consumer) else consumer
+
+
 def consumer_of(queue_name: str) -> str:
     """The consumer whose message a delivery from `queue_name` is: a compensation queue's is its consumer's."""
     base = queue_name.removesuffix(COMPENSATIONS_SUFFIX)
@@ -92,21 +98,23 @@ def _binding(routing_key: str) -> binding:
     return binding(main_exchange(), routing_key=routing_key)
 
 
-def retry_queue_name(consumer: str, attempt: int) -> str:
-    return f"{consumer}.retry.{int(retry_delay_s(attempt) * 1000)}ms"
+def retry_queue_name(queue_name: str, attempt: int) -> str:
+    return f"{queue_name}.retry.{int(retry_delay_s(attempt) * 1000)}ms"
 
 
-def retry_queues(consumer: str) -> list[Queue]:
+def retry_queues(queue_name: str) -> list[Queue]:
+    """The delay queues of `queue_name` (a consumer's queue or its compensations'), one per attempt that can be
+    retried; each hands a message back to `queue_name` when its TTL is over."""
     queues = []
     for attempt in range(1, settings.MESSAGING_MAX_ATTEMPTS):
         queues.append(
             Queue(
-                retry_queue_name(consumer, attempt),
+                retry_queue_name(queue_name, attempt),
                 durable=True,
                 queue_arguments={
                     "x-message-ttl": int(retry_delay_s(attempt) * 1000),
                     "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": consumer,
+                    "x-dead-letter-routing-key": queue_name,
                 },
             )
         )
@@ -130,8 +138,9 @@ def declare_all(channel) -> None:
             queue(channel).declare()
             for routing_key in retired_keys(queue.name):
                 channel.queue_unbind(queue.name, settings.MESSAGING_EXCHANGE, routing_key)  # a no-op when not bound
-        for queue in retry_queues(name):
-            queue(channel).declare()
+        for queue_name in queue_names(name):
+            for queue in retry_queues(queue_name):
+                queue(channel).declare()
 
 
 def retired_keys(queue_name: str) -> list[str]:

@@ -191,7 +191,7 @@ class ConsumerThread(_BrokerThread):
                 self._safely(self.on_one, message)
 
     def _is_new_work(self, message: Message) -> bool:
-        return message.delivery_info.get("routing_key") not in self.compensations
+        return _message_type(message) not in self.compensations
 
     def _settled_together(self, batch: list[Message]) -> bool:
         """Handle `batch` in one transaction and ack it. False, with nothing of it kept, when one of its
@@ -252,8 +252,10 @@ class ConsumerThread(_BrokerThread):
         self.producer.publish(
             message.body,
             exchange="",
-            # Back to the consumer's own queue when the delay is over, also from its compensations' queue.
-            routing_key=topology.retry_queue_name(self.consumer, attempt),
+            # Back to the queue of its kind when the delay is over: a compensation keeps its place before new work.
+            routing_key=topology.retry_queue_name(
+                topology.queue_of(self.consumer, verdict.envelope.routing_key), attempt
+            ),
             headers=headers,
             retry=False,
             **_copied_properties(message),
@@ -327,6 +329,13 @@ def _handled(consumer: str, message: Message, *, in_batch: bool = False) -> Verd
         message.delivery_info.get("routing_key", ""),
         in_batch=in_batch,
     )
+
+
+def _message_type(message: Message) -> str:
+    """The type a delivery says it has, as the envelope reads it: its `type` property, else its routing key (a
+    message back from a delay queue carries the queue's name as its routing key)."""
+    declared = message.properties.get("type") if isinstance(message.properties, dict) else None
+    return declared if isinstance(declared, str) and declared else message.delivery_info.get("routing_key", "")
 
 
 def _failure_from(message: Message) -> FailedDelivery:

@@ -1,8 +1,10 @@
 """The broker's topology on a real RabbitMQ (this run's vhost): a key a consumer no longer handles is unbound
 from its queue, so a queue declared by an older version stops receiving it; a compensation goes to its
-consumer's compensation queue alone."""
+consumer's compensation queue alone, and back there from its delay queue."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from django.conf import settings
@@ -78,3 +80,33 @@ def test_a_refund_goes_to_the_compensation_queue_and_no_longer_to_the_older_paym
         assert (depth(channel, "payments"), depth(channel, "payments.compensations")) == (1, 1)
         for queue in ("payments", "payments.compensations"):
             channel.queue_purge(queue)
+
+
+def test_a_retried_compensation_comes_back_to_the_compensation_queue_alone():
+    with Connection(settings.BROKER_URL, transport_options={"confirm_publish": True}) as broker:
+        channel = broker.default_channel
+        topology.declare_all(channel)
+        for queue in ("payments", "payments.compensations"):
+            channel.queue_purge(queue)
+        # given a refund sent to its delay queue, as the worker sends one whose handling failed for a passing reason
+        delay = topology.retry_queue_name(topology.queue_of("payments", "payment.refund"), 1)
+        assert delay.startswith("payments.compensations.retry.")
+        Producer(channel).publish(
+            {"order_id": "00000000-0000-0000-0000-000000000000"}, exchange="", routing_key=delay, delivery_mode=2
+        )
+        assert depth(channel, delay) == 1
+
+        # when its delay is over, then it waits in the compensation queue, not behind the new payments
+        deadline = time.monotonic() + 10
+        while depth(channel, "payments.compensations") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (depth(channel, "payments"), depth(channel, "payments.compensations"), depth(channel, delay)) == (
+            0,
+            1,
+            0,
+        )
+        # and a new payment's delay queue still hands back to the payments queue
+        assert topology.retry_queue_name(topology.queue_of("payments", "payment.process"), 1).startswith(
+            "payments.retry."
+        )
+        channel.queue_purge("payments.compensations")

@@ -295,6 +295,17 @@ def test_the_retry_delay_queues_and_the_dead_letters_are_documented_from_the_set
         "x-dead-letter-exchange": "",
         "x-dead-letter-routing-key": "payments",
     }
+    # a compensation's retry waits apart, and goes back to the compensation queue, before new work
+    compensation_retries = sorted(name for name in channels if name.startswith("queue.payments.compensations.retry."))
+    assert compensation_retries == [
+        "queue.payments.compensations.retry.1000ms",
+        "queue.payments.compensations.retry.500ms",
+    ]
+    delayed = channels["queue.payments.compensations.retry.1000ms"]
+    assert delayed["bindings"]["amqp"]["x-arguments"]["x-dead-letter-routing-key"] == "payments.compensations"
+    assert sorted(delayed["messages"]) == ["payment.refund"]
+    assert "payment.refund" not in channels["queue.payments.retry.500ms"]["messages"]
+    assert document["operations"]["payments.compensations.retry.500ms"]["action"] == "send"
     assert channels["queue.payments"]["bindings"]["amqp"]["x-arguments"]["x-delivery-limit"] == 7
     assert channels[topology.DEAD_LETTER_EXCHANGE]["bindings"]["amqp"]["exchange"]["type"] == "fanout"
     assert channels[f"queue.{topology.DEAD_LETTER_QUEUE}"]["bindings"]["amqp"]["x-bound-to"] == [
