@@ -12,7 +12,9 @@ With the local hand-off (MESSAGING_LOCAL_HANDOFF), two more:
 - the same two instants of the relay's hand-off of the API's payment.process, which no lease covers: the next
   relay's sweep finds it unpublished and hands it over.
 
-Each time the order completes once: one capture, the stock taken once, a clean audit.
+Each time the order completes once: one capture, the stock taken once, a clean audit. On the compensation path
+(an order the stock cannot serve), the same two instants of each of its messages, which travel through the
+compensation queues (`<consumer>.compensations`): the order fails once, refunded once, no stock taken.
 """
 
 from __future__ import annotations
@@ -37,17 +39,35 @@ CONSUMER = {
     "inventory.reserve": "inventory",
     "inventory.reserved": "saga",
 }
+# The messages of an order that the stock cannot serve, after its charge: the stock's refusal, then the refund.
+COMPENSATION_CONSUMER = {
+    "inventory.reservation_failed": "saga",
+    "payment.refund": "payments",
+    "payment.refunded": "saga",
+}
 
 
-def place_and_lose_a_worker(api, started, instant: str, message_type: str) -> tuple[dict, str, str]:
-    """An order placed while the only worker is one that dies at `instant` of `message_type`."""
+def place_and_lose_a_worker(api, started, instant: str, message_type: str, quantity: int = 2) -> tuple[dict, str, str]:
+    """An order of `quantity` of a product with 5 in stock, placed while the only worker is one that dies at
+    `instant` of `message_type`."""
     sku = create_product(api, stock_level=5, price="10.00")
     customer = create_account(api, balance_amount="100.00")
     dying = started(dying_worker("dying", instant, message_type))
-    order = place_order(api, customer, [{"sku": sku, "quantity": 2}])
+    order = place_order(api, customer, [{"sku": sku, "quantity": quantity}])
     wait_for(lambda: not dying.running(), timeout=30, message=f"the worker to die at the {instant} of {message_type}")
     assert dying.popen.returncode == DIED, dying.log()[-3000:]
     return order, customer, sku
+
+
+def assert_settled(message_id: str) -> None:
+    """The message applied once, nothing left in the outbox, and a clean audit."""
+    assert InboxMessage.objects.filter(message_id=message_id).count() == 1
+    wait_for(
+        lambda: not OutboxMessage.objects.filter(published_at__isnull=True).exists(),
+        timeout=30,
+        message="the outbox to be fully published",
+    )
+    wait_for(lambda: not audit(settled=True), timeout=30, message="a clean audit")
 
 
 def assert_completed_once(api, order: dict, customer: str, sku: str, message_id: str) -> None:
@@ -62,13 +82,7 @@ def assert_completed_once(api, order: dict, customer: str, sku: str, message_id:
     assert balance(api, customer) == Decimal("80.00")
     wait_for(lambda: stock(api, sku)["on_hand"] == 3, message="the goods to leave on_hand")
     assert (stock(api, sku)["on_hand"], stock(api, sku)["reserved"]) == (3, 0)
-    assert InboxMessage.objects.filter(message_id=message_id).count() == 1
-    wait_for(
-        lambda: not OutboxMessage.objects.filter(published_at__isnull=True).exists(),
-        timeout=30,
-        message="the outbox to be fully published",
-    )
-    wait_for(lambda: not audit(settled=True), timeout=30, message="a clean audit")
+    assert_settled(message_id)
 
 
 @pytest.mark.parametrize("message_type", list(CONSUMER))
@@ -104,6 +118,54 @@ def test_a_worker_dead_between_the_confirm_and_the_mark_publishes_again_and_the_
     wait_for(
         lambda: f"duplicate {message_type} skipped by {CONSUMER[message_type]}" in survivor.log(),
         message=f"the survivor to skip the second copy of {message_type}",
+    )
+
+
+def assert_failed_and_refunded_once(api, order: dict, customer: str, sku: str, message_id: str) -> None:
+    final = wait_final(api, order["id"])
+    assert (final["status"], final["failure_reason"]) == ("FAILED", "out_of_stock"), final
+    assert [step["to_state"] for step in final["saga"]["history"]] == [
+        "PAYMENT_PENDING",
+        "INVENTORY_PENDING",
+        "COMPENSATING",
+        "FAILED",
+    ]
+    entries = LedgerEntry.objects.filter(payment__order_id=order["id"])
+    assert sorted(entries.values_list("kind", flat=True)) == [LedgerEntry.Kind.CAPTURE, LedgerEntry.Kind.REFUND]
+    assert balance(api, customer) == Decimal("100.00")
+    assert (stock(api, sku)["on_hand"], stock(api, sku)["reserved"]) == (5, 0)
+    assert_settled(message_id)
+
+
+@pytest.mark.parametrize("message_type", list(COMPENSATION_CONSUMER))
+def test_a_worker_dead_between_the_commit_and_the_ack_of_a_compensation_leaves_a_redelivery_that_changes_nothing(
+    api, started, message_type
+):
+    order, customer, sku = place_and_lose_a_worker(api, started, "ack", message_type, quantity=6)
+    message = OutboxMessage.objects.get(order_id=order["id"], routing_key=message_type)
+    consumer = COMPENSATION_CONSUMER[message_type]
+    assert InboxMessage.objects.filter(consumer=consumer, message_id=message.message_id).exists()
+
+    survivor = started(celery_worker("survivor"))
+
+    assert_failed_and_refunded_once(api, order, customer, sku, str(message.message_id))
+    wait_for(
+        lambda: f"duplicate {message_type} skipped by {consumer}" in survivor.log(),
+        message=f"the survivor to skip the redelivered {message_type}",
+    )
+
+
+def test_a_worker_dead_between_the_confirm_and_the_mark_of_a_refund_publishes_it_again_and_refunds_once(api, started):
+    order, customer, sku = place_and_lose_a_worker(api, started, "mark", "payment.refund", quantity=6)
+    message = OutboxMessage.objects.get(order_id=order["id"], routing_key="payment.refund")
+    assert message.published_at is None
+
+    survivor = started(celery_worker("survivor"))
+
+    assert_failed_and_refunded_once(api, order, customer, sku, str(message.message_id))
+    wait_for(
+        lambda: "duplicate payment.refund skipped by payments" in survivor.log(),
+        message="the survivor to skip the second copy of payment.refund",
     )
 
 
