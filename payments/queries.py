@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.utils import timezone
+
 from config.kernel import sql
 from payments.models import Account, ClosedOrder, Payment
 
@@ -36,3 +38,30 @@ def balance_take(*, customer_id: str, amount: Decimal) -> bool:
 
 
 _TAKE = f"UPDATE {sql.table(Account)} SET balance = balance - %s WHERE customer_id = %s AND balance >= %s"
+
+
+def balance_give(*, customer_id: str, amount: Decimal) -> None:
+    """Give `amount` back to the account, with the rows of the current `sql.batched()` block (a refund's)."""
+    sql.later(_GIVE, [sql.adapt(Account, "balance", amount), customer_id])
+
+
+_GIVE = f"UPDATE {sql.table(Account)} SET balance = balance + %s WHERE customer_id = %s"
+
+
+def order_close(*, order_id: str, reason: str) -> None:
+    """Close the order to later charges, unless it is closed already, with the rows of the current
+    `sql.batched()` block. Run under the order's lock (`messaging.locks.order_lock`)."""
+    sql.later(
+        _CLOSE,
+        [
+            sql.adapt(ClosedOrder, "order_id", order_id),
+            reason[: ClosedOrder._meta.get_field("reason").max_length],
+            sql.adapt(ClosedOrder, "closed_at", timezone.now()),
+        ],
+    )
+
+
+_CLOSE = (
+    f"INSERT INTO {sql.table(ClosedOrder)} (order_id, reason, closed_at) VALUES (%s, %s, %s) "
+    "ON CONFLICT (order_id) DO NOTHING"
+)

@@ -13,7 +13,7 @@ from messaging.locks import order_lock
 from messaging.outbox import publish
 from payments import queries
 from payments.gateway import ZERO, PaymentGateway, default_gateway
-from payments.models import Account, ClosedOrder, LedgerEntry, Payment
+from payments.models import Account, LedgerEntry, Payment
 
 logger = logging.getLogger(__name__)
 
@@ -99,12 +99,13 @@ def payment_refund(*, order_id: str, reason: str, gateway: PaymentGateway | None
     still answers `payment.refunded`.
     """
     order_lock("payments", order_id)
-    ClosedOrder.objects.get_or_create(order_id=order_id, defaults={"reason": reason[:64]})
     payment = queries.payment_of(order_id)
+    # Its writes go out together when the handler returns (sql.batched): the order's lock keeps the rows still.
+    queries.order_close(order_id=order_id, reason=reason)
     if payment is not None and payment.status == Payment.Status.CAPTURED:
         (gateway or default_gateway()).refund(payment=payment)
         payment.status = Payment.Status.REFUNDED
-        sql.update(payment, ["status"])
+        sql.update(payment, ["status"], with_batch=True)
     refunded = payment if payment is not None and payment.status == Payment.Status.REFUNDED else None
     publish(
         "payment.refunded",

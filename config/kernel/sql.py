@@ -164,9 +164,9 @@ def batched() -> Iterator[None]:
 
 
 def later(statement: str, params: Sequence[Any] = ()) -> None:
-    """Run `statement` (an UPDATE or DELETE whose row count nobody reads) with the rows of the current
-    `batched()` block, or now outside one. It runs beside the block's inserts, on the same snapshot: it must
-    not touch the rows they insert."""
+    """Run `statement` (an UPDATE, a DELETE or an INSERT … ON CONFLICT DO NOTHING whose row count nobody reads)
+    with the rows of the current `batched()` block, or now outside one. It runs beside the block's inserts, on
+    the same snapshot: it must not touch the rows they insert."""
     pending = _pending.get()
     if pending is None:
         execute(statement, params)
