@@ -53,9 +53,14 @@ def compensation_queue(consumer: str) -> Queue | None:
     return _quorum_queue(compensation_queue_name(consumer), keys) if keys else None
 
 
-def queue_names(consumer: str) -> list[str]:
+def consumer_queues(consumer: str) -> list[Queue]:
     """Every queue that `consumer`'s threads consume: its own, then its compensations' if it has any."""
-    return [consumer, compensation_queue_name(consumer)] if bus.compensations(consumer) else [consumer]
+    compensations = compensation_queue(consumer)
+    return [consumer_queue(consumer), *([compensations] if compensations is not None else [])]
+
+
+def queue_names(consumer: str) -> list[str]:
+    return [queue.name for queue in consumer_queues(consumer)]
 
 
 def queue_of(consumer: str, message_type: str) -> str:
@@ -131,16 +136,12 @@ def declare_all(channel) -> None:
     dead_letter_exchange()(channel).declare()
     dead_letter_queue()(channel).declare()
     for name in bus.consumers():
-        compensations = compensation_queue(name)
-        for queue in (consumer_queue(name), compensations):
-            if queue is None:
-                continue
+        for queue in consumer_queues(name):
             queue(channel).declare()
             for routing_key in retired_keys(queue.name):
                 channel.queue_unbind(queue.name, settings.MESSAGING_EXCHANGE, routing_key)  # a no-op when not bound
-        for queue_name in queue_names(name):
-            for queue in retry_queues(queue_name):
-                queue(channel).declare()
+            for delay in retry_queues(queue.name):
+                delay(channel).declare()
 
 
 def retired_keys(queue_name: str) -> list[str]:

@@ -154,8 +154,7 @@ class ConsumerThread(_BrokerThread):
         self.received: list[Message] = []
 
     def queues(self) -> list:
-        compensations = topology.compensation_queue(self.consumer)
-        return [topology.consumer_queue(self.consumer), *([compensations] if compensations is not None else [])]
+        return topology.consumer_queues(self.consumer)
 
     def prefetch(self) -> int:
         # An outward consumer takes one delivery at a time: each may wait a whole timeout on another server,
