@@ -203,15 +203,27 @@ def celery_beat(**env: str) -> Process:
 
 def queue_consumers(queue: str) -> int:
     """How many consumers RabbitMQ counts on `queue` right now (0 when it does not exist yet)."""
+    declared = _declared(queue)
+    return declared.consumer_count if declared is not None else 0
+
+
+def queue_messages(queue: str) -> int:
+    """How many messages wait in `queue` right now (0 when it does not exist yet)."""
+    declared = _declared(queue)
+    return declared.message_count if declared is not None else 0
+
+
+def _declared(queue: str):
+    """RabbitMQ's answer to a passive declare of `queue`, or None when it does not exist yet."""
     from django.conf import settings
     from kombu import Connection
 
     with Connection(settings.BROKER_URL) as broker:
         channel = broker.channel()
         try:
-            return channel.queue_declare(queue, passive=True).consumer_count
+            return channel.queue_declare(queue, passive=True)
         except Exception:  # noqa: BLE001 - the queue is not declared yet
-            return 0
+            return None
 
 
 def wait_until_consuming(process: Process, queues=("payments", "inventory", "saga"), timeout: float = 60) -> None:

@@ -10,16 +10,14 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from django.conf import settings
 from django.db import transaction
-from kombu import Connection
 
 from messaging import outbox, topology
 from payments.models import Payment
 from payments.services import payment_process
 from tests.e2e.test_saga_flows import create_account
 from tests.plugin import worker_database_url
-from tests.processes import celery_worker, wait_for
+from tests.processes import celery_worker, queue_messages, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -62,14 +60,7 @@ def test_a_refund_is_handled_while_the_new_payments_before_it_are_still_queued(a
 
 def delayed(queue_names: list[str]) -> int:
     """How many messages wait in the first delay queue of each of `queue_names` (0 for one not declared yet)."""
-    total = 0
-    with Connection(settings.BROKER_URL) as broker:
-        for name in queue_names:
-            try:
-                total += broker.channel().queue_declare(topology.retry_queue_name(name, 1), passive=True).message_count
-            except Exception:  # noqa: BLE001 - not declared yet
-                pass
-    return total
+    return sum(queue_messages(topology.retry_queue_name(name, 1)) for name in queue_names)
 
 
 RETRY_BASE_S = "2"  # the first retry waits 2 s in its delay queue: long enough for the test to see it there
