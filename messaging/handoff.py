@@ -5,7 +5,8 @@ While a consumer thread handles deliveries, `publish()` leases each row whose co
 and none is outward (`handoff_until`: the relay leaves the row alone until then, and the outbox trigger does not
 announce it). Once the handler's transaction has committed and its deliveries are acked, the thread hands the
 leased rows over: in one transaction it locks those still unpublished (skipping any a relay holds), applies each
-through the same delivery path and inbox as a delivery from the broker, and marks them published. What those
+through the same delivery path and inbox as a delivery from the broker, and marks them published; once that
+has committed, a copy of each goes to the broker's tap exchange (messaging.relay.Tap). What those
 handlers write is leased and handed over in turn, so that a saga may run to its end on one thread. The relay
 does the same with the rows it claims that no worker leased (the API's `payment.process`, a cancel, what beat
 writes): it applies them in its claim's transaction instead of publishing them (`for_relay`, `apply_claimed`),
@@ -21,7 +22,7 @@ retries and dead letters, as they would have without the hand-off.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
@@ -37,6 +38,9 @@ from messaging.models import OutboxMessage
 from messaging.outbox import handoff_collector
 
 logger = logging.getLogger(__name__)
+
+# Where the rows handed off are copied, so that the broker still sees them (messaging.relay.Tap).
+CopyToTap = Callable[[list[OutboxMessage]], None]
 
 # Rounds of one hand-off: a saga's steps are a handful. What a longer chain writes past them goes to the relay.
 MAX_ROUNDS = 16
@@ -82,14 +86,14 @@ def collecting() -> Iterator[Collector | None]:
         handoff_collector.reset(token)
 
 
-def hand_off(collector: Collector | None) -> None:
-    """Hand over the rows `collector` leased, once what wrote them has committed. Never raises: what it could
-    not hand over goes to the relay."""
+def hand_off(collector: Collector | None, tap: CopyToTap | None) -> None:
+    """Hand over the rows `collector` leased, once what wrote them has committed, and give `tap` a copy of each
+    row handed over. Never raises: what it could not hand over goes to the relay."""
     rows = collector.rows if collector is not None else []
     for _ in range(MAX_ROUNDS):
         if not rows:
             return
-        rows = _handed_over(rows)
+        rows = _handed_over(rows, tap)
     _release(rows)
 
 
@@ -114,7 +118,7 @@ def apply_claimed(rows: list[OutboxMessage]) -> list[OutboxMessage]:
     the claim and the hand-off, so no other relay publishes them meanwhile. What their handlers write is leased
     to the current collector, for `hand_off` once the caller has committed. A handler that fails rolls the
     savepoint back and ends the rows' lease: they go through the broker. Returns the rows handed off, for
-    `count_handed_off` once the caller has committed. Raises only when the database fails."""
+    `handed_off` once the caller has committed. Raises only when the database fails."""
     if not rows:
         return []
     try:
@@ -128,10 +132,12 @@ def apply_claimed(rows: list[OutboxMessage]) -> list[OutboxMessage]:
     return rows
 
 
-def count_handed_off(rows: list[OutboxMessage]) -> None:
-    """Count `rows` handed off, once the transaction that marked them has committed."""
+def handed_off(rows: list[OutboxMessage], tap: CopyToTap | None) -> None:
+    """Count `rows` handed off and copy them to `tap`, once the transaction that marked them has committed."""
     for row in rows:
         metrics.HANDED_OFF.labels(row.routing_key).inc()
+    if rows and tap is not None:
+        tap(rows)
 
 
 class _ToBroker(Exception):
@@ -149,7 +155,7 @@ def _apply(rows: list[OutboxMessage]) -> None:
                 raise _ToBroker
 
 
-def _handed_over(rows: list[OutboxMessage]) -> list[OutboxMessage]:
+def _handed_over(rows: list[OutboxMessage], tap: CopyToTap | None) -> list[OutboxMessage]:
     """Hand `rows` over in one transaction; returns the rows their handlers leased in turn."""
     written = Collector()
     try:
@@ -164,7 +170,7 @@ def _handed_over(rows: list[OutboxMessage]) -> list[OutboxMessage]:
         drop_broken_connection()
         _release(rows)
         return []
-    count_handed_off(taken)
+    handed_off(taken, tap)
     return written.rows
 
 

@@ -6,6 +6,9 @@ handed to them instead of published (messaging/handoff.py). The relay sleeps on 
 the `NOTIFY` that the outbox's insert trigger sends at commit naming the row, and sweeps every
 OUTBOX_SWEEP_INTERVAL_S as the safety net.
 
+What the hand-off took past the broker is copied to the tap exchange (`Tap`), so that the broker still sees
+every message.
+
 A row the broker refuses (a nack) is held back, longer at each refusal (RefusedRows): the relay never sweeps
 again at once for it, and the rows that notifications name go on being published while it waits.
 """
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 
 CONFIRM_TIMEOUT_S = 10.0
+# On a tap's copy of a message that the hand-off took past the broker.
+HANDED_OFF_HEADER = "x-sagaflow-handed-off"
 
 
 class ConfirmingPublisher:
@@ -53,6 +58,7 @@ class ConfirmingPublisher:
         self.refused: set[int] = set()
         self.channel.events["basic_ack"].add(lambda tag, multiple: self._settle(tag, multiple, refused=False))
         self.channel.events["basic_nack"].add(lambda tag, multiple: self._settle(tag, multiple, refused=True))
+        self.tap = Tap(self.connection)
 
     def _settle(self, delivery_tag: int, multiple: bool, *, refused: bool) -> None:
         settled = {tag for tag in self.pending if tag <= delivery_tag} if multiple else {delivery_tag}
@@ -112,6 +118,26 @@ class ConfirmingPublisher:
         except (TimeoutError, BlockingIOError):
             pass
         self.connection.heartbeat_tick(rate=HEARTBEAT_RATE)
+
+
+class Tap:
+    """Copies the rows a hand-off took past the broker to the tap exchange (messaging/topology.py), on a channel
+    of its own, unconfirmed: a copy is for the eyes of whoever binds a queue there, and the hand-off never
+    waits for it. A copy is lost when the worker dies before it is sent; what it copies is not."""
+
+    def __init__(self, broker: amqp.Connection):
+        self.channel = broker.channel()
+        self.exchange = topology.tap_exchange().name
+
+    def __call__(self, rows: list[OutboxMessage]) -> None:
+        try:
+            for row in rows:
+                message = _amqp_message(row)
+                message.properties["application_headers"][HANDED_OFF_HEADER] = True
+                # The class's own publish: on a connection with confirms on, the instance's waits for each.
+                amqp.Channel.basic_publish(self.channel, message, exchange=self.exchange, routing_key=row.routing_key)
+        except Exception as error:  # noqa: BLE001 - a lost copy must not undo a hand-off; the thread's loop reconnects
+            logger.warning("could not copy %s handed-off messages to the tap: %s", len(rows), error)
 
 
 def _amqp_message(row: OutboxMessage, span: Span | None = None) -> amqp.Message:
@@ -182,8 +208,8 @@ def relay_once(
         confirmed, failure = _published(publisher, published) if published else ([], None)
         if confirmed:
             queries.outbox_mark_published([row.pk for row in confirmed])
-    handoff.count_handed_off(applied)
-    handoff.hand_off(leased)
+    handoff.handed_off(applied, publisher.tap)
+    handoff.hand_off(leased, publisher.tap)
     if failure is not None:
         raise failure
     if refusals is not None:

@@ -1,6 +1,9 @@
 """The RabbitMQ topology (DESIGN §2), declared idempotently by every process that talks to the broker.
 
 - `sagaflow` (topic): every message, by routing key.
+- `sagaflow.tap` (topic), bound to `sagaflow` with `#`: what crosses the broker, and an unconfirmed copy of each
+  message that the local hand-off took past it (messaging/handoff.py). No consumer of ours reads it; a queue
+  that an operator binds to it sees every message of the saga, whichever way it travelled.
 - one quorum queue per consumer, bound to the keys it handles, with a delivery limit: a message that kills
   its consumer again and again is dead-lettered by the broker instead of looping. A key of the catalogue
   that the consumer no longer handles is unbound (an older version may have bound it).
@@ -26,10 +29,15 @@ from messaging.consumers import retry_delay_s
 
 DEAD_LETTER_EXCHANGE = "sagaflow.dlx"
 DEAD_LETTER_QUEUE = "sagaflow.dead-letters"
+TAP_SUFFIX = ".tap"
 
 
 def main_exchange() -> Exchange:
     return Exchange(settings.MESSAGING_EXCHANGE, type="topic", durable=True)
+
+
+def tap_exchange() -> Exchange:
+    return Exchange(settings.MESSAGING_EXCHANGE + TAP_SUFFIX, type="topic", durable=True)
 
 
 def dead_letter_exchange() -> Exchange:
@@ -133,6 +141,8 @@ def dead_letter_queue() -> Queue:
 def declare_all(channel) -> None:
     """Declare every exchange and queue. Safe to call from any number of processes at any time."""
     main_exchange()(channel).declare()
+    tap_exchange()(channel).declare()
+    channel.exchange_bind(tap_exchange().name, settings.MESSAGING_EXCHANGE, "#")
     dead_letter_exchange()(channel).declare()
     dead_letter_queue()(channel).declare()
     for name in bus.consumers():

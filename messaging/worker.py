@@ -42,7 +42,7 @@ from messaging.deadletters import (
 from messaging.envelope import ATTEMPT_HEADER, attempt_number
 from messaging.errors import is_transient
 from messaging.heartbeat import DEAD_LETTERS, Heartbeat
-from messaging.relay import Relay
+from messaging.relay import Relay, Tap
 
 logger = logging.getLogger(__name__)
 
@@ -152,9 +152,14 @@ class ConsumerThread(_BrokerThread):
         self.consumer = consumer
         self.compensations = frozenset(bus.compensations(consumer))
         self.received: list[Message] = []
+        self.tap: Tap | None = None
 
     def queues(self) -> list:
         return topology.consumer_queues(self.consumer)
+
+    def _consume(self, broker: Connection) -> None:
+        self.tap = Tap(broker.connection)
+        super()._consume(broker)
 
     def prefetch(self) -> int:
         # An outward consumer takes one delivery at a time: each may wait a whole timeout on another server,
@@ -213,7 +218,7 @@ class ConsumerThread(_BrokerThread):
             return False
         for message in batch:
             message.ack()
-        handoff.hand_off(leased)
+        handoff.hand_off(leased, self.tap)
         return True
 
     def _batch_span(self, batch: list[Message]):
@@ -242,7 +247,7 @@ class ConsumerThread(_BrokerThread):
             self._send_to_dead_letters(message, verdict)
         message.ack()
         if verdict.action == "ack":
-            handoff.hand_off(leased)
+            handoff.hand_off(leased, self.tap)
 
     def _send_to_retry(self, message: Message, verdict: Verdict) -> None:
         assert verdict.envelope is not None and self.producer is not None

@@ -59,10 +59,10 @@ def die_at_handoff(message_type: str) -> None:
     from messaging import handoff
 
     def dying_before(hand_over):
-        def die_or_hand_over(rows):
+        def die_or_hand_over(rows, *args):
             if any(row.routing_key == message_type for row in rows):
                 os._exit(DIED)
-            return hand_over(rows)
+            return hand_over(rows, *args)
 
         return die_or_hand_over
 
@@ -75,9 +75,9 @@ def die_at_handed(message_type: str) -> None:
     from messaging import handoff, queries
 
     def dying_inside(hand_over):
-        def hand_over_and_die_before_the_commit(rows):
+        def hand_over_and_die_before_the_commit(rows, *args):
             if not any(row.routing_key == message_type for row in rows):
-                return hand_over(rows)
+                return hand_over(rows, *args)
             mark = queries.outbox_mark_handed_off
 
             def die(ids):
@@ -85,7 +85,7 @@ def die_at_handed(message_type: str) -> None:
 
             queries.outbox_mark_handed_off = die
             try:
-                return hand_over(rows)
+                return hand_over(rows, *args)
             finally:
                 queries.outbox_mark_handed_off = mark
 

@@ -21,7 +21,7 @@ from messaging import bus, handoff, queries, topology
 from messaging.broker import connected
 from messaging.models import InboxMessage, OutboxMessage
 from messaging.outbox import publish
-from messaging.relay import ConfirmingPublisher, _Listener, relay_once
+from messaging.relay import HANDED_OFF_HEADER, ConfirmingPublisher, Tap, _Listener, relay_once
 from payments.models import LedgerEntry
 from tests.factories import make_account, make_product
 from tests.integration.support import balance, in_another_transaction, order_of, outbox, saga_of, stock
@@ -127,7 +127,7 @@ def test_a_handler_that_fails_in_a_hand_off_gives_its_rows_to_the_relay_at_once(
         listener.wait(0)
 
         # when the thread hands it over
-        handoff.hand_off(collector)
+        handoff.hand_off(collector, None)
 
         # then nothing of the attempt is kept, and the relay is woken for the row, which is its own now
         assert listener.wait(2) == [row.pk]
@@ -149,7 +149,7 @@ def test_a_row_the_relay_published_first_is_not_handed_off_as_well(handing_off):
     reply = leased_reply(order_id, envelope)
     OutboxMessage.objects.filter(pk=reply.pk).update(published_at=timezone.now())  # as a relay marks it
 
-    handoff.hand_off(_collected(reply))
+    handoff.hand_off(_collected(reply), None)
 
     assert saga_of(order_id).state == "PAYMENT_PENDING"
     assert not InboxMessage.objects.filter(consumer="saga", message_id=str(reply.message_id)).exists()
@@ -166,7 +166,7 @@ def test_a_row_a_relay_holds_is_skipped_and_stays_the_relays(handing_off):
     OutboxMessage.objects.filter(pk=reply.pk).update(handoff_until=timezone.now() - timedelta(seconds=1))
     with in_another_transaction(lambda: queries.outbox_claim(10, [reply.pk])) as held:
         assert [row.pk for row in held] == [reply.pk]
-        handoff.hand_off(_collected(reply))
+        handoff.hand_off(_collected(reply), None)
         assert saga_of(order_id).state == "PAYMENT_PENDING"
 
     reply.refresh_from_db()
@@ -177,7 +177,7 @@ def test_a_row_a_relay_holds_is_skipped_and_stays_the_relays(handing_off):
 def test_a_reply_handed_off_and_then_delivered_by_the_broker_changes_nothing_the_second_time(handing_off):
     order_id, customer, envelope = awaiting_payment()
     reply = leased_reply(order_id, envelope)
-    handoff.hand_off(_collected(reply))
+    handoff.hand_off(_collected(reply), None)
     assert saga_of(order_id).state == "COMPLETED"
 
     assert settle("saga", delivery_of(reply)) == 0
@@ -282,6 +282,62 @@ def test_the_relay_hands_the_apis_payment_process_to_this_workers_consumers_inst
     relay_once(publisher)
     assert sorted(crossed(tap)) == sorted(events)
     assert all(row.published_at is not None for row in outbox(order_id))
+
+
+@pytest.fixture
+def tap_queue() -> Iterator[str]:
+    """A queue of the test's own bound to the tap exchange, as an operator binds one."""
+    queue = Queue(f"watch-{uuid.uuid4().hex[:8]}", exchange=topology.tap_exchange(), routing_key="#")
+    with connected() as broker:
+        topology.declare_all(broker.default_channel)
+        queue(broker.default_channel).declare()
+        try:
+            yield queue.name
+        finally:
+            queue(broker.default_channel).delete()
+
+
+def watched(queue: str) -> list[tuple[str, bool]]:
+    """What the queue `queue` received, taken from it: each message's routing key, and whether it was a copy of
+    a hand-off."""
+    seen = []
+    with connected() as broker:
+        while (message := broker.default_channel.basic_get(queue, no_ack=True)) is not None:
+            handed = message.headers.get(HANDED_OFF_HEADER, False)
+            seen.append((message.delivery_info["routing_key"], handed))
+    return seen
+
+
+def test_the_tap_exchange_sees_every_message_of_the_saga_once_whichever_way_it_travelled(
+    handing_off, tapped, tap_queue
+):
+    publisher, crossing = tapped
+    order_id, _, _ = awaiting_payment()
+    placed = outbox(order_id, "payment.process")[0]
+
+    relay_once(publisher, ids=[placed.pk])
+    relay_once(publisher)  # the public events, through the broker
+
+    rows = outbox(order_id)
+    assert all(row.published_at is not None for row in rows)
+    seen = watched(tap_queue)
+    assert sorted(seen) == sorted((row.routing_key, row.handed_off) for row in rows)
+    assert ("payment.process", True) in seen and ("order.completed", False) in seen
+    assert sorted(key for key, handed in seen if not handed) == sorted(crossed(crossing))
+
+
+def test_a_copy_the_tap_cannot_send_leaves_the_hand_off_done(handing_off, caplog):
+    order_id, customer, envelope = awaiting_payment()
+    reply = leased_reply(order_id, envelope)
+
+    with connected() as broker:
+        tap = Tap(broker.connection)
+        tap.channel.close()  # a publish on it raises, as on a lost connection
+        handoff.hand_off(_collected(reply), tap)
+
+    assert saga_of(order_id).state == "COMPLETED"
+    assert balance(customer) == Decimal("80.00")
+    assert "could not copy 1 handed-off messages to the tap" in caplog.text
 
 
 def test_a_relay_pass_rolled_back_after_its_hand_off_counts_nothing_handed_off(handing_off, tapped, monkeypatch):

@@ -75,6 +75,8 @@ def running(target) -> Iterator[threading.Event]:
 class RefusingPublisher:
     """Stands in for the broker: refuses every row of `refused_queue`, confirms the others, and counts."""
 
+    tap = None  # the hand-off is off: nothing to copy
+
     def __init__(self, refused_queue: str):
         self.refused_queue = refused_queue
         self.offered: collections.Counter[int] = collections.Counter()
